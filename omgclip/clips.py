@@ -1,0 +1,230 @@
+"""Stream a video into face clips: ``T`` consecutive frames of one tracked face, cropped.
+
+This is the face pipeline that ``build`` (one face per block) and ``predict`` (every face
+in every segment) share, so a training block and a predicted segment are cropped by the
+same code. Frames are consumed once, in order; only the frames of windows not yet
+finished are held in memory, so a long video needs no more memory than a short one.
+
+A window (a :class:`~omgclip.segment.Block`) is finished once the detector has seen the
+key frames up to ``max_gap + detect_every`` frames past its end, which is all the tracker
+needs to interpolate or carry boxes inside it.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Callable, Iterable, Iterator, Sequence
+
+import numpy as np
+
+from omgclip.face import FaceBox, FaceConfig, FaceDetector, crop_face
+from omgclip.segment import Block
+from omgclip.tracking import FaceTracker, Track, TrackedBox
+
+log = logging.getLogger(__name__)
+
+NO_FACE = "no face"
+FACE_LOST = "face lost for too long"
+FEW_DETECTIONS = "too few real detections"
+VIDEO_ENDED = "video ended before the block"
+
+
+@dataclass(frozen=True)
+class FaceClip:
+    """One face through one window.
+
+    ``crops``: ``(T, S, S)`` uint8; ``boxes``: its box in each frame (working-frame pixels);
+    ``real``: whether each frame's box came from a detection (or its interpolation between
+    two consecutive key frames) rather than being carried over a miss.
+    """
+
+    track_id: int
+    crops: np.ndarray
+    boxes: tuple[FaceBox, ...]
+    real: tuple[bool, ...]
+
+    @property
+    def detect_frac(self) -> float:
+        return sum(self.real) / len(self.real) if self.real else 0.0
+
+
+@dataclass(frozen=True)
+class WindowFaces:
+    """The result for one window: usable clips, and why others (or all) were rejected.
+
+    ``block`` is the window as decoded; at the end of a truncated video it is shorter than
+    ``requested`` (length 0 when the video ended before it began).
+    """
+
+    requested: Block
+    block: Block
+    clips: tuple[FaceClip, ...]
+    rejected: tuple[tuple[int, str], ...]
+
+    @property
+    def complete(self) -> bool:
+        return self.block.length == self.requested.length
+
+    @property
+    def reason(self) -> str:
+        """Why there is no clip ('' when there is one)."""
+        if self.clips:
+            return ""
+        if self.block.length == 0:
+            return VIDEO_ENDED
+        return self.rejected[0][1] if self.rejected else NO_FACE
+
+
+def lookahead(config: FaceConfig) -> int:
+    """Frames past a window's end that must be seen before it can be finished."""
+    return config.max_gap + config.detect_every
+
+
+def needed_frames(windows: Sequence[Block], config: FaceConfig) -> Callable[[int], bool]:
+    """A predicate: does the pipeline need to see (decode, maybe detect on) frame ``i``?
+
+    Frames far from every window are only grabbed, not decoded to pixels.
+    """
+    margin = lookahead(config)
+    spans: list[list[int]] = []
+    for w in sorted(windows):
+        lo, hi = w.start - margin, w.stop + margin
+        if spans and lo <= spans[-1][1]:
+            spans[-1][1] = max(spans[-1][1], hi)
+        else:
+            spans.append([lo, hi])
+    starts = [s[0] for s in spans]
+
+    def need(i: int) -> bool:
+        import bisect
+
+        k = bisect.bisect_right(starts, i) - 1
+        return k >= 0 and i < spans[k][1]
+
+    return need
+
+
+class _Windows:
+    """The windows still to finish, in start order, with the frames they need."""
+
+    def __init__(self, windows: Sequence[Block], extend: bool):
+        self.items = sorted(windows)
+        self.next = 0
+        self.extend = extend
+
+    def pending(self) -> list[Block]:
+        return self.items[self.next:]
+
+    def grow_to(self, frame: int) -> None:
+        """With ``extend``, add consecutive windows while frames keep coming."""
+        if not self.extend or not self.items:
+            return
+        while frame >= self.items[-1].stop:
+            last = self.items[-1]
+            self.items.append(Block(last.stop, max(last.length, self.items[0].length)))
+
+    def holds(self, frame: int) -> bool:
+        for w in self.items[self.next:]:
+            if w.start > frame:
+                return False
+            if frame < w.stop:
+                return True
+        return False
+
+
+def _pick_largest(tracks: list[Track], tracker: FaceTracker, window: Block) -> list[Track]:
+    """The face to follow through a block: the largest where the block starts (the
+    earliest frame with any face), then that same track through the block."""
+    for f in window.frames():
+        here = [(tb.box.area, t) for t in tracks if (tb := tracker.box_at(t, f)) is not None]
+        if here:
+            return [max(here, key=lambda p: p[0])[1]]
+    return []
+
+
+def _clip_for(track: Track, tracker: FaceTracker, window: Block, frames: dict, config: FaceConfig
+              ) -> FaceClip | str:
+    boxed: list[TrackedBox] = []
+    for f in window.frames():
+        tb = tracker.box_at(track, f)
+        if tb is None:
+            return FACE_LOST
+        boxed.append(tb)
+    real = tuple(tb.real for tb in boxed)
+    if sum(real) < config.min_detect_frac * len(real):
+        return FEW_DETECTIONS
+    crops = np.stack([crop_face(frames[f], tb.box, config.crop_size, config.margin)
+                      for f, tb in zip(window.frames(), boxed)])
+    return FaceClip(track.track_id, crops, tuple(tb.box for tb in boxed), real)
+
+
+def _finish(window: Block, requested: Block, tracker: FaceTracker, frames: dict,
+            config: FaceConfig, follow: str) -> WindowFaces:
+    if window.length == 0:
+        return WindowFaces(requested, window, (), ())
+    present = [t for t in tracker.tracks
+               if t.key_frames and t.key_frames[0] <= window.stop + config.max_gap
+               and t.key_frames[-1] >= window.start - config.max_gap - config.detect_every]
+    if follow == "largest":
+        present = _pick_largest(present, tracker, window)
+    clips, rejected = [], []
+    for track in present:
+        result = _clip_for(track, tracker, window, frames, config)
+        if isinstance(result, FaceClip):
+            clips.append(result)
+        else:
+            rejected.append((track.track_id, result))
+    return WindowFaces(requested, window, tuple(clips), tuple(rejected))
+
+
+def face_clips(frames: Iterable[tuple[int, np.ndarray]], windows: Sequence[Block],
+               config: FaceConfig | None = None, detector: FaceDetector | None = None,
+               follow: str = "largest", extend: bool = False,
+               on_frame: Callable[[int], None] | None = None) -> Iterator[WindowFaces]:
+    """Yield one :class:`WindowFaces` per window, in start order.
+
+    ``frames``: ``(index, gray (H, W) uint8)`` in increasing index order (indices may skip
+    frames no window needs, see :func:`needed_frames`). ``follow='largest'`` keeps one face
+    per window (the largest at its start, followed by its track: build-dataset);
+    ``follow='all'`` gives a clip for every tracked face (predict). ``extend=True`` adds
+    consecutive windows while the video goes on past the last one.
+    """
+    config = config or FaceConfig()
+    if follow not in ("largest", "all"):
+        raise ValueError("follow must be 'largest' or 'all'")
+    detector = detector or FaceDetector(config)
+    tracker = FaceTracker(config)
+    todo = _Windows(windows, extend)
+    held: dict[int, np.ndarray] = {}
+    ahead = lookahead(config)
+    last = -1
+    for index, gray in frames:
+        if todo.next >= len(todo.items):
+            break
+        todo.grow_to(index)
+        last = index
+        if on_frame is not None:
+            on_frame(index)
+        if index % config.detect_every == 0:
+            tracker.update(index, detector.detect(gray))
+        if todo.holds(index):
+            held[index] = gray
+        while todo.next < len(todo.items) and index >= todo.items[todo.next].stop - 1 + ahead:
+            w = todo.items[todo.next]
+            yield _finish(w, w, tracker, held, config, follow)
+            todo.next += 1
+            _release(held, todo)
+    while todo.next < len(todo.items):  # the video ended: finish what remains
+        w = todo.items[todo.next]
+        got = Block(w.start, max(0, min(w.stop, last + 1) - w.start))
+        yield _finish(got, w, tracker, held, config, follow)
+        todo.next += 1
+        _release(held, todo)
+
+
+def _release(held: dict, todo: _Windows) -> None:
+    pending = todo.pending()
+    keep_from = pending[0].start if pending else float("inf")
+    for f in [f for f in held if f < keep_from]:
+        del held[f]

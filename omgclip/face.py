@@ -1,0 +1,186 @@
+"""Find faces with dlib's HOG frontal detector and crop them to ``S x S`` grayscale.
+
+dlib types never leave this module: detections come out as :class:`FaceBox` records in
+the pixel coordinates of the frame that was passed in.
+
+Speed: the detector runs on a copy of the frame downscaled to ``detect_width`` with
+``upsample`` 0, which is ~15x cheaper than upsample 1 at full resolution. Where that finds
+nothing, a cascade retries with more upsampling and then at the frame's own resolution
+with upsample 1 (what the naive way does everywhere), so small faces are not lost.
+``clips`` additionally runs detection only on every ``detect_every``-th frame and
+interpolates boxes between those key frames.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, replace
+from typing import Sequence
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class FaceBox:
+    """An axis-aligned face box ``[left, right) x [top, bottom)`` in pixels (floats)."""
+
+    left: float
+    top: float
+    right: float
+    bottom: float
+    score: float = 0.0
+
+    @property
+    def width(self) -> float:
+        return self.right - self.left
+
+    @property
+    def height(self) -> float:
+        return self.bottom - self.top
+
+    @property
+    def area(self) -> float:
+        return max(0.0, self.width) * max(0.0, self.height)
+
+    @property
+    def center(self) -> tuple[float, float]:
+        return ((self.left + self.right) / 2, (self.top + self.bottom) / 2)
+
+    def iou(self, other: "FaceBox") -> float:
+        w = min(self.right, other.right) - max(self.left, other.left)
+        h = min(self.bottom, other.bottom) - max(self.top, other.top)
+        inter = max(0.0, w) * max(0.0, h)
+        union = self.area + other.area - inter
+        return inter / union if union > 0 else 0.0
+
+    def scaled(self, factor: float) -> "FaceBox":
+        return FaceBox(self.left * factor, self.top * factor, self.right * factor,
+                       self.bottom * factor, self.score)
+
+    def lerp(self, other: "FaceBox", t: float) -> "FaceBox":
+        """The box a fraction ``t`` of the way from ``self`` to ``other``."""
+        return FaceBox(*(a + (b - a) * t for a, b in
+                         zip((self.left, self.top, self.right, self.bottom),
+                             (other.left, other.top, other.right, other.bottom))),
+                       score=min(self.score, other.score))
+
+    def center_distance(self, other: "FaceBox") -> float:
+        (ax, ay), (bx, by) = self.center, other.center
+        return ((ax - bx) ** 2 + (ay - by) ** 2) ** 0.5
+
+    def as_ints(self) -> tuple[int, int, int, int]:
+        return (round(self.left), round(self.top), round(self.right), round(self.bottom))
+
+
+@dataclass(frozen=True)
+class FaceConfig:
+    """How faces are found, followed and cropped (shared by build-dataset and predict)."""
+
+    detect_width: int = 320      #: key frames are downscaled to this width for the fast pass
+    upsample: int = 0            #: dlib upsampling in the fast pass
+    cascade: bool = True         #: on a miss, retry with upsample+1, then at work size upsample 1
+    detect_every: int = 5        #: run the detector on every k-th frame; interpolate between
+    work_width: int = 640        #: frames are decoded to at most this width (crops come from it)
+    crop_size: int = 80          #: output crops are crop_size x crop_size grayscale
+    margin: float = 0.15         #: extra context around the dlib box, per side, as a fraction
+    max_gap: int = 10            #: frames a box may be carried over detector misses
+    min_detect_frac: float = 0.5 #: blocks with fewer really-detected frames are skipped
+    match_iou: float = 0.2       #: a detection continues a track above this IoU ...
+    match_dist: float = 0.6      #: ... or with its centre within this many box widths
+
+    def __post_init__(self) -> None:
+        if self.detect_every < 1 or self.crop_size < 8 or self.detect_width < 32:
+            raise ValueError("detect_every >= 1, crop_size >= 8 and detect_width >= 32 required")
+        if not 0.0 <= self.min_detect_frac <= 1.0:
+            raise ValueError("min_detect_frac must be in [0, 1]")
+
+
+class FaceDetector:
+    """dlib HOG frontal face detection with a cheap-first cascade.
+
+    >>> det = FaceDetector(FaceConfig())
+    >>> boxes = det.detect(gray)          # list[FaceBox] in gray's pixel coordinates
+    """
+
+    def __init__(self, config: FaceConfig | None = None):
+        self.config = config or FaceConfig()
+        self._dlib_detector = None
+
+    def _detector(self):
+        if self._dlib_detector is None:
+            import dlib
+
+            self._dlib_detector = dlib.get_frontal_face_detector()
+        return self._dlib_detector
+
+    def _run(self, gray, upsample: int, scale: float) -> list[FaceBox]:
+        rects, scores, _ = self._detector().run(gray, upsample, 0.0)
+        inv = 1.0 / scale
+        return [FaceBox(r.left() * inv, r.top() * inv, (r.right() + 1) * inv,
+                        (r.bottom() + 1) * inv, float(s)) for r, s in zip(rects, scores)]
+
+    def detect(self, gray) -> list[FaceBox]:
+        """Faces in a ``(H, W)`` uint8 frame, largest first."""
+        import cv2
+
+        cfg = self.config
+        h, w = gray.shape[:2]
+        scale = min(1.0, cfg.detect_width / w)
+        small = gray if scale == 1.0 else cv2.resize(
+            gray, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA)
+        boxes = self._run(small, cfg.upsample, scale)
+        if not boxes and cfg.cascade:
+            boxes = self._run(small, cfg.upsample + 1, scale)
+            if not boxes and scale < 1.0:
+                boxes = self._run(gray, 1, 1.0)
+        return sorted(boxes, key=lambda b: b.area, reverse=True)
+
+
+def detect_naive(gray, upsample: int = 1) -> list[FaceBox]:
+    """The naive baseline: dlib HOG with ``upsample`` on the full-resolution frame."""
+    det = FaceDetector(FaceConfig(cascade=False))
+    return sorted(det._run(gray, upsample, 1.0), key=lambda b: b.area, reverse=True)
+
+
+def crop_box(box: FaceBox, margin: float) -> FaceBox:
+    """The square region cropped for ``box``: its larger side plus ``margin`` per side."""
+    cx, cy = box.center
+    half = max(box.width, box.height) * (0.5 + margin)
+    return FaceBox(cx - half, cy - half, cx + half, cy + half, box.score)
+
+
+def crop_face(gray, box: FaceBox, size: int = 80, margin: float = 0.15):
+    """Cut the square around ``box`` out of a ``(H, W)`` uint8 frame and resize it to
+    ``(size, size)`` uint8. Parts outside the frame are filled by edge replication."""
+    import cv2
+    import numpy as np
+
+    sq = crop_box(box, margin)
+    x0, y0, x1, y1 = (int(np.floor(sq.left)), int(np.floor(sq.top)),
+                      int(np.ceil(sq.right)), int(np.ceil(sq.bottom)))
+    h, w = gray.shape[:2]
+    pad = max(0, -x0, -y0, x1 - w, y1 - h)
+    if pad:
+        gray = cv2.copyMakeBorder(gray, pad, pad, pad, pad, cv2.BORDER_REPLICATE)
+        x0, y0, x1, y1 = x0 + pad, y0 + pad, x1 + pad, y1 + pad
+    patch = gray[y0:y1, x0:x1]
+    interp = cv2.INTER_AREA if patch.shape[0] >= size else cv2.INTER_LINEAR
+    return cv2.resize(patch, (size, size), interpolation=interp)
+
+
+def resize_whole(gray, size: int = 80):
+    """For sources that are already face crops (``crop='none'``): the whole frame,
+    resized to ``(size, size)`` uint8."""
+    import cv2
+
+    interp = cv2.INTER_AREA if min(gray.shape[:2]) >= size else cv2.INTER_LINEAR
+    return cv2.resize(gray, (size, size), interpolation=interp)
+
+
+def with_overrides(config: FaceConfig, **changes) -> FaceConfig:
+    """A copy of ``config`` with the given fields changed (``None`` values ignored)."""
+    return replace(config, **{k: v for k, v in changes.items() if v is not None})
+
+
+def largest(boxes: Sequence[FaceBox]) -> FaceBox | None:
+    return max(boxes, key=lambda b: b.area) if boxes else None

@@ -1,0 +1,164 @@
+"""The only place that decodes video or images (OpenCV, imported lazily).
+
+Frames come out as ``(H, W)`` uint8 grayscale at a *working* resolution: never wider than
+``work_width`` (downscaled with area interpolation), which is all face crops need and keeps
+memory bounded. Boxes in that working frame convert to source pixels with ``scale``.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator, Sequence
+
+from omgclip.errors import VideoError
+
+log = logging.getLogger(__name__)
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".pgm"}
+
+
+def _cv2():
+    import cv2
+
+    return cv2
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    """What the container says about a video (``frame_count`` may overstate a truncated
+    file: decoding stops where the data ends)."""
+
+    path: str
+    fps: float
+    frame_count: int
+    width: int
+    height: int
+
+    @property
+    def duration(self) -> float:
+        return self.frame_count / self.fps if self.fps else 0.0
+
+
+def is_image(path: str | os.PathLike) -> bool:
+    return Path(path).suffix.lower() in IMAGE_SUFFIXES
+
+
+def probe(path: str | os.PathLike) -> VideoInfo:
+    """Open ``path`` and read its fps, frame count and size; check that one frame decodes.
+
+    Raises ``VideoError`` (one line) for a missing, empty or undecodable file.
+    """
+    cv2 = _cv2()
+    p = Path(path)
+    if not p.exists():
+        raise VideoError(f"{p}: file not found")
+    if p.is_dir():
+        raise VideoError(f"{p}: is a folder, not a video")
+    if p.stat().st_size == 0:
+        raise VideoError(f"{p}: empty file (0 bytes)")
+    if is_image(p):
+        img = cv2.imread(str(p), cv2.IMREAD_GRAYSCALE)
+        if img is None:
+            raise VideoError(f"{p}: not a readable image")
+        return VideoInfo(str(p), 0.0, 1, img.shape[1], img.shape[0])
+    cap = cv2.VideoCapture(str(p))
+    try:
+        if not cap.isOpened():
+            raise VideoError(f"{p}: not a readable video")
+        ok, frame = cap.read()
+        if not ok or frame is None:
+            raise VideoError(f"{p}: no frame could be decoded (not a video, or truncated)")
+        fps = float(cap.get(cv2.CAP_PROP_FPS) or 0.0)
+        count = int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
+    finally:
+        cap.release()
+    if not fps or math.isnan(fps) or fps <= 0 or fps > 1000:
+        raise VideoError(f"{p}: the video reports no usable frame rate ({fps})")
+    return VideoInfo(str(p), fps, max(count, 1), frame.shape[1], frame.shape[0])
+
+
+def work_scale(width: int, work_width: int | None) -> float:
+    """Factor from source pixels to working pixels (<= 1)."""
+    if not work_width or width <= work_width:
+        return 1.0
+    return work_width / width
+
+
+def to_work_gray(frame, scale: float):
+    """BGR (or gray) source frame -> ``(H, W)`` uint8 grayscale working frame."""
+    cv2 = _cv2()
+    gray = frame if frame.ndim == 2 else cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY)
+    if scale != 1.0:
+        h, w = gray.shape
+        gray = cv2.resize(gray, (max(1, round(w * scale)), max(1, round(h * scale))),
+                          interpolation=cv2.INTER_AREA)
+    return gray
+
+
+def iter_gray_frames(path: str | os.PathLike, work_width: int | None = 640, start: int = 0,
+                     stop: int | None = None) -> Iterator[tuple[int, "object"]]:
+    """Yield ``(frame_index, gray_work_frame)`` for frames ``[start, stop)`` in order.
+
+    Frames before ``start`` are skipped with ``grab()`` (no colour conversion). Decoding
+    ends early, without error, where a truncated file runs out of data; the caller sees
+    how many frames really came.
+    """
+    cv2 = _cv2()
+    p = Path(path)
+    if is_image(p):
+        img = cv2.imread(str(p), cv2.IMREAD_GRAYSCALE)
+        if img is None:
+            raise VideoError(f"{p}: not a readable image")
+        if start <= 0 and (stop is None or stop > 0):
+            yield 0, to_work_gray(img, work_scale(img.shape[1], work_width))
+        return
+    cap = cv2.VideoCapture(str(p))
+    if not cap.isOpened():
+        raise VideoError(f"{p}: not a readable video")
+    try:
+        index = 0
+        scale = None
+        while stop is None or index < stop:
+            if index < start:
+                if not cap.grab():
+                    return
+                index += 1
+                continue
+            ok, frame = cap.read()
+            if not ok or frame is None:
+                return
+            if scale is None:
+                scale = work_scale(frame.shape[1], work_width)
+            yield index, to_work_gray(frame, scale)
+            index += 1
+    finally:
+        cap.release()
+
+
+def read_image_list(paths: Sequence[str | os.PathLike]) -> list:
+    """Read still images (e.g. apex frames of a sequence) as grayscale arrays."""
+    cv2 = _cv2()
+    frames = []
+    for path in paths:
+        img = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
+        if img is None:
+            raise VideoError(f"{path}: not a readable image")
+        frames.append(img)
+    return frames
+
+
+def count_frames(path: str | os.PathLike) -> int:
+    """Decode the whole file and count the frames that really decode (slow; tests/tools)."""
+    cv2 = _cv2()
+    cap = cv2.VideoCapture(str(path))
+    n = 0
+    try:
+        while cap.grab():
+            n += 1
+    finally:
+        cap.release()
+    return n
