@@ -1,0 +1,5 @@
+import sys
+
+from omgclip.cli import main
+
+sys.exit(main())
