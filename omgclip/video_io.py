@@ -12,7 +12,7 @@ import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Callable, Iterator, Sequence
 
 from omgclip.errors import VideoError
 
@@ -100,10 +100,12 @@ def to_work_gray(frame, scale: float):
 
 
 def iter_gray_frames(path: str | os.PathLike, work_width: int | None = 640, start: int = 0,
-                     stop: int | None = None) -> Iterator[tuple[int, "object"]]:
+                     stop: int | None = None, keep: Callable[[int], bool] | None = None
+                     ) -> Iterator[tuple[int, "object"]]:
     """Yield ``(frame_index, gray_work_frame)`` for frames ``[start, stop)`` in order.
 
-    Frames before ``start`` are skipped with ``grab()`` (no colour conversion). Decoding
+    Frames before ``start``, and those for which ``keep(index)`` is false, are skipped
+    with ``grab()`` (no pixel conversion) and not yielded. Decoding
     ends early, without error, where a truncated file runs out of data; the caller sees
     how many frames really came.
     """
@@ -123,7 +125,7 @@ def iter_gray_frames(path: str | os.PathLike, work_width: int | None = 640, star
         index = 0
         scale = None
         while stop is None or index < stop:
-            if index < start:
+            if index < start or (keep is not None and not keep(index)):
                 if not cap.grab():
                     return
                 index += 1
@@ -162,3 +164,31 @@ def count_frames(path: str | os.PathLike) -> int:
     finally:
         cap.release()
     return n
+
+
+def iter_bgr_frames(path: str | os.PathLike) -> Iterator[tuple[int, "object"]]:
+    """Yield ``(frame_index, bgr (H, W, 3) uint8)`` for every frame at the source's own
+    resolution, in colour (for drawing annotations). A still image yields one frame."""
+    cv2 = _cv2()
+    p = Path(path)
+    if is_image(p):
+        img = cv2.imread(str(p), cv2.IMREAD_COLOR)
+        if img is None:
+            raise VideoError(f"{p}: not a readable image")
+        yield 0, img
+        return
+    cap = cv2.VideoCapture(str(p))
+    if not cap.isOpened():
+        raise VideoError(f"{p}: not a readable video")
+    try:
+        index = 0
+        while True:
+            ok, frame = cap.read()
+            if not ok or frame is None:
+                return
+            if frame.ndim == 2:
+                frame = cv2.cvtColor(frame, cv2.COLOR_GRAY2BGR)
+            yield index, frame
+            index += 1
+    finally:
+        cap.release()
