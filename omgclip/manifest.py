@@ -1,0 +1,597 @@
+"""Read and validate a manifest: the list of utterances (source, time span, label) to process.
+
+Two CSV formats are recognised by their header:
+
+* **OMG** (the OMG-Emotion challenge files):
+  ``link,start,end,video,utterance,arousal,valence,EmotionMaxVote``; the test file has only
+  the first five columns and is loaded as unlabeled (label -1).
+* **own**: ``source,start,end,label`` plus optional ``group,split,id,crop``.
+
+See ``data_manifests/README.md`` for the full description. Every malformed row becomes a
+:class:`RowSkip` (with its line number and a short reason) and loading goes on; only a file
+that cannot be read as a manifest at all raises :class:`~omgclip.errors.OmgclipError`.
+
+This module is pure: it reads files (and, for ``omg:<split>``, fetches one small CSV over
+HTTP once), but never imports torch, dlib or OpenCV.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import logging
+import math
+import os
+import re
+import urllib.error
+import urllib.parse
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+from omgclip.errors import OmgclipError
+from omgclip.fsutil import atomic_write
+from omgclip.labels import UNLABELED, parse_label
+
+log = logging.getLogger(__name__)
+
+OMG_MANIFESTS: dict[str, str] = {
+    "train": "https://raw.githubusercontent.com/knowledgetechnologyuhh/OMGEmotionChallenge/"
+             "513f7d7fb2bed57cad12aadf6713291cc5f6c444/omg_TrainVideos.csv",
+    "validation": "https://raw.githubusercontent.com/knowledgetechnologyuhh/OMGEmotionChallenge/"
+                  "e4f6619bcdff2468e1d442cbc4f71084e6a7b279/omg_ValidationVideos.csv",
+    "test": "https://raw.githubusercontent.com/knowledgetechnologyuhh/OMGEmotionChallenge/"
+            "e70f0848608c54fa5becff89306cdc13daba26f5/omg_TestVideos_WithLabels.csv",
+}
+"""The official OMG-Emotion manifests (``omg:<split>``), pinned to a commit."""
+
+OMG_COLUMNS = ("link", "start", "end", "video", "utterance", "arousal", "valence", "EmotionMaxVote")
+OMG_REQUIRED = OMG_COLUMNS[:5]
+OMG_LABEL_COLUMN = "EmotionMaxVote"
+OWN_REQUIRED = ("source", "start", "end", "label")
+OWN_OPTIONAL = ("group", "split", "id", "crop")
+CROP_MODES = ("detect", "none")
+FRAME_SEPARATOR = ";"
+IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".pgm", ".ppm"})
+VIDEO_SUFFIXES = frozenset({".mp4", ".avi", ".mkv", ".webm", ".flv", ".mov", ".m4v", ".mpg", ".mpeg", ".wmv"})
+DEFAULT_CACHE_DIR = Path("~/.cache/omgclip/manifests")
+
+EXPECTED_COLUMNS_TEXT = (
+    f"expected an OMG header '{','.join(OMG_COLUMNS)}' (the test file: first five columns) "
+    f"or an own header '{','.join(OWN_REQUIRED)}' (optional: {','.join(OWN_OPTIONAL)})"
+)
+
+_SAFE_CHARS = re.compile(r"[^A-Za-z0-9._-]+")
+_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:")
+_WINDOWS_DRIVE = re.compile(r"^[A-Za-z]:[\\/]")
+_SPLIT_ALIASES = {
+    "train": "train", "training": "train",
+    "validation": "validation", "valid": "validation", "val": "validation", "dev": "validation",
+    "test": "test", "testing": "test",
+}
+
+
+# --------------------------------------------------------------------------- data types
+
+@dataclass(frozen=True)
+class Utterance:
+    """One labelled stretch of one source (a video URL, a local video, or a list of images)."""
+
+    row: int
+    source: str
+    start: float | None
+    end: float | None
+    video: str
+    utterance: str
+    label: int
+    group: str
+    split: str
+    crop: str = "detect"
+
+    @property
+    def key(self) -> str:
+        """A unique, safe relative path like ``<video>/<utterance stem>``: made of
+        ``[A-Za-z0-9._-]`` parts joined by ``/``, never ``..``, never absolute."""
+        parts = [_safe_part(p) for p in (self.video, _id_stem(self.utterance)) if p]
+        return "/".join(parts) or "_"
+
+    @property
+    def is_url(self) -> bool:
+        return is_url(self.source)
+
+    @property
+    def frame_paths(self) -> tuple[str, ...] | None:
+        """The image files of a frame-list source (``;``-separated), else ``None``."""
+        return _frame_list(self.source)
+
+
+@dataclass(frozen=True)
+class RowSkip:
+    """A manifest row that was not used, with its 1-based line number (header = 1)."""
+
+    row: int
+    reason: str
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """A loaded manifest: the usable utterances and the rows that were skipped."""
+
+    path: str
+    format: str
+    utterances: tuple[Utterance, ...]
+    skips: tuple[RowSkip, ...]
+
+    @property
+    def sources(self) -> list[str]:
+        """Unique sources in first-seen order (one download per source, not per utterance)."""
+        return list(dict.fromkeys(u.source for u in self.utterances))
+
+
+class _RowError(ValueError):
+    """A reason to skip one row."""
+
+
+# --------------------------------------------------------------------------- public API
+
+def is_url(text: str) -> bool:
+    """True only for ``http://`` or ``https://`` URLs with a host."""
+    if not isinstance(text, str):
+        return False
+    parsed = urllib.parse.urlsplit(text.strip())
+    return parsed.scheme.lower() in ("http", "https") and bool(parsed.netloc)
+
+
+def is_local_path(text: str) -> bool:
+    """True for a value usable as a local file path: not a URL, not empty, not starting
+    with ``-`` (an option to some tool), no other scheme (``ftp:``, ``file:``; a Windows
+    drive letter is fine)."""
+    if not isinstance(text, str):
+        return False
+    value = text.strip()
+    if not value or value.startswith("-") or "\x00" in value or is_url(value):
+        return False
+    return not _SCHEME.match(value) or bool(_WINDOWS_DRIVE.match(value))
+
+
+def load_manifest(spec: str | os.PathLike, split: str | None = None,
+                  cache_dir: str | Path | None = None) -> Manifest:
+    """Load a manifest from a CSV path, or ``omg:train`` / ``omg:validation`` / ``omg:test``
+    (downloaded once into ``cache_dir``, default ``~/.cache/omgclip/manifests``).
+
+    ``split`` overrides the split taken from an OMG file's name, and is the default for own
+    rows without a ``split`` value. Raises :class:`OmgclipError` for an unknown ``omg:`` name,
+    a missing file, or a file that is not a manifest.
+    """
+    split = _normalise_split_argument(split)
+    text_spec = os.fspath(spec)
+    if text_spec.lower().startswith("omg:"):
+        name = _omg_name(text_spec)
+        path = fetch_omg_manifest(name, cache_dir)
+        return read_manifest(path, split=split or name)
+    return read_manifest(Path(text_spec).expanduser(), split=split)
+
+
+def fetch_omg_manifest(name: str, cache_dir: str | Path | None = None) -> Path:
+    """Return the cached copy of the official ``name`` manifest, downloading it on first use."""
+    url = OMG_MANIFESTS[name]
+    if not is_url(url):
+        raise OmgclipError(f"omg:{name}: manifest URL is not http(s): {url}")
+    folder = Path(cache_dir if cache_dir is not None else DEFAULT_CACHE_DIR).expanduser()
+    path = folder / _cache_name(url)
+    if path.is_file():
+        log.debug("using cached manifest %s", path)
+        return path
+    log.info("downloading omg:%s manifest from %s", name, url)
+    data = _http_get(url, what=f"omg:{name} manifest")
+    try:
+        header = next(csv.reader(io.StringIO(data.decode("utf-8-sig"))), [])
+    except UnicodeDecodeError:
+        header = []
+    if _detect_format(header) != "omg":
+        raise OmgclipError(f"omg:{name}: {url} did not return an OMG manifest CSV")
+    return atomic_write(path, lambda tmp: tmp.write_bytes(data))
+
+
+def read_manifest(path: str | Path, split: str | None = None) -> Manifest:
+    """Parse a manifest CSV file (either format); see :func:`load_manifest`."""
+    path = Path(path)
+    if not path.exists():
+        raise OmgclipError(f"manifest not found: {path}")
+    if not path.is_file():
+        raise OmgclipError(f"manifest is not a file: {path}")
+    rows = _read_rows(path)
+    header = rows[0][1] if rows else []
+    fmt = _detect_format(header)
+    if fmt is None:
+        raise OmgclipError(f"{path}: not a manifest ({EXPECTED_COLUMNS_TEXT})")
+    columns = _column_index(header)
+    base_dir = path.resolve().parent
+    if fmt == "omg":
+        default_split = split or _split_from_name(path.name) or (
+            "train" if OMG_LABEL_COLUMN.lower() in columns else "test")
+        utterances, skips = _parse_omg_rows(rows[1:], columns, base_dir, default_split)
+    else:
+        utterances, skips = _parse_own_rows(rows[1:], columns, base_dir, split or "train")
+    manifest = Manifest(str(path), fmt, tuple(utterances), tuple(sorted(skips, key=lambda s: s.row)))
+    log.info("%s: %d utterances from %d sources, %d rows skipped",
+             path, len(manifest.utterances), len(manifest.sources), len(manifest.skips))
+    return manifest
+
+
+# --------------------------------------------------------------------------- reading
+
+def _read_rows(path: Path) -> list[tuple[int, list[str]]]:
+    """All CSV records with the line number each starts on (the header is line 1)."""
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise OmgclipError(f"cannot read manifest {path}: {exc.strerror or exc}") from None
+    if b"\x00" in raw[:65536]:
+        raise OmgclipError(f"{path}: not a CSV text file ({EXPECTED_COLUMNS_TEXT})")
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise OmgclipError(f"{path}: not UTF-8 CSV text ({EXPECTED_COLUMNS_TEXT})") from None
+    reader = csv.reader(io.StringIO(text, newline=""))
+    rows: list[tuple[int, list[str]]] = []
+    next_line = 1
+    try:
+        for record in reader:
+            rows.append((next_line, record))
+            next_line = reader.line_num + 1
+    except csv.Error as exc:
+        raise OmgclipError(f"{path}: unreadable CSV near line {next_line}: {exc}") from None
+    return rows
+
+
+def _detect_format(header: list[str]) -> str | None:
+    names = {h.strip().lower() for h in header}
+    if all(c.lower() in names for c in OMG_REQUIRED):
+        return "omg"
+    if all(c in names for c in OWN_REQUIRED):
+        return "own"
+    return None
+
+
+def _column_index(header: list[str]) -> dict[str, int]:
+    """Lower-cased column name -> position (first occurrence wins)."""
+    index: dict[str, int] = {}
+    for i, name in enumerate(header):
+        index.setdefault(name.strip().lower(), i)
+    return index
+
+
+def _cell(record: list[str], columns: dict[str, int], name: str) -> str:
+    i = columns.get(name.lower())
+    return record[i].strip() if i is not None and i < len(record) else ""
+
+
+def _is_blank(record: list[str], columns: dict[str, int], names: tuple[str, ...]) -> bool:
+    return all(not _cell(record, columns, n) for n in names)
+
+
+# --------------------------------------------------------------------------- OMG rows
+
+def _parse_omg_rows(rows: list[tuple[int, list[str]]], columns: dict[str, int], base_dir: Path,
+                    split: str) -> tuple[list[Utterance], list[RowSkip]]:
+    has_label = OMG_LABEL_COLUMN.lower() in columns
+    identifying = OMG_REQUIRED + ((OMG_LABEL_COLUMN,) if has_label else ())
+    seen = _SeenIds()
+    utterances: list[Utterance] = []
+    skips: list[RowSkip] = []
+    for row, record in rows:
+        if _is_blank(record, columns, identifying):
+            skips.append(RowSkip(row, "blank row"))
+            continue
+        try:
+            utt = _omg_utterance(row, record, columns, base_dir, split, has_label)
+            seen.claim(utt)
+        except _RowError as exc:
+            skips.append(RowSkip(row, str(exc)))
+            continue
+        utterances.append(utt)
+    return utterances, skips
+
+
+def _omg_utterance(row: int, record: list[str], columns: dict[str, int], base_dir: Path,
+                   split: str, has_label: bool) -> Utterance:
+    link = _cell(record, columns, "link")
+    source = _parse_source(link, base_dir)
+    start, end = _parse_times(_cell(record, columns, "start"), _cell(record, columns, "end"))
+    _check_no_times_for_frames(source, start, end)
+    video = _check_id(_cell(record, columns, "video"), required=False)
+    utterance = _check_id(_cell(record, columns, "utterance"), required=True)
+    label = _parse_label_cell(_cell(record, columns, OMG_LABEL_COLUMN)) if has_label else UNLABELED
+    return Utterance(row=row, source=source, start=start, end=end, video=video,
+                     utterance=utterance, label=label, group=source, split=split)
+
+
+# --------------------------------------------------------------------------- own rows
+
+@dataclass(frozen=True)
+class _OwnRow:
+    """An own-format row that passed validation but may still need a derived id."""
+
+    row: int
+    source: str
+    start: float | None
+    end: float | None
+    explicit_id: str
+    label: int
+    group: str
+    split: str
+    crop: str
+
+
+def _parse_own_rows(rows: list[tuple[int, list[str]]], columns: dict[str, int], base_dir: Path,
+                    split: str) -> tuple[list[Utterance], list[RowSkip]]:
+    identifying = OWN_REQUIRED + tuple(c for c in ("id",) if c in columns)
+    parsed: list[_OwnRow] = []
+    skips: list[RowSkip] = []
+    for row, record in rows:
+        if _is_blank(record, columns, identifying):
+            skips.append(RowSkip(row, "blank row"))
+            continue
+        try:
+            parsed.append(_own_row(row, record, columns, base_dir, split))
+        except _RowError as exc:
+            skips.append(RowSkip(row, str(exc)))
+    utterances, id_skips = _assign_own_ids(parsed)
+    return utterances, skips + id_skips
+
+
+def _own_row(row: int, record: list[str], columns: dict[str, int], base_dir: Path,
+             default_split: str) -> _OwnRow:
+    source = _parse_source(_cell(record, columns, "source"), base_dir)
+    start, end = _parse_times(_cell(record, columns, "start"), _cell(record, columns, "end"))
+    _check_no_times_for_frames(source, start, end)
+    label = _parse_label_cell(_cell(record, columns, "label"))
+    explicit_id = _check_id(_cell(record, columns, "id"), required=False)
+    split_cell = _cell(record, columns, "split")
+    split = _normalise_split(split_cell) if split_cell else default_split
+    if not _is_safe_part(split):
+        raise _RowError(f"unsafe split {split_cell!r}")
+    crop = (_cell(record, columns, "crop") or "detect").lower()
+    if crop not in CROP_MODES:
+        raise _RowError(f"unknown crop {_cell(record, columns, 'crop')!r} (expected detect or none)")
+    group = _cell(record, columns, "group") or source
+    return _OwnRow(row, source, start, end, explicit_id, label, group, split, crop)
+
+
+def _assign_own_ids(rows: list[_OwnRow]) -> tuple[list[Utterance], list[RowSkip]]:
+    """Give each row its utterance id: the ``id`` column, else the source's stem (plus
+    ``_row<N>`` when that stem is taken). Explicit ids are reserved first, so a derived id
+    never steals one; the result depends only on the file's content."""
+    reserved = {_safe_part(_id_stem(r.explicit_id)).casefold() for r in rows if r.explicit_id}
+    seen = _SeenIds()
+    utterances: list[Utterance] = []
+    skips: list[RowSkip] = []
+    for r in rows:
+        utterance_id = r.explicit_id or _derived_id(r, reserved | seen.keys)
+        utt = Utterance(row=r.row, source=r.source, start=r.start, end=r.end, video="",
+                        utterance=utterance_id, label=r.label, group=r.group, split=r.split,
+                        crop=r.crop)
+        try:
+            seen.claim(utt)
+        except _RowError as exc:
+            skips.append(RowSkip(r.row, str(exc)))
+            continue
+        utterances.append(utt)
+    return utterances, skips
+
+
+def _derived_id(row: _OwnRow, taken: set[str]) -> str:
+    base = _safe_part(_source_stem(row.source))
+    return base if base.casefold() not in taken else f"{base}_row{row.row}"
+
+
+def _source_stem(source: str) -> str:
+    """A readable name for a source: a file stem, a YouTube ``v=`` id, or a URL's last part."""
+    frames = _frame_list(source)
+    if frames:
+        return Path(frames[0]).stem
+    if is_url(source):
+        parsed = urllib.parse.urlsplit(source)
+        video_ids = urllib.parse.parse_qs(parsed.query).get("v")
+        if video_ids and video_ids[0]:
+            return video_ids[0]
+        last = PurePosixPath(urllib.parse.unquote(parsed.path)).name
+        return _id_stem(last) or parsed.netloc
+    return Path(source).stem or "source"
+
+
+# --------------------------------------------------------------------------- field parsers
+
+class _SeenIds:
+    """Rejects a second utterance with the same (video, utterance) or the same key."""
+
+    def __init__(self) -> None:
+        self.pairs: set[tuple[str, str]] = set()
+        self.keys: set[str] = set()
+
+    def claim(self, utt: Utterance) -> None:
+        pair = (utt.video, utt.utterance)
+        key = utt.key.casefold()  # case-insensitive file systems would merge these
+        if pair in self.pairs or key in self.keys:
+            raise _RowError("duplicate utterance")
+        self.pairs.add(pair)
+        self.keys.add(key)
+
+
+def _parse_source(value: str, base_dir: Path) -> str:
+    """An http(s) URL as is; a local path made absolute (relative to the manifest's folder);
+    a ``;``-separated image list with each entry made absolute."""
+    if not value:
+        raise _RowError("missing source")
+    if FRAME_SEPARATOR in value:
+        return _parse_frame_list(value, base_dir)
+    return _parse_single_source(value, base_dir)
+
+
+def _parse_single_source(value: str, base_dir: Path) -> str:
+    if is_url(value):
+        return value
+    if not is_local_path(value):
+        raise _RowError(f"bad source {_short(value)!r} (not an http(s) URL or a path)")
+    path = Path(value).expanduser()
+    return os.path.normpath(path if path.is_absolute() else base_dir / path)
+
+
+def _parse_frame_list(value: str, base_dir: Path) -> str:
+    entries = [e.strip() for e in value.split(FRAME_SEPARATOR) if e.strip()]
+    if not entries:
+        raise _RowError("missing source")
+    paths = []
+    for entry in entries:
+        if is_url(entry):
+            raise _RowError(f"frame-list entries must be local image files, got {_short(entry)!r}")
+        path = _parse_single_source(entry, base_dir)
+        if Path(path).suffix.lower() not in IMAGE_SUFFIXES:
+            raise _RowError(f"frame-list entry is not an image file: {_short(entry)!r}")
+        paths.append(path)
+    return FRAME_SEPARATOR.join(paths)
+
+
+def _frame_list(source: str) -> tuple[str, ...] | None:
+    if is_url(source):
+        return None
+    entries = tuple(e for e in source.split(FRAME_SEPARATOR) if e)
+    if len(entries) > 1 or (entries and Path(entries[0]).suffix.lower() in IMAGE_SUFFIXES):
+        return entries
+    return None
+
+
+def _check_no_times_for_frames(source: str, start: float | None, end: float | None) -> None:
+    if (start is not None or end is not None) and _frame_list(source) is not None:
+        raise _RowError("start/end given for a frame-list source")
+
+
+def _parse_times(start_text: str, end_text: str) -> tuple[float | None, float | None]:
+    """Both empty -> the whole source. Otherwise both must be finite numbers >= 0, end > start."""
+    if not start_text and not end_text:
+        return None, None
+    if not start_text or not end_text:
+        raise _RowError("missing start" if not start_text else "missing end")
+    start = _parse_time(start_text, "start")
+    end = _parse_time(end_text, "end")
+    if end <= start:
+        raise _RowError("end <= start")
+    return start, end
+
+
+def _parse_time(text: str, name: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise _RowError(f"non-numeric {name} {_short(text)!r}") from None
+    if not math.isfinite(value):
+        raise _RowError(f"non-numeric {name} {_short(text)!r}")
+    if value < 0:
+        raise _RowError(f"negative {name} {value:g}")
+    return value
+
+
+def _parse_label_cell(text: str) -> int:
+    """A class name or index 0..6; ``-1`` marks an unlabeled row on purpose."""
+    if not text:
+        raise _RowError("missing label")
+    if text.strip() in ("-1", "-1.0"):
+        return UNLABELED
+    try:
+        return parse_label(text)
+    except ValueError:
+        raise _RowError(f"unknown label {_short(text)!r}") from None
+
+
+def _check_id(value: str, *, required: bool) -> str:
+    """Accept an id usable as one path component (other odd characters are replaced in
+    :attr:`Utterance.key`); reject one that could leave the output folder."""
+    if not value:
+        if required:
+            raise _RowError("missing utterance id")
+        return ""
+    if ("/" in value or "\\" in value or ":" in value or value in (".", "..")
+            or any(ord(c) < 32 for c in value)):
+        raise _RowError(f"unsafe id {_short(value)!r}")
+    return value
+
+
+def _safe_part(text: str) -> str:
+    """``text`` reduced to ``[A-Za-z0-9._-]``; never empty, ``.`` or ``..``."""
+    part = _SAFE_CHARS.sub("_", text.strip())
+    if part.strip(".") == "":
+        part = part.replace(".", "_") or "_"
+    return part
+
+
+def _is_safe_part(text: str) -> bool:
+    return bool(text) and _safe_part(text) == text
+
+
+def _id_stem(utterance: str) -> str:
+    """``utterance_4.mp4`` -> ``utterance_4``; only known video/image suffixes are dropped."""
+    suffix = PurePosixPath(utterance).suffix.lower()
+    if suffix in VIDEO_SUFFIXES or suffix in IMAGE_SUFFIXES:
+        return utterance[: -len(suffix)]
+    return utterance
+
+
+# --------------------------------------------------------------------------- splits
+
+def _normalise_split(value: str) -> str:
+    text = value.strip()
+    return _SPLIT_ALIASES.get(text.lower(), text)
+
+
+def _normalise_split_argument(split: str | None) -> str | None:
+    if split is None or not split.strip():
+        return None
+    value = _normalise_split(split)
+    if not _is_safe_part(value):
+        raise OmgclipError(f"invalid split name {split!r} (use letters, digits, '.', '_', '-')")
+    return value
+
+
+def _split_from_name(filename: str) -> str | None:
+    """``omg_TrainVideos.csv`` -> ``train``: the one split word among the name's words."""
+    words = re.findall(r"[A-Z]?[a-z]+|[A-Z]+(?![a-z])|\d+", Path(filename).stem)
+    found = {_SPLIT_ALIASES[w.lower()] for w in words if w.lower() in _SPLIT_ALIASES}
+    return found.pop() if len(found) == 1 else None
+
+
+# --------------------------------------------------------------------------- omg: specs
+
+def _omg_name(spec: str) -> str:
+    name = spec.split(":", 1)[1].strip().lower()
+    name = _SPLIT_ALIASES.get(name, name)
+    if name not in OMG_MANIFESTS:
+        raise OmgclipError(f"unknown manifest {spec!r}: use one of "
+                           + ", ".join(f"omg:{k}" for k in OMG_MANIFESTS))
+    return name
+
+
+def _cache_name(url: str) -> str:
+    """``omg_TrainVideos-<hash>.csv``: the URL's file name plus a hash of the whole URL, so a
+    different pinned revision never reuses an older copy."""
+    name = PurePosixPath(urllib.parse.urlsplit(url).path).name or "manifest.csv"
+    digest = hashlib.sha1(url.encode("utf-8")).hexdigest()[:10]
+    stem, suffix = os.path.splitext(_safe_part(name))
+    return f"{stem}-{digest}{suffix or '.csv'}"
+
+
+def _http_get(url: str, *, what: str, timeout: float = 60.0) -> bytes:
+    request = urllib.request.Request(url, headers={"User-Agent": "omgclip"})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return response.read()
+    except urllib.error.HTTPError as exc:
+        raise OmgclipError(f"cannot download {what} from {url}: HTTP Error {exc.code}: {exc.reason}") from None
+    except (urllib.error.URLError, OSError) as exc:
+        reason = getattr(exc, "reason", None) or exc
+        raise OmgclipError(f"cannot download {what} from {url}: {reason}") from None
+
+
+def _short(text: str, limit: int = 60) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."
