@@ -349,6 +349,14 @@ def _check_config(cfg: BuildConfig, out: Path) -> None:
                            "use another --out, or delete that folder to rebuild")
 
 
+def _remove_stale_temps(out: Path) -> int:
+    """Temp files left by a killed run (never counted as done) are removed on the next."""
+    stale = [p for d in (fmt.BLOCKS_DIR, fmt.STATE_DIR) for p in (out / d).rglob(".*.tmp")]
+    for path in stale:
+        path.unlink(missing_ok=True)
+    return len(stale)
+
+
 def _progress(total: int, enabled: bool, desc: str):
     from tqdm.auto import tqdm
 
@@ -437,6 +445,8 @@ def build_dataset(cfg: BuildConfig) -> BuildReport:
         raise OmgclipError(f"--out {out} exists and is not a folder")
     out.mkdir(parents=True, exist_ok=True)
     _check_config(cfg, out)
+    if _remove_stale_temps(out):
+        log.info("removed temp files left by an interrupted run")
     atomic_write_json(out / fmt.CONFIG_FILE, cfg)
     utterances, manifest_skips = _load_manifests(cfg)
     strides = resolve_strides(cfg, utterances)

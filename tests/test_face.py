@@ -1,0 +1,115 @@
+"""Face detection, tracking and clip cutting: on real footage, with small synthetic unit
+checks beside them."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from omgclip import clips, video_io
+from omgclip.face import FaceBox, FaceConfig, FaceDetector, crop_face, detect_naive
+from omgclip.segment import Block, consecutive_segments
+from omgclip.tracking import FaceTracker
+
+
+def _frame(path, index=0, work_width=640):
+    for i, gray in video_io.iter_gray_frames(path, work_width, start=index, stop=index + 1):
+        return gray
+    raise AssertionError("no frame")
+
+
+def test_facebox_geometry():
+    a, b = FaceBox(0, 0, 10, 10), FaceBox(5, 0, 15, 10)
+    assert a.area == 100 and a.center == (5, 5)
+    assert a.iou(b) == pytest.approx(50 / 150)
+    assert a.iou(a) == 1.0 and a.iou(FaceBox(20, 20, 30, 30)) == 0.0
+    assert a.lerp(b, 0.5) == FaceBox(2.5, 0, 12.5, 10)
+
+
+def test_crop_is_square_uint8_and_pads_at_the_border():
+    gray = np.full((100, 120), 7, np.uint8)
+    crop = crop_face(gray, FaceBox(-20, -20, 30, 40), size=80, margin=0.2)
+    assert crop.shape == (80, 80) and crop.dtype == np.uint8 and (crop == 7).all()
+
+
+def test_detector_finds_the_real_face_and_agrees_with_naive(mead_video):
+    gray = _frame(mead_video)
+    fast = FaceDetector(FaceConfig()).detect(gray)
+    naive = detect_naive(gray, upsample=1)
+    assert len(fast) == 1 and len(naive) == 1
+    assert fast[0].iou(naive[0]) > 0.6
+    assert 40 < fast[0].width < 256
+
+
+def test_cascade_recovers_a_small_face(mead_video):
+    """A face too small for the fast pass (downscaled frame, upsample 0) is still found."""
+    import cv2
+
+    gray = _frame(mead_video)
+    small_face = np.full((720, 1280), 90, np.uint8)
+    small_face[300:364, 600:664] = cv2.resize(gray, (64, 64), interpolation=cv2.INTER_AREA)
+    no_cascade = FaceDetector(FaceConfig(cascade=False)).detect(small_face)
+    found = FaceDetector(FaceConfig()).detect(small_face)
+    assert no_cascade == []
+    assert len(found) == 1 and FaceBox(600, 300, 664, 364).iou(found[0]) > 0.3
+
+
+def test_detector_finds_nothing_in_a_blank_frame():
+    assert FaceDetector(FaceConfig()).detect(np.zeros((360, 640), np.uint8)) == []
+
+
+def test_tracker_keeps_ids_through_a_short_miss_and_never_swaps_people():
+    cfg = FaceConfig(detect_every=5, max_gap=10)
+    tracker = FaceTracker(cfg)
+    left, right = FaceBox(10, 10, 60, 60), FaceBox(300, 10, 350, 60)
+    assert tracker.update(0, [left, right]) == [0, 1]
+    assert tracker.update(5, [right.lerp(left, 0.02), left]) == [1, 0]
+    assert tracker.update(10, [left]) == [0]           # the right face is missed once
+    assert tracker.update(15, [right, left]) == [1, 0]  # ... and keeps its id
+    t_right = tracker.tracks[1]
+    assert tracker.box_at(t_right, 12).real is False    # carried over the miss
+    assert tracker.box_at(t_right, 2).real is True      # interpolated between two detections
+    assert tracker.update(40, [right]) == [2]           # gone too long: a new id
+
+
+def test_clips_cover_consecutive_frames_of_a_real_video(mead_video):
+    info = video_io.probe(mead_video)
+    windows = consecutive_segments(info.frame_count, 20, keep_tail=False)
+    results = list(clips.face_clips(video_io.iter_gray_frames(mead_video, 640), windows,
+                                    FaceConfig(), follow="largest"))
+    assert [r.requested for r in results] == windows
+    for r in results:
+        assert r.complete and len(r.clips) == 1, r.reason
+        clip = r.clips[0]
+        assert clip.crops.shape == (20, 80, 80) and clip.crops.dtype == np.uint8
+        assert clip.detect_frac == 1.0 and len(clip.boxes) == 20
+    # consecutive crops of a talking face are similar but not identical frames
+    crops = results[0].clips[0].crops.astype(float)
+    diffs = np.abs(np.diff(crops, axis=0)).mean(axis=(1, 2))
+    assert (diffs > 0).all() and diffs.max() < 30
+
+
+def test_a_block_is_never_silently_shortened_at_a_truncated_end(shared_data):
+    """eamm_video_sad.mp4 declares 157 frames but only 110 decode."""
+    path = shared_data / "mead_clips" / "videos" / "eamm_video_sad.mp4"
+    info = video_io.probe(path)
+    assert info.frame_count == 157
+    windows = [Block(40, 20), Block(100, 20), Block(120, 20)]
+    results = list(clips.face_clips(video_io.iter_gray_frames(path, 640), windows, FaceConfig()))
+    assert results[0].complete and results[0].clips
+    assert not results[1].complete and results[1].block.length == 10
+    assert results[2].block.length == 0 and results[2].reason == clips.VIDEO_ENDED
+
+
+def test_no_face_windows_say_so():
+    frames = ((i, np.full((240, 320), 128, np.uint8)) for i in range(40))
+    results = list(clips.face_clips(frames, [Block(0, 20), Block(20, 20)], FaceConfig()))
+    assert [r.reason for r in results] == [clips.NO_FACE, clips.NO_FACE]
+
+
+def test_several_people_get_separate_tracks(shared_data):
+    path = shared_data / "unlabeled_faces" / "videos" / "face_recognition_short_hamilton_clip.mp4"
+    results = list(clips.face_clips(video_io.iter_gray_frames(path, 640),
+                                    consecutive_segments(120, 20), FaceConfig(), follow="all"))
+    ids = {c.track_id for r in results for c in r.clips}
+    assert len(ids) >= 2
