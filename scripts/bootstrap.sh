@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Create (or update) .venv with omgclip and everything it needs. Idempotent and quick on re-runs.
+# CPU torch is installed first, pinned, so that no multi-GB CUDA build is pulled in by accident;
+# set OMGCLIP_TORCH to choose another torch requirement (e.g. a CUDA build on a GPU machine).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python3}
+VENV=${OMGCLIP_VENV:-.venv}
+stamp="$VENV/.omgclip-installed"
+if [ -f "$stamp" ] && [ "$stamp" -nt pyproject.toml ]; then
+  exit 0
+fi
+[ -x "$VENV/bin/python" ] || "$PY" -m venv "$VENV"
+pip() { "$VENV/bin/python" -m pip --disable-pip-version-check -q "$@"; }
+pip install "${OMGCLIP_TORCH:-torch==2.13.0}"
+pip install -e ".[test,export]"
+"$VENV/bin/python" -c "import omgclip, torch, dlib, cv2, yt_dlp, pytorch_lightning" 
+touch "$stamp"
+echo "omgclip installed in $VENV" >&2
