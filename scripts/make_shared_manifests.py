@@ -6,8 +6,9 @@
 writes ``mead.csv`` (posed speaking video, group = person), ``cremad.csv`` (one actor) and
 ``ckplus.csv`` (3 apex frames per sequence as a frame-list source, ``crop=none`` since the
 frames are already 48x48 face crops; group = subject). Contempt (no OMG class) is left out.
-``--holdout-mead`` / ``--holdout-ck`` put the named people in the ``validation`` split (the
-rest in ``train``), so a model can be measured on people it never saw.
+``--holdout-mead`` / ``--holdout-ck`` put the named people in the ``test`` split (the rest in
+``train``), so a model can be measured on people it never saw: ``omgclip train`` picks its
+validation people from ``train`` only, and ``omgclip evaluate --split test`` measures.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ MEAD_SAME_PERSON = {"eamm_crop_M030_sad_3_001.mp4": "M030", "eamm_video_sad.mp4"
 
 
 def _split(group: str, holdout: set[str]) -> str:
-    return "validation" if group in holdout else "train"
+    return "test" if group in holdout else "train"
 
 
 def mead_rows(root: Path, holdout: set[str]) -> list[list[str]]:
@@ -73,8 +74,8 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", default=str(Path(__file__).resolve().parents[1].parent / "shared" / "data"))
     ap.add_argument("--out", required=True)
-    ap.add_argument("--holdout-mead", default="", help="comma-separated MEAD people for validation")
-    ap.add_argument("--holdout-ck", default="", help="comma-separated CK+ subjects for validation")
+    ap.add_argument("--holdout-mead", default="", help="comma-separated MEAD people held out (split test)")
+    ap.add_argument("--holdout-ck", default="", help="comma-separated CK+ subjects held out (split test)")
     ap.add_argument("--holdout-ck-count", type=int, default=0,
                     help="instead: hold out every k-th CK+ subject so that this many are held out")
     args = ap.parse_args(argv)
