@@ -164,13 +164,17 @@ def _add_predict(sub) -> None:
 
 
 def _run_predict(args) -> int:
-    from omgclip.predict import PredictConfig, format_table, predict
+    from omgclip.predict import PartialPredictError, PredictConfig, format_table, predict
 
     cfg = PredictConfig(inputs=tuple(args.inputs), checkpoint=args.checkpoint, stride=args.stride,
                         batch_size=args.batch_size, smooth=args.smooth, out=args.out,
                         annotate=args.annotate, plot=args.plot, detect_every=args.detect_every,
                         cache_dir=args.cache_dir, progress=not args.no_progress)
-    rows = predict(cfg)
+    try:
+        rows = predict(cfg)
+    except PartialPredictError as exc:  # print what did work, then exit non-zero
+        print(format_table(exc.rows))
+        raise
     print(format_table(rows))
     return 0
 

@@ -1,0 +1,439 @@
+"""``omgclip predict`` end to end on real footage, plus its pure helpers.
+
+Real videos come from ``../shared/data/unlabeled_faces`` (skipped with a reason when that
+folder is absent). The model is the bundled one when installed, otherwise the default
+architecture with random weights saved through ``save_weights``: these tests check the
+segments, faces, files and errors, not whether the labels are right.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+# libav's own stderr lines for broken files ("moov atom not found") are read from this at
+# the first VideoCapture of the process; set it before any test decodes anything so that
+# the one-line error checks below see only omgclip's line.
+os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
+
+from omgclip.cli import main  # noqa: E402
+from omgclip.errors import OmgclipError  # noqa: E402
+from omgclip.labels import EMOTIONS  # noqa: E402
+from omgclip.predict import (  # noqa: E402
+    PartialPredictError, PredictConfig, columns, format_table, pad_clip, predict, predict_video,
+    smooth_probs, _windows)
+from omgclip.segment import Block  # noqa: E402
+from omgclip.video_io import count_frames, probe  # noqa: E402
+
+try:
+    from _http import Route, serve
+except ImportError:  # run from the repository root as a package
+    from tests._http import Route, serve
+
+DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+VIDEOS = DATA / "unlabeled_faces" / "videos"
+TALKING = "pyfeat_WolfgangLanger_Pexels.mp4"      # 640x360, 23.976 fps, 472 frames, one face
+SHORT = "pyfeat_single_face.mp4"                  # 640x360, 30 fps, 72 frames
+HAMILTON = "face_recognition_short_hamilton_clip.mp4"  # 640x360, several people
+PROBS = [f"p_{e}" for e in EMOTIONS]
+
+
+# ----------------------------------------------------------------------------- fixtures
+@pytest.fixture(scope="session")
+def videos() -> Path:
+    if not (VIDEOS / TALKING).is_file():
+        pytest.skip(f"real face videos not found at {VIDEOS} (a clone without ../shared/data)")
+    return VIDEOS
+
+
+@pytest.fixture(scope="session")
+def checkpoint(tmp_path_factory) -> str:
+    """The bundled model if installed, else random weights of the default architecture."""
+    from omgclip.checkpoint import default_checkpoint, save_weights
+
+    try:
+        return str(default_checkpoint())
+    except OmgclipError:
+        pass
+    import torch
+
+    from omgclip.models import DEFAULT_MODEL, create_model
+
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("model") / "random.pt"
+    save_weights(path, create_model(DEFAULT_MODEL), {
+        "model_name": DEFAULT_MODEL, "model_kwargs": {}, "labels": list(EMOTIONS),
+        "block_len": 20, "crop_size": 80})
+    return str(path)
+
+
+@pytest.fixture(scope="session")
+def talking_run(videos, checkpoint, tmp_path_factory):
+    """One predict run on the talking-head video writing every output."""
+    out = tmp_path_factory.mktemp("talking")
+    cfg = PredictConfig(inputs=(str(videos / TALKING),), checkpoint=checkpoint, progress=False,
+                        out=str(out / "rows.csv"), annotate=str(out / "annotated.mp4"),
+                        plot=str(out / "timeline.png"))
+    rows = predict(cfg)
+    return rows, out
+
+
+@pytest.fixture(scope="session")
+def still_image(videos, tmp_path_factory) -> Path:
+    import cv2
+
+    cap = cv2.VideoCapture(str(videos / SHORT))
+    for _ in range(10):
+        ok, frame = cap.read()
+    cap.release()
+    assert ok
+    path = tmp_path_factory.mktemp("still") / "face.jpg"
+    cv2.imwrite(str(path), frame)
+    return path
+
+
+def _write_video(path: Path, frames, fps: float = 25.0) -> Path:
+    import cv2
+
+    frames = list(frames)
+    h, w = frames[0].shape[:2]
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h))
+    for f in frames:
+        writer.write(f)
+    writer.release()
+    return path
+
+
+def _first_frames(path: Path, n: int):
+    import cv2
+
+    cap = cv2.VideoCapture(str(path))
+    out = []
+    while len(out) < n:
+        ok, frame = cap.read()
+        if not ok:
+            break
+        out.append(frame)
+    cap.release()
+    return out
+
+
+def _check_tiling(rows: pd.DataFrame, decoded: int, fps: float, length: int = 20) -> None:
+    seg = rows.drop_duplicates("segment").sort_values("segment")
+    assert list(seg["segment"]) == list(range(len(seg)))
+    assert seg["start_frame"].iloc[0] == 0
+    assert (seg["end_frame"].to_numpy()[:-1] == seg["start_frame"].to_numpy()[1:]).all()
+    assert seg["end_frame"].iloc[-1] == decoded
+    sizes = (seg["end_frame"] - seg["start_frame"]).to_numpy()
+    assert (sizes[:-1] == length).all() and 0 < sizes[-1] <= length
+    np.testing.assert_allclose(rows["start_s"], rows["start_frame"] / fps, atol=1e-9)
+    np.testing.assert_allclose(rows["end_s"], rows["end_frame"] / fps, atol=1e-9)
+    # every row of a segment agrees on its span
+    assert rows.groupby("segment")[["start_frame", "end_frame"]].nunique().max().max() == 1
+
+
+def _one_line_error(capfd, argv) -> str:
+    code = main(argv)
+    captured = capfd.readouterr()
+    err_lines = [ln for ln in captured.err.splitlines() if ln.strip()]
+    assert code != 0, captured
+    assert "Traceback" not in captured.err and "Traceback" not in captured.out
+    assert len(err_lines) == 1, captured.err
+    assert err_lines[0].startswith("omgclip: error: ")
+    return err_lines[0]
+
+
+# ----------------------------------------------------------------------------- real videos
+def test_segments_tile_the_whole_video(talking_run, videos):
+    rows, _ = talking_run
+    path = videos / TALKING
+    info = probe(path)
+    decoded = count_frames(path)
+    _check_tiling(rows, decoded, info.fps)
+    assert rows["end_s"].max() == pytest.approx(decoded / info.fps)
+    assert list(rows.columns) == columns(EMOTIONS)
+
+
+def test_a_face_is_found_in_a_talking_head_video(talking_run):
+    rows, _ = talking_run
+    segments = rows["segment"].nunique()
+    with_face = rows.loc[rows["track_id"] >= 0, "segment"].nunique()
+    assert with_face >= 0.9 * segments
+    faces = rows[rows["track_id"] >= 0]
+    assert faces["label"].isin(EMOTIONS).all()
+    np.testing.assert_allclose(faces[PROBS].sum(axis=1), 1.0, atol=1e-5)
+    np.testing.assert_allclose(faces["confidence"], faces[PROBS].max(axis=1))
+    assert (faces["detect_frac"] > 0).all() and (faces["detect_frac"] <= 1).all()
+    # boxes are in source pixels, inside (or just around) the 640x360 frame
+    assert (faces["x1"] > faces["x0"]).all() and (faces["y1"] > faces["y0"]).all()
+    assert faces["x0"].min() > -50 and faces["x1"].max() < 690 and faces["y1"].max() < 410
+
+
+def test_csv_and_json_read_back_in_one_line(talking_run, tmp_path):
+    from omgclip.predict import write_rows
+
+    rows, out = talking_run
+    back = pd.read_csv(out / "rows.csv")
+    assert list(back.columns) == columns(EMOTIONS)
+    assert len(back) == len(rows)
+    np.testing.assert_allclose(back[PROBS].to_numpy(), rows[PROBS].to_numpy(), atol=1e-9)
+    write_rows(rows, tmp_path / "rows.json")
+    back = pd.read_json(tmp_path / "rows.json")
+    assert list(back.columns) == columns(EMOTIONS)
+    assert back["segment"].tolist() == rows["segment"].tolist()
+    np.testing.assert_allclose(back[PROBS].to_numpy(), rows[PROBS].to_numpy(), atol=1e-5)
+    assert not list(tmp_path.glob(".*.tmp"))  # atomic: no leftovers
+
+
+def test_annotated_video_is_playable_with_every_frame(talking_run, videos):
+    import cv2
+
+    _, out = talking_run
+    src = videos / TALKING
+    path = out / "annotated.mp4"
+    info, ann = probe(src), probe(path)
+    assert (ann.width, ann.height) == (info.width, info.height)
+    assert count_frames(path) == count_frames(src)
+    assert ann.fps == pytest.approx(info.fps, rel=1e-3)
+    from omgclip.annotate import find_ffmpeg
+
+    if find_ffmpeg():
+        cap = cv2.VideoCapture(str(path))
+        fourcc = int(cap.get(cv2.CAP_PROP_FOURCC)).to_bytes(4, "little").decode("ascii", "replace")
+        cap.release()
+        assert fourcc.lower() in ("avc1", "h264"), fourcc
+    # boxes were drawn: the annotated frames differ from the source where the face is
+    a, b = _first_frames(src, 30)[-1], _first_frames(path, 30)[-1]
+    assert np.mean(np.abs(a.astype(int) - b.astype(int)) > 60) > 0.002
+
+
+def test_timeline_plot_is_written(talking_run):
+    _, out = talking_run
+    png = out / "timeline.png"
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    import cv2
+
+    img = cv2.imread(str(png))
+    assert img.shape[1] >= 800 and img.shape[0] >= 300
+
+
+def test_several_faces_get_several_tracks(videos, checkpoint):
+    rows = predict(PredictConfig(inputs=(str(videos / HAMILTON),), checkpoint=checkpoint,
+                                 progress=False))
+    tracks = rows.loc[rows["track_id"] >= 0, "track_id"].unique()
+    assert len(tracks) > 1
+    _check_tiling(rows, count_frames(videos / HAMILTON), probe(videos / HAMILTON).fps)
+    # a segment lists each track at most once
+    assert not rows[rows["track_id"] >= 0].duplicated(["segment", "track_id"]).any()
+
+
+def test_still_image(still_image, checkpoint, tmp_path):
+    rows = predict(PredictConfig(inputs=(str(still_image),), checkpoint=checkpoint, progress=False,
+                                 annotate=str(tmp_path / "face.png")))
+    assert len(rows) == 1
+    r = rows.iloc[0]
+    assert (r["segment"], r["start_frame"], r["end_frame"], r["start_s"], r["end_s"]) == (0, 0, 1, 0, 0)
+    assert r["track_id"] >= 0 and r["label"] in EMOTIONS
+    assert (tmp_path / "face.png").stat().st_size > 0
+
+
+def test_video_shorter_than_a_segment(videos, checkpoint, tmp_path):
+    path = _write_video(tmp_path / "short.mp4", _first_frames(videos / SHORT, 13), fps=30)
+    rows = predict(PredictConfig(inputs=(str(path),), checkpoint=checkpoint, progress=False))
+    assert rows["segment"].nunique() == 1
+    assert (rows["start_frame"].iloc[0], rows["end_frame"].iloc[0]) == (0, 13)
+    assert rows["end_s"].iloc[0] == pytest.approx(13 / 30)
+    assert (rows["track_id"] >= 0).all()
+
+
+def test_truncated_video_ends_where_the_data_ends(videos, checkpoint, tmp_path):
+    from omgclip.annotate import find_ffmpeg
+
+    ffmpeg = find_ffmpeg()
+    if ffmpeg is None:
+        pytest.skip("needs ffmpeg to move the index to the front before truncating")
+    full = tmp_path / "faststart.mp4"
+    subprocess.run([ffmpeg, "-v", "error", "-y", "-i", str(videos / TALKING), "-c", "copy",
+                    "-movflags", "+faststart", str(full)], check=True)
+    cut = tmp_path / "truncated.mp4"
+    cut.write_bytes(full.read_bytes()[: full.stat().st_size * 2 // 5])
+    decoded = count_frames(cut)
+    assert 0 < decoded < probe(cut).frame_count
+    rows = predict(PredictConfig(inputs=(str(cut),), checkpoint=checkpoint, progress=False))
+    _check_tiling(rows, decoded, probe(cut).fps)
+
+
+def test_video_without_a_face_gives_explicit_rows(checkpoint, tmp_path, capsys):
+    rng = np.random.default_rng(0)
+    frames = [np.full((240, 320, 3), 90, np.uint8) + rng.integers(0, 8, (240, 320, 3), dtype=np.uint8)
+              for _ in range(45)]
+    path = _write_video(tmp_path / "empty_room.mp4", frames, fps=25)
+    out = tmp_path / "rows.csv"
+    assert main(["predict", "--checkpoint", checkpoint, "--no-progress", "--out", str(out), str(path)]) == 0
+    rows = pd.read_csv(out)
+    assert rows["segment"].tolist() == [0, 1, 2]
+    assert (rows["track_id"] == -1).all() and (rows["label"] == "no face").all()
+    assert rows[PROBS + ["confidence"]].isna().all().all()
+    assert rows["end_frame"].iloc[-1] == 45
+    assert "no face" in capsys.readouterr().out
+
+
+def test_stride_and_smoothing(videos, checkpoint):
+    path = str(videos / SHORT)
+    rows = predict(PredictConfig(inputs=(path,), checkpoint=checkpoint, progress=False, stride=10))
+    seg = rows.drop_duplicates("segment")
+    assert seg["start_frame"].tolist()[:4] == [0, 10, 20, 30]
+    assert seg["end_frame"].max() == count_frames(videos / SHORT)
+    smooth = predict(PredictConfig(inputs=(path,), checkpoint=checkpoint, progress=False, smooth=3))
+    raw = predict(PredictConfig(inputs=(path,), checkpoint=checkpoint, progress=False))
+    assert len(smooth) == len(raw)
+    faces = smooth[smooth["track_id"] >= 0]
+    np.testing.assert_allclose(faces[PROBS].sum(axis=1), 1.0, atol=1e-5)
+    assert (faces["label"] == faces[PROBS].idxmax(axis=1).str[2:]).all()
+
+
+def test_url_input_is_downloaded_into_the_cache(videos, checkpoint, tmp_path):
+    body = (videos / SHORT).read_bytes()
+    with serve({"/clip.mp4": Route(body)}) as server:
+        url = server.url("/clip.mp4")
+        rows = predict(PredictConfig(inputs=(url,), checkpoint=checkpoint, progress=False,
+                                     cache_dir=str(tmp_path / "cache")))
+    assert (rows["file"] == url).all()
+    assert rows["end_frame"].max() == count_frames(videos / SHORT)
+    assert any((tmp_path / "cache").iterdir())
+
+
+def test_several_inputs_a_bad_one_is_reported_and_the_others_run(videos, checkpoint, tmp_path, capfd):
+    good = _write_video(tmp_path / "good.mp4", _first_frames(videos / SHORT, 25), fps=30)
+    out = tmp_path / "rows.csv"
+    argv = ["predict", "--checkpoint", checkpoint, "--no-progress", "--out", str(out),
+            str(good), str(tmp_path / "missing.mp4")]
+    code = main(argv)
+    captured = capfd.readouterr()
+    assert code == 2 and "Traceback" not in captured.err
+    assert captured.err.strip().splitlines()[-1].startswith("omgclip: error: 1 of 2 inputs failed")
+    assert "missing.mp4" in captured.err and "good.mp4" in captured.out
+    back = pd.read_csv(out)
+    assert set(back["file"]) == {str(good)} and back["end_frame"].max() == 25
+    with pytest.raises(PartialPredictError) as info:
+        predict(PredictConfig(inputs=(str(good), str(tmp_path / "missing.mp4")),
+                              checkpoint=checkpoint, progress=False))
+    assert len(info.value.rows) == 2
+
+
+def test_batches_across_segments(videos, checkpoint):
+    from omgclip.predict import load_predict_model
+
+    model = load_predict_model(checkpoint)
+    sizes = []
+    forward = model.net.forward
+
+    def spy(x):
+        sizes.append(x.shape[0])
+        assert tuple(x.shape[1:]) == (1, 20, 80, 80)
+        assert float(x.min()) >= 0 and float(x.max()) <= 1
+        return forward(x)
+
+    model.net.forward = spy
+    cfg = PredictConfig(inputs=("unused",), batch_size=8, progress=False)
+    result = predict_video(videos / TALKING, model, cfg)
+    clips = sum(1 for r in result.rows if r["track_id"] >= 0)
+    assert sizes[:-1] == [8] * (len(sizes) - 1) and sum(sizes) == clips
+    assert result.times.decode > 0 and result.times.faces > 0 and result.times.model > 0
+
+
+# ----------------------------------------------------------------------------- one-line errors
+@pytest.mark.parametrize("case", ["missing", "not_a_video", "empty", "no_glob_match", "bad_out",
+                                  "unreachable_url", "ftp_url"])
+def test_bad_input_is_one_line_error(case, checkpoint, tmp_path, capfd):
+    args = ["predict", "--checkpoint", checkpoint, "--no-progress"]
+    if case == "missing":
+        args.append(str(tmp_path / "nothere.mp4"))
+    elif case == "not_a_video":
+        (tmp_path / "notes.mp4").write_text("this is text, not a video\n" * 50)
+        args.append(str(tmp_path / "notes.mp4"))
+    elif case == "empty":
+        (tmp_path / "empty.mp4").write_bytes(b"")
+        args.append(str(tmp_path / "empty.mp4"))
+    elif case == "no_glob_match":
+        args.append(str(tmp_path / "*.mp4"))
+    elif case == "bad_out":
+        args += ["--out", str(tmp_path / "rows.txt"), str(tmp_path / "x.mp4")]
+    elif case == "unreachable_url":
+        with serve({}) as server:
+            url = server.url("/gone.mp4")  # answers 404
+        args += ["--cache-dir", str(tmp_path / "cache"), url]  # the server is shut: refused
+    elif case == "ftp_url":
+        args.append("ftp://127.0.0.1/x.mp4")
+    line = _one_line_error(capfd, args)
+    assert len(line) < 400
+    assert not list(tmp_path.glob("*.csv"))
+
+
+@pytest.mark.parametrize("case", ["junk", "missing", "not_ours"])
+def test_bad_checkpoint_is_one_line_error(case, still_image, tmp_path, capfd):
+    path = tmp_path / "model.pt"
+    if case == "junk":
+        path.write_bytes(b"\x00not a checkpoint" * 100)
+    elif case == "not_ours":
+        import torch
+
+        torch.save({"weights": torch.zeros(3)}, path)
+    out = tmp_path / "rows.csv"
+    _one_line_error(capfd, ["predict", "--checkpoint", str(path), "--no-progress",
+                            "--out", str(out), str(still_image)])
+    assert not out.exists()
+
+
+# ----------------------------------------------------------------------------- pure helpers
+def test_pad_clip_repeats_the_last_crop():
+    clip = np.arange(3 * 4 * 4, dtype=np.uint8).reshape(3, 4, 4)
+    padded = pad_clip(clip, 5)
+    assert padded.shape == (5, 4, 4)
+    assert (padded[:3] == clip).all() and (padded[3] == clip[2]).all() and (padded[4] == clip[2]).all()
+    assert pad_clip(clip, 3) is clip
+
+
+@pytest.mark.parametrize("count", [1, 19, 20, 21, 100, 105])
+def test_windows_start_whole_and_extend(count):
+    ws = _windows(count, 20, 20, image=False)
+    assert ws[0] == Block(0, 20)
+    assert all(a.stop == b.start for a, b in zip(ws, ws[1:]))
+    assert all(w.length == 20 for w in ws)
+
+
+def test_smooth_probs_averages_each_track_over_neighbours():
+    probs = np.eye(7)[[3, 3, 0, 3, 3]]
+    rows = pd.DataFrame({"file": "v", "segment": [0, 1, 2, 3, 4], "track_id": 0, "label": "",
+                         "confidence": 0.0, **{c: probs[:, i] for i, c in enumerate(PROBS)}})
+    out = smooth_probs(rows, 3, PROBS)
+    np.testing.assert_allclose(out.loc[2, PROBS].to_numpy(float), (probs[1] + probs[2] + probs[3]) / 3)
+    np.testing.assert_allclose(out.loc[0, PROBS].to_numpy(float), (probs[0] + probs[1]) / 2)
+    assert out["label"].tolist() == ["happy"] * 5
+    assert out.loc[2, "confidence"] == pytest.approx(2 / 3)
+
+
+def test_format_table_lists_rows_and_a_summary():
+    rows = pd.DataFrame({"file": ["a.mp4", "a.mp4"], "segment": [0, 1], "start_s": [0.0, 0.8],
+                         "end_s": [0.8, 1.6], "start_frame": [0, 20], "end_frame": [20, 40],
+                         "track_id": [0, -1], "label": ["happy", "no face"],
+                         "confidence": [0.9, math.nan]})
+    text = format_table(rows)
+    assert "happy" in text and "no face" in text and "face 0" in text
+    assert format_table(rows.iloc[:0]) == "(no rows)"
+
+
+def test_config_rejects_bad_options():
+    with pytest.raises(OmgclipError):
+        PredictConfig(inputs=())
+    with pytest.raises(OmgclipError):
+        PredictConfig(inputs=("a.mp4",), annotate="x.avi")
+    with pytest.raises(OmgclipError):
+        PredictConfig(inputs=("a.mp4",), stride=0)
