@@ -231,7 +231,8 @@ def plot_timeline(rows, dst: str | os.PathLike, labels: Sequence[str] = EMOTIONS
     ax = axes[0]
     empty = rows[rows["track_id"] < 0]
     for _, r in empty.iterrows():
-        ax.axvspan(r["_x0"], r["_x0"] + r["_w"], color="0.85", hatch="//", lw=0, zorder=0)
+        ax.axvspan(r["_x0"], r["_x0"] + r["_w"], facecolor="0.93", edgecolor="0.7", hatch="//",
+                   lw=0, zorder=0)
     for lane, tid in enumerate(tracks):
         tr = faces[faces["track_id"] == tid]
         for _, r in tr.iterrows():
@@ -256,9 +257,10 @@ def plot_timeline(rows, dst: str | os.PathLike, labels: Sequence[str] = EMOTIONS
         a.set_ylim(0, 1)
         a.set_ylabel(f"face {tid}\nP(emotion)", fontsize=9)
     axes[-1].set_xlabel("time (s)" if timed else "segment")
+    axes[-1].set_xlim(0, float((rows["_x0"] + rows["_w"]).max()))
     handles = [Patch(color=np.array(emotion_rgb(n)) / 255, label=n) for n in labels]
     if len(empty):
-        handles.append(Patch(facecolor="0.85", hatch="//", label="no usable face"))
+        handles.append(Patch(facecolor="0.93", edgecolor="0.7", hatch="//", label="no usable face"))
     fig.legend(handles=handles, loc="outside lower center", ncol=len(handles), fontsize=9,
                frameon=False)
     if len(tracks) > len(panels):
