@@ -265,17 +265,15 @@ def _postprocessors(stem: str) -> list[tuple[str, Any]]:
 
 
 def is_readable_video(path: str | Path) -> bool:
-    """True if OpenCV opens ``path`` and decodes one frame."""
-    import cv2
+    """True if the decoder (:func:`omgclip.video_io.probe`) opens ``path`` and decodes a frame."""
+    from omgclip.errors import VideoError
+    from omgclip.video_io import probe
 
-    capture = cv2.VideoCapture(str(path))
     try:
-        if not capture.isOpened():
-            return False
-        ok, frame = capture.read()
-        return bool(ok) and frame is not None and frame.size > 0
-    finally:
-        capture.release()
+        probe(path)
+    except VideoError:
+        return False
+    return True
 
 
 class _YtdlpLogger:

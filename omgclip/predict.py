@@ -147,10 +147,6 @@ def predict(cfg: PredictConfig):
     writes ``cfg.out`` / ``cfg.annotate`` / ``cfg.plot`` when given."""
     import pandas as pd
 
-    if not log.isEnabledFor(logging.DEBUG):
-        # libav prints its own lines ("moov atom not found") for bad files, beside our one-line
-        # errors; OpenCV reads this at its first VideoCapture.
-        os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
     model = load_predict_model(cfg.checkpoint)
     face = face_config_for(model, cfg)
     sources, errors = _expand_inputs(cfg.inputs)

@@ -22,6 +22,9 @@ IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".p
 
 
 def _cv2():
+    # libav's own lines ("moov atom not found") would sit beside our one-line errors; OpenCV
+    # reads this at its first VideoCapture. Set OPENCV_FFMPEG_LOGLEVEL yourself to see them.
+    os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
     import cv2
 
     return cv2

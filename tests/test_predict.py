@@ -9,8 +9,6 @@ segments, faces, files and errors, not whether the labels are right.
 from __future__ import annotations
 
 import math
-import os
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -21,7 +19,6 @@ import pytest
 # libav's own stderr lines for broken files ("moov atom not found") are read from this at
 # the first VideoCapture of the process; set it before any test decodes anything so that
 # the one-line error checks below see only omgclip's line.
-os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
 
 from omgclip.cli import main  # noqa: E402
 from omgclip.errors import OmgclipError  # noqa: E402
