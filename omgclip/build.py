@@ -26,7 +26,7 @@ from omgclip.errors import OmgclipError, VideoError
 from omgclip.face import FaceConfig
 from omgclip.fsutil import atomic_save_npy, atomic_write_json, atomic_write_text, to_jsonable
 from omgclip.labels import EMOTIONS, UNLABELED
-from omgclip.segment import (DEFAULT_RARE_STRIDES, Block, cut_blocks, resample_indices,
+from omgclip.segment import (Block, cut_blocks, default_rare_strides, resample_indices,
                              stride_for, strides_from_frequencies, time_to_frames)
 
 log = logging.getLogger(__name__)
@@ -46,7 +46,7 @@ class BuildConfig:
     limit: int | None = None              #: first N utterances of each manifest
     block_len: int = fmt.DEFAULT_BLOCK_LEN
     stride: int = 20
-    rare_strides: Mapping[int, int] | None = None  #: default: DEFAULT_RARE_STRIDES
+    rare_strides: Mapping[int, int] | None = None  #: default: half the stride for 1, 2, 6
     auto_strides: bool = False            #: choose strides from the class frequencies instead
     split_by: str = "manifest"            #: 'manifest' or 'link'
     val_fraction: float = 0.2
@@ -134,7 +134,7 @@ def resolve_strides(cfg: BuildConfig, utterances) -> dict[int, int]:
     if cfg.auto_strides:
         counts = Counter(u.label for u in utterances if u.label != UNLABELED)
         return strides_from_frequencies(counts, cfg.stride)
-    table = DEFAULT_RARE_STRIDES if cfg.rare_strides is None else cfg.rare_strides
+    table = default_rare_strides(cfg.stride) if cfg.rare_strides is None else cfg.rare_strides
     return {int(k): int(v) for k, v in table.items()}
 
 

@@ -48,7 +48,8 @@ def _add_build(sub) -> None:
     p.add_argument("--block-len", type=int, default=20, help="frames per block")
     p.add_argument("--stride", type=int, default=20, help="block stride for common classes")
     p.add_argument("--rare-stride", action="append", metavar="CLASS=STRIDE",
-                   help="stride for a rare class (repeatable; default 1=10 2=10 6=10)")
+                   help="stride for a rare class (repeatable; default: half of --stride for "
+                        "disgust, fear and surprise, i.e. 1=10 2=10 6=10)")
     p.add_argument("--auto-stride", action="store_true",
                    help="choose per-class strides from the class frequencies instead")
     p.add_argument("--split-by", choices=("manifest", "link"), default="manifest",

@@ -11,8 +11,14 @@ from typing import Mapping, Sequence
 
 from omgclip.labels import NUM_CLASSES
 
-#: The reference project's oversampling: stride 10 (instead of 20) for disgust, fear, surprise.
-DEFAULT_RARE_STRIDES: Mapping[int, int] = {1: 10, 2: 10, 6: 10}
+#: The classes the reference project oversampled (disgust, fear, surprise): by default they
+#: are cut at half the common stride (10 instead of 20).
+DEFAULT_RARE_CLASSES: tuple[int, ...] = (1, 2, 6)
+
+
+def default_rare_strides(stride: int) -> dict[int, int]:
+    """Half the common ``stride`` (at least 1) for the default rare classes."""
+    return {c: max(1, stride // 2) for c in DEFAULT_RARE_CLASSES}
 
 
 @dataclass(frozen=True, order=True)

@@ -47,3 +47,11 @@ def test_resample_indices_stretch_evenly():
     idx = resample_indices(3, 20)
     assert len(idx) == 20 and idx[0] == 0 and idx[-1] == 2 and idx == sorted(idx)
     assert sorted(idx.count(i) for i in range(3)) == [6, 7, 7]
+
+
+def test_default_rare_strides_follow_the_common_stride():
+    from omgclip.segment import default_rare_strides
+
+    assert default_rare_strides(20) == {1: 10, 2: 10, 6: 10}
+    assert default_rare_strides(5) == {1: 2, 2: 2, 6: 2}
+    assert default_rare_strides(1) == {1: 1, 2: 1, 6: 1}
