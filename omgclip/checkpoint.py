@@ -1,0 +1,179 @@
+"""Saving and loading trained models.
+
+Two file kinds load the same way with :func:`load_model`:
+
+* a Lightning checkpoint (``.ckpt``) written by ``omgclip train`` (weights under ``net.``,
+  the model description in ``hyper_parameters``);
+* a compact weights file (``.pt``, :func:`save_weights`), what is shipped::
+
+      {'format': 'omgclip-weights-v1',
+       'state_dict': {name: tensor},                 # the net's weights only
+       'meta': {'model_name', 'model_kwargs', 'labels', 'num_classes',
+                'block_len', 'crop_size', ...}}      # plain JSON-able types
+
+Both are read with ``torch.load(path, map_location='cpu', weights_only=True)`` only: no
+pickled code from a file is ever run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+from pathlib import Path
+from typing import Any, Mapping
+
+import torch
+from torch import nn
+
+from omgclip.dataset_format import DEFAULT_BLOCK_LEN, DEFAULT_CROP_SIZE
+from omgclip.errors import OmgclipError
+from omgclip.fsutil import atomic_write, to_jsonable
+from omgclip.labels import EMOTIONS
+
+log = logging.getLogger(__name__)
+
+WEIGHTS_FORMAT = "omgclip-weights-v1"
+DEFAULT_WEIGHTS = Path(__file__).parent / "weights" / "default.pt"
+#: meta keys every weights file carries
+REQUIRED_META = ("model_name", "model_kwargs", "labels", "block_len", "crop_size")
+
+
+@dataclasses.dataclass(frozen=True)
+class LoadedModel:
+    """A model ready for inference.
+
+    ``net`` is in eval mode on the CPU and maps ``(N, 1, block_len, crop_size, crop_size)``
+    floats in [0, 1] to ``(N, len(labels))`` logits. ``meta`` holds everything else the file
+    said (hyperparameters, training class counts, ...), as plain types.
+    """
+
+    net: nn.Module
+    model_name: str
+    labels: tuple[str, ...]
+    block_len: int
+    crop_size: int
+    meta: dict
+    path: Path | None = None
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.labels)
+
+
+def save_weights(path: str | os.PathLike, net: nn.Module, meta: Mapping[str, Any]) -> Path:
+    """Write ``net``'s weights and ``meta`` as a compact weights file, atomically.
+
+    ``meta`` must hold ``model_name``, ``model_kwargs``, ``labels``, ``block_len`` and
+    ``crop_size``; other keys (plain types) are kept as they are.
+    """
+    missing = [k for k in REQUIRED_META if k not in meta]
+    if missing:
+        raise ValueError(f"weights meta lacks {', '.join(missing)}")
+    meta_plain = to_jsonable(dict(meta))
+    meta_plain["labels"] = [str(s) for s in meta_plain["labels"]]
+    meta_plain.setdefault("num_classes", len(meta_plain["labels"]))
+    state = {k: v.detach().to("cpu").contiguous().clone() for k, v in net.state_dict().items()}
+    payload = {"format": WEIGHTS_FORMAT, "state_dict": state, "meta": meta_plain}
+    return atomic_write(path, lambda tmp: torch.save(payload, tmp))
+
+
+def load_model(path: str | os.PathLike) -> LoadedModel:
+    """Load a Lightning checkpoint from ``omgclip train`` or a compact weights file.
+
+    Raises :class:`OmgclipError` (one line) when the file is missing, is not an omgclip
+    checkpoint, names a model this version does not know, or holds weights that do not
+    fit its model.
+    """
+    from omgclip.models import create_model
+
+    path = Path(path)
+    if not path.exists():
+        raise OmgclipError(f"checkpoint {path} does not exist")
+    if not path.is_file():
+        raise OmgclipError(f"checkpoint {path} is not a file")
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # unpickling, zip, EOF, unsupported global: all mean "not ours"
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise OmgclipError(f"{path} is not an omgclip checkpoint (cannot be read as a PyTorch weights "
+                           f"file: {reason[:160]})") from None
+    state, meta = _unpack(obj, path)
+    name = meta["model_name"]
+    labels = tuple(str(s) for s in meta["labels"])
+    kwargs = dict(meta.get("model_kwargs") or {})
+    try:
+        net = create_model(name, num_classes=len(labels), **kwargs)
+    except OmgclipError as exc:
+        raise OmgclipError(f"{path} was saved with a model this omgclip cannot build: {exc}") from None
+    except (TypeError, ValueError) as exc:
+        raise OmgclipError(f"{path} was saved with a model this omgclip cannot build: model {name!r}: {exc}") from None
+    _load_state(net, state, path, name)
+    net.eval()
+    return LoadedModel(net=net, model_name=str(name), labels=labels,
+                       block_len=int(meta.get("block_len", DEFAULT_BLOCK_LEN)),
+                       crop_size=int(meta.get("crop_size", DEFAULT_CROP_SIZE)),
+                       meta=meta, path=path)
+
+
+def _unpack(obj: Any, path: Path) -> tuple[dict, dict]:
+    """``(net state_dict, meta)`` from a loaded weights file or Lightning checkpoint."""
+    not_ours = f"{path} is not an omgclip checkpoint"
+    if not isinstance(obj, dict):
+        raise OmgclipError(f"{not_ours} (it holds a {type(obj).__name__}, not a checkpoint dictionary)")
+    if obj.get("format") == WEIGHTS_FORMAT:
+        meta, state = obj.get("meta"), obj.get("state_dict")
+        if not isinstance(meta, dict) or not isinstance(state, dict):
+            raise OmgclipError(f"{path} is a damaged omgclip weights file (no meta or state_dict)")
+        missing = [k for k in REQUIRED_META if k not in meta]
+        if missing:
+            raise OmgclipError(f"{path} is a damaged omgclip weights file (meta lacks {', '.join(missing)})")
+        return dict(state), dict(meta)
+    if isinstance(obj.get("format"), str):
+        raise OmgclipError(f"{path} has format {obj['format']!r}, which this omgclip cannot read "
+                           f"(expected {WEIGHTS_FORMAT}); upgrade omgclip")
+    hp = obj.get("hyper_parameters")
+    state = obj.get("state_dict")
+    if isinstance(hp, dict) and isinstance(state, dict) and "model_name" in hp:
+        net_state = {k[len("net."):]: v for k, v in state.items() if k.startswith("net.")}
+        if not net_state:
+            raise OmgclipError(f"{not_ours} (its state_dict has no 'net.' weights)")
+        meta = {k: v for k, v in hp.items()}
+        meta.setdefault("labels", list(EMOTIONS[: int(hp.get("num_classes", len(EMOTIONS)))]))
+        meta.setdefault("model_kwargs", {})
+        meta.setdefault("block_len", DEFAULT_BLOCK_LEN)
+        meta.setdefault("crop_size", DEFAULT_CROP_SIZE)
+        for key in ("epoch", "global_step"):
+            if key in obj:
+                meta[key] = obj[key]
+        return net_state, meta
+    if isinstance(state, dict):
+        raise OmgclipError(f"{not_ours} (a PyTorch checkpoint without omgclip's model description)")
+    raise OmgclipError(f"{not_ours} (no state_dict in it)")
+
+
+def _load_state(net: nn.Module, state: dict, path: Path, name: str) -> None:
+    own = net.state_dict()
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    wrong = [k for k in own if k in state and (not isinstance(state[k], torch.Tensor)
+                                               or tuple(state[k].shape) != tuple(own[k].shape))]
+    if missing or unexpected or wrong:
+        parts = []
+        if missing:
+            parts.append(f"{len(missing)} missing")
+        if unexpected:
+            parts.append(f"{len(unexpected)} unexpected")
+        if wrong:
+            parts.append(f"{len(wrong)} of the wrong shape, e.g. {wrong[0]}")
+        raise OmgclipError(f"{path}: its weights do not fit its model {name!r} ({', '.join(parts)} "
+                           f"tensors); the file is damaged or from another omgclip version")
+    net.load_state_dict(state, strict=True)
+
+
+def default_checkpoint() -> Path:
+    """The bundled default weights file; :class:`OmgclipError` if it is not installed."""
+    if not DEFAULT_WEIGHTS.is_file():
+        raise OmgclipError(f"the bundled default model {DEFAULT_WEIGHTS} is missing (reinstall omgclip, "
+                           f"or pass --checkpoint with a model from `omgclip train`)")
+    return DEFAULT_WEIGHTS

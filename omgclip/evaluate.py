@@ -1,0 +1,352 @@
+"""Scoring a trained model on a built dataset: block-level and clip-level metrics.
+
+Which rows are scored (``EvalConfig.split``), always labeled rows only:
+
+* a split name (``'validation'``, ``'test'``, ``'train'``, ...): the rows whose index
+  ``split`` column equals it. This is the simplest honest rule, but note that
+  ``omgclip train`` with ``--val-split group`` (the default) trains on the manifest's
+  validation rows too, except the groups it held out; the report then warns how many of
+  the scored groups the model was trained on.
+* ``'heldout'``: exactly the rows the checkpoint's training run held out for validation
+  (its groups are stored in the checkpoint), when this is the dataset it was trained on.
+* ``'all'``: every labeled row.
+
+Clip level: the blocks of one utterance (same ``source`` and ``utterance``) vote by their mean
+class probability; the clip's true label is its blocks' (most common) label.
+
+Metric definitions (:func:`metrics_from_confusion`): accuracy = weighted average recall
+(WAR); UAR = mean recall over the classes present in the true labels; macro-F1 = mean F1
+over the classes present in the true or the predicted labels (as scikit-learn); per-class
+precision / recall / F1 are 0 where undefined. Confusion matrix rows are true classes,
+columns predicted ones.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+
+from omgclip.errors import OmgclipError
+from omgclip.labels import EMOTIONS
+
+log = logging.getLogger(__name__)
+
+SPLIT_ALL = "all"
+SPLIT_HELDOUT = "heldout"
+
+
+# --------------------------------------------------------------------------- metrics
+def metrics_from_confusion(cm: Any, labels: Sequence[str] | None = None) -> dict:
+    """Metrics from a confusion matrix ``cm[true, predicted]`` of counts, ``(K, K)``.
+
+    Returns ``{'num_samples', 'accuracy', 'uar', 'macro_f1', 'per_class': {label:
+    {'precision', 'recall', 'f1', 'support'}}, 'confusion_matrix': [[...]]}``.
+    """
+    cm = np.asarray(cm, dtype=np.int64)
+    k = cm.shape[0]
+    if cm.shape != (k, k):
+        raise ValueError(f"confusion matrix must be square, got {cm.shape}")
+    labels = list(labels) if labels is not None else list(EMOTIONS[:k])
+    tp = np.diag(cm).astype(np.float64)
+    support = cm.sum(axis=1).astype(np.float64)
+    predicted = cm.sum(axis=0).astype(np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        precision = np.where(predicted > 0, tp / predicted, 0.0)
+        recall = np.where(support > 0, tp / support, 0.0)
+        f1 = np.where(precision + recall > 0, 2 * precision * recall / (precision + recall), 0.0)
+    n = int(cm.sum())
+    in_true = support > 0
+    in_either = in_true | (predicted > 0)
+    return {
+        "num_samples": n,
+        "accuracy": float(tp.sum() / n) if n else 0.0,
+        "uar": float(recall[in_true].mean()) if in_true.any() else 0.0,
+        "macro_f1": float(f1[in_either].mean()) if in_either.any() else 0.0,
+        "per_class": {
+            labels[c]: {"precision": float(precision[c]), "recall": float(recall[c]),
+                        "f1": float(f1[c]), "support": int(support[c])}
+            for c in range(k)
+        },
+        "confusion_matrix": cm.tolist(),
+    }
+
+
+def metrics_from_predictions(y_true: Any, y_pred: Any, num_classes: int,
+                             labels: Sequence[str] | None = None) -> dict:
+    """:func:`metrics_from_confusion` of the torchmetrics confusion matrix of class indices
+    ``y_true`` and ``y_pred`` (1-D, same length)."""
+    from torchmetrics.functional.classification import multiclass_confusion_matrix
+
+    t = torch.tensor(np.asarray(y_true, dtype=np.int64)).reshape(-1)
+    p = torch.tensor(np.asarray(y_pred, dtype=np.int64)).reshape(-1)
+    if t.shape != p.shape:
+        raise ValueError(f"y_true and y_pred differ in length ({t.numel()} vs {p.numel()})")
+    if t.numel() == 0:
+        cm = np.zeros((num_classes, num_classes), dtype=np.int64)
+    else:
+        cm = multiclass_confusion_matrix(p, t, num_classes=num_classes).numpy()
+    return metrics_from_confusion(cm, labels)
+
+
+# --------------------------------------------------------------------------- config
+@dataclasses.dataclass(frozen=True)
+class EvalConfig:
+    """What to evaluate. ``checkpoint=None`` uses the bundled default model.
+
+    ``split``: a split name of the index, ``'heldout'`` or ``'all'`` (see the module doc).
+    ``device``: ``'auto'`` (CUDA when available), ``'cpu'``, ``'cuda'``, ...
+    """
+
+    data: Path
+    checkpoint: Path | None = None
+    split: str = "validation"
+    out_json: Path | None = None
+    confusion_png: Path | None = None
+    batch_size: int = 64
+    num_workers: int | None = None
+    device: str = "auto"
+
+
+# --------------------------------------------------------------------------- evaluate
+def select_rows(frame, split: str, meta: dict):
+    """``(rows, rule)``: the labeled rows of ``frame`` that ``split`` names, and a sentence
+    saying which rows those are."""
+    from omgclip.data import VALIDATION_SPLITS, labeled_pool
+
+    labeled = frame[frame["label"] >= 0]
+    if split == SPLIT_ALL:
+        return labeled, "all labeled rows"
+    if split == SPLIT_HELDOUT:
+        info = meta.get("split_info") or {}
+        mode = info.get("mode")
+        if mode == "manifest":
+            rows = labeled[labeled["split"].isin(VALIDATION_SPLITS)]
+            rule = "the manifest validation rows the training run validated on"
+        elif mode == "group" and info.get("val_groups") is not None:
+            rows = labeled_pool(frame)
+            rows = rows[rows["group"].isin(set(info["val_groups"]))]
+            rule = "the groups the training run held out for validation"
+        else:
+            raise OmgclipError("this checkpoint does not record which rows its training held out "
+                               "(--split heldout needs a checkpoint from `omgclip train`); pass a split name "
+                               "instead (e.g. --split validation)")
+        if rows.empty:
+            raise OmgclipError("none of the groups this checkpoint held out are in this dataset; "
+                               "--split heldout works only on the dataset it was trained on")
+        return rows, rule
+    rows = labeled[labeled["split"] == split]
+    if rows.empty:
+        counts = labeled["split"].value_counts()
+        avail = ", ".join(f"{s} ({n})" for s, n in counts.items()) or "none"
+        unl = int(((frame["split"] == split) & (frame["label"] < 0)).sum())
+        why = f" (its {unl} rows are unlabeled)" if unl else ""
+        raise OmgclipError(f"no labeled rows in split {split!r}{why}; labeled splits: {avail}; "
+                           f"or use --split all / heldout")
+    return rows, f"labeled rows whose split is {split!r}"
+
+
+def _resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(name)
+    except RuntimeError as exc:
+        raise OmgclipError(f"unknown device {name!r} ({exc})") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise OmgclipError("device 'cuda' asked for, but no CUDA GPU is available; use --device cpu")
+    return dev
+
+
+@torch.inference_mode()
+def predict_probabilities(net: torch.nn.Module, dataset, batch_size: int = 64, num_workers: int = 0,
+                          device: torch.device | str = "cpu") -> np.ndarray:
+    """Softmax probabilities ``(len(dataset), K)`` of ``net`` over ``dataset``, in order."""
+    from torch.utils.data import DataLoader
+
+    device = torch.device(device)
+    net = net.to(device).eval()
+    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers,
+                        pin_memory=device.type == "cuda")
+    out = []
+    for x, _ in loader:
+        x = x.to(device, non_blocking=True)
+        out.append(torch.softmax(net(x).float(), dim=1).cpu())
+    if not out:
+        return np.zeros((0, 0), dtype=np.float32)
+    return torch.cat(out).numpy()
+
+
+def _baseline(y_true: np.ndarray, majority: int, num_classes: int, labels, source: str) -> dict:
+    return {
+        "class": int(majority),
+        "label": labels[majority],
+        "source": source,
+        "metrics": metrics_from_predictions(y_true, np.full_like(y_true, majority), num_classes, labels),
+    }
+
+
+def evaluate(cfg: EvalConfig) -> dict:
+    """Score the checkpoint on the chosen rows; write ``out_json`` / ``confusion_png`` if
+    given. Returns the result dictionary (JSON-able; see :func:`format_report`)."""
+    from omgclip.checkpoint import default_checkpoint, load_model
+    from omgclip.data import BlockDataset, default_num_workers, load_index
+    from omgclip.fsutil import atomic_write_json
+
+    ckpt = Path(cfg.checkpoint) if cfg.checkpoint is not None else default_checkpoint()
+    model = load_model(ckpt)
+    labels = list(model.labels)
+    k = len(labels)
+    frame = load_index(cfg.data, expected_shape=(model.block_len, model.crop_size, model.crop_size))
+    rows, rule = select_rows(frame, cfg.split, model.meta)
+    if int(rows["label"].max()) >= k:
+        raise OmgclipError(f"the dataset has labels up to {int(rows['label'].max())} but the model knows "
+                           f"only {k} classes")
+    warnings: list[str] = []
+
+    train_groups = set((model.meta.get("split_info") or {}).get("train_groups") or [])
+    overlap_groups = sorted(set(rows["group"]) & train_groups)
+    overlap_blocks = int(rows["group"].isin(overlap_groups).sum()) if overlap_groups else 0
+    if overlap_groups:
+        msg = (f"{len(overlap_groups)} of the {rows['group'].nunique()} scored groups ({overlap_blocks} of "
+               f"{len(rows)} blocks) were used to train this model: scores are optimistic "
+               f"(use --split heldout, or a split it never saw)")
+        log.warning(msg)
+        warnings.append(msg)
+
+    device = _resolve_device(cfg.device)
+    workers = default_num_workers() if cfg.num_workers is None else int(cfg.num_workers)
+    dataset = BlockDataset(rows, frame.attrs["root"], augment=False)
+    probs = predict_probabilities(model.net, dataset, cfg.batch_size, workers, device)
+    y_true = rows["label"].to_numpy(dtype=np.int64)
+    y_pred = probs.argmax(axis=1)
+
+    counts = model.meta.get("train_class_counts")
+    if counts and sum(counts) > 0:
+        majority, source = int(np.argmax(counts)), "training data of the checkpoint"
+    else:
+        majority = int(np.bincount(y_true, minlength=k).argmax())
+        source = "evaluated rows (the checkpoint does not record its training data)"
+
+    # clip level: mean probability over the blocks of each (source, utterance)
+    keys = rows["source"].astype(str) + "\x00" + rows["utterance"].astype(str)
+    codes, uniques = _factorize(keys.to_numpy())
+    n_clips = len(uniques)
+    clip_probs = np.zeros((n_clips, k), dtype=np.float64)
+    np.add.at(clip_probs, codes, probs.astype(np.float64))
+    clip_probs /= np.bincount(codes, minlength=n_clips)[:, None]
+    clip_label_counts = np.zeros((n_clips, k), dtype=np.int64)
+    np.add.at(clip_label_counts, (codes, y_true), 1)
+    clip_true = clip_label_counts.argmax(axis=1)
+    mixed = int(((clip_label_counts > 0).sum(axis=1) > 1).sum())
+    if mixed:
+        msg = f"{mixed} clip(s) have blocks with different labels; each clip takes its most common label"
+        log.warning(msg)
+        warnings.append(msg)
+    clip_pred = clip_probs.argmax(axis=1)
+
+    result = {
+        "checkpoint": os.fspath(ckpt),
+        "model": model.model_name,
+        "data": os.fspath(cfg.data),
+        "split": cfg.split,
+        "rows": rule,
+        "labels": labels,
+        "num_blocks": int(len(rows)),
+        "num_clips": int(n_clips),
+        "overlap_with_training": {"groups": len(overlap_groups), "blocks": overlap_blocks},
+        "block": {
+            "metrics": metrics_from_predictions(y_true, y_pred, k, labels),
+            "majority_baseline": _baseline(y_true, majority, k, labels, source),
+        },
+        "clip": {
+            "rule": "blocks of one (source, utterance) vote by mean class probability",
+            "metrics": metrics_from_predictions(clip_true, clip_pred, k, labels),
+            "majority_baseline": _baseline(clip_true, majority, k, labels, source),
+        },
+        "warnings": warnings,
+    }
+    if cfg.out_json is not None:
+        atomic_write_json(cfg.out_json, result)
+        log.info("wrote %s", cfg.out_json)
+    if cfg.confusion_png is not None:
+        write_confusion_png(cfg.confusion_png, result)
+        log.info("wrote %s", cfg.confusion_png)
+    return result
+
+
+def _factorize(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    uniques, codes = np.unique(values, return_inverse=True)
+    return codes.reshape(-1), uniques
+
+
+# --------------------------------------------------------------------------- output
+def write_confusion_png(path: str | os.PathLike, result: dict) -> Path:
+    """Block- and clip-level confusion matrices side by side (colour = row-normalised recall,
+    text = counts), written atomically as PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    from matplotlib.figure import Figure
+
+    labels = result["labels"]
+    fig = Figure(figsize=(12.5, 5.6), layout="constrained")
+    axes = fig.subplots(1, 2)
+    for ax, level in zip(axes, ("block", "clip")):
+        m = result[level]["metrics"]
+        cm = np.asarray(m["confusion_matrix"], dtype=np.float64)
+        rows = cm.sum(axis=1, keepdims=True)
+        norm = np.divide(cm, rows, out=np.zeros_like(cm), where=rows > 0)
+        im = ax.imshow(norm, vmin=0.0, vmax=1.0, cmap="Blues")
+        for i in range(cm.shape[0]):
+            for j in range(cm.shape[1]):
+                ax.text(j, i, f"{int(cm[i, j])}", ha="center", va="center", fontsize=8,
+                        color="white" if norm[i, j] > 0.5 else "black")
+        ax.set_xticks(range(len(labels)), labels, rotation=45, ha="right")
+        ax.set_yticks(range(len(labels)), labels)
+        ax.set_xlabel("predicted")
+        ax.set_ylabel("true")
+        ax.set_title(f"{level}s (n={m['num_samples']}): acc {m['accuracy']:.3f}  UAR {m['uar']:.3f}  "
+                     f"F1 {m['macro_f1']:.3f}", fontsize=10)
+    fig.colorbar(im, ax=axes, shrink=0.8, label="recall (row-normalised)")
+    fig.suptitle(f"{result['model']} on {result['split']} ({result['data']})", fontsize=11)
+    from omgclip.fsutil import atomic_write
+
+    return atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=110))
+
+
+def format_report(result: dict) -> str:
+    """A plain-text report of :func:`evaluate`'s result for the terminal."""
+    labels = result["labels"]
+    lines = [f"model {result['model']} ({result['checkpoint']})",
+             f"data  {result['data']}, split {result['split']}: {result['rows']}"]
+    for level in ("block", "clip"):
+        m = result[level]["metrics"]
+        b = result[level]["majority_baseline"]
+        bm = b["metrics"]
+        lines.append("")
+        lines.append(f"{level}-level ({m['num_samples']} {level}s)")
+        lines.append(f"  {'':<10}{'accuracy':>10}{'UAR':>8}{'macro-F1':>10}")
+        lines.append(f"  {'model':<10}{m['accuracy']:>10.3f}{m['uar']:>8.3f}{m['macro_f1']:>10.3f}")
+        lines.append(f"  {'majority':<10}{bm['accuracy']:>10.3f}{bm['uar']:>8.3f}{bm['macro_f1']:>10.3f}"
+                     f"   (always {b['label']!r}, majority of the {b['source'].split(' (')[0]})")
+        if level == "block":
+            lines.append(f"  {'class':<10}{'precision':>10}{'recall':>8}{'F1':>8}{'support':>9}")
+            for name in labels:
+                pc = m["per_class"][name]
+                lines.append(f"  {name:<10}{pc['precision']:>10.3f}{pc['recall']:>8.3f}{pc['f1']:>8.3f}"
+                             f"{pc['support']:>9d}")
+        cm = m["confusion_matrix"]
+        width = max(5, max(len(str(v)) for row in cm for v in row) + 1)
+        lines.append("  confusion (rows true, columns predicted)")
+        lines.append("  " + " " * 10 + "".join(f"{n[:width - 1]:>{width}}" for n in labels))
+        for name, row in zip(labels, cm):
+            lines.append(f"  {name:<10}" + "".join(f"{v:>{width}d}" for v in row))
+    for w in result.get("warnings", []):
+        lines.append(f"warning: {w}")
+    return "\n".join(lines)

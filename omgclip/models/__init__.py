@@ -1,0 +1,25 @@
+"""Video emotion models: plain ``nn.Module`` nets, no Lightning (see :mod:`omgclip.lit_module`).
+
+Every model maps ``(N, 1, T, H, W)`` float frames in [0, 1] (T=20, H=W=80 by default) to
+``(N, num_classes)`` logits. Build one with ``create_model(name, num_classes=7, **kwargs)``.
+
+====================  =================================================================
+``r2plus1d`` default  residual (2+1)D net with an early-downsampling stem; fast on CPU
+                      and the most accurate
+``c3d``               plain 16-32-64 C3D reference, full-resolution first layer; slow
+``convlstm``          per-frame conv encoder + ConvLSTM cell over time (+ appearance skip)
+====================  =================================================================
+
+Speeds and accuracies: ``benchmarks/bench_train.py`` and the r2plus1d module doc.
+"""
+
+from omgclip.models.registry import create_model, list_models, register_model
+
+# importing the model modules registers them
+from omgclip.models import c3d as _c3d  # noqa: E402,F401
+from omgclip.models import convlstm as _convlstm  # noqa: E402,F401
+from omgclip.models import r2plus1d as _r2plus1d  # noqa: E402,F401
+
+DEFAULT_MODEL = "r2plus1d"
+
+__all__ = ["DEFAULT_MODEL", "create_model", "list_models", "register_model"]

@@ -1,0 +1,74 @@
+"""Small building blocks shared by the models. Shapes: ``N`` batch, ``C`` channels,
+``T`` frames, ``H``/``W`` height/width."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+from torch import nn
+
+
+def _triple(v: int | Sequence[int]) -> tuple[int, int, int]:
+    if isinstance(v, int):
+        return (v, v, v)
+    t = tuple(int(x) for x in v)
+    if len(t) != 3:
+        raise ValueError(f"expected 3 values, got {v!r}")
+    return t  # type: ignore[return-value]
+
+
+class ConvBNReLU3d(nn.Sequential):
+    """``Conv3d`` (no bias, 'same'-style padding) -> ``BatchNorm3d`` -> ``ReLU``.
+
+    ``(N, C_in, T, H, W) -> (N, C_out, T / st, H / ss, W / ss)``.
+    """
+
+    def __init__(self, c_in: int, c_out: int, kernel=3, stride=1, relu: bool = True):
+        k, s = _triple(kernel), _triple(stride)
+        layers: list[nn.Module] = [
+            nn.Conv3d(c_in, c_out, k, s, tuple(x // 2 for x in k), bias=False),
+            nn.BatchNorm3d(c_out),
+        ]
+        if relu:
+            layers.append(nn.ReLU(inplace=True))
+        super().__init__(*layers)
+
+
+class ConvBNReLU2d(nn.Sequential):
+    """``Conv2d`` -> ``BatchNorm2d`` -> ``ReLU``: ``(B, C_in, H, W) -> (B, C_out, H/s, W/s)``."""
+
+    def __init__(self, c_in: int, c_out: int, kernel: int = 3, stride: int = 1):
+        super().__init__(
+            nn.Conv2d(c_in, c_out, kernel, stride, kernel // 2, bias=False),
+            nn.BatchNorm2d(c_out),
+            nn.ReLU(inplace=True),
+        )
+
+
+class ClassifierHead(nn.Sequential):
+    """Global average pool -> dropout -> linear: ``(N, C, *) -> (N, num_classes)``."""
+
+    def __init__(self, channels: int, num_classes: int, dropout: float, dims: int = 3):
+        pool = nn.AdaptiveAvgPool3d(1) if dims == 3 else nn.AdaptiveAvgPool2d(1)
+        super().__init__(pool, nn.Flatten(1), nn.Dropout(dropout), nn.Linear(channels, num_classes))
+
+
+def init_weights(module: nn.Module) -> None:
+    """Kaiming-normal convs, unit BN, small linear weights."""
+    for m in module.modules():
+        if isinstance(m, (nn.Conv2d, nn.Conv3d)):
+            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, (nn.BatchNorm2d, nn.BatchNorm3d, nn.GroupNorm)):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.Linear):
+            nn.init.normal_(m.weight, std=0.01)
+            nn.init.zeros_(m.bias)
+
+
+def to_channels_last_3d(x: torch.Tensor) -> torch.Tensor:
+    """Relabel a 5-D tensor as ``channels_last_3d`` (free for a 1-channel input)."""
+    return x.contiguous(memory_format=torch.channels_last_3d)

@@ -1,0 +1,302 @@
+"""``omgclip train``: fit a model on a built dataset with Lightning.
+
+A run writes, under ``out/<run name>/``::
+
+    train_config.json       the TrainConfig, resolved (plus dataset and split summary)
+    labels.json             the class names, in output order
+    checkpoints/best-*.ckpt the epoch with the best validation UAR (Lightning checkpoint)
+    checkpoints/last.ckpt   the latest epoch (resume with resume_from)
+    best.pt                 the best model as a compact weights file (omgclip.checkpoint)
+    logs/metrics.csv        train_loss, val_loss, val_acc, val_uar, val_f1 per epoch
+    logs/...                TensorBoard events too, when tensorboard is installed
+    result.json             best checkpoint, its validation UAR, epochs run
+
+The same call trains on a GPU when one is present (``accelerator='auto'``) and with DDP
+across several (``devices``/``strategy``), with no other change.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as _dt
+import logging
+import os
+import re
+from pathlib import Path
+from typing import Any, Mapping
+
+from omgclip.errors import OmgclipError
+from omgclip.labels import EMOTIONS, NUM_CLASSES
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MODEL = "r2plus1d"  # == omgclip.models.DEFAULT_MODEL (kept torch-free here)
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """Everything ``train`` needs. ``out`` is the folder that receives the run folder
+    ``<run_name>`` (default: ``<UTC time>-<model>``).
+
+    ``max_time``: stop after this long, ``'DD:HH:MM:SS'`` (Lightning's format) or a number of
+    minutes (``'90'``, ``'1.5'``); ``None``: only ``epochs`` limits.
+    ``precision``: Lightning precision; ``None`` = ``'bf16-mixed'`` on a GPU that supports
+    it, else ``'32-true'``.
+    ``num_workers``: DataLoader workers; ``None`` = ``min(4, cpus - 2)``.
+    ``limit_train_batches`` / ``limit_val_batches``: for quick tests (int = batches,
+    float = fraction).
+    """
+
+    data: Path
+    out: Path
+    model: str = DEFAULT_MODEL
+    model_kwargs: Mapping[str, Any] | None = None
+    epochs: int = 30
+    max_time: str | None = None
+    batch_size: int = 32
+    lr: float = 3e-3
+    weight_decay: float = 0.05
+    schedule: str = "cosine"
+    label_smoothing: float = 0.0
+    seed: int = 0
+    num_workers: int | None = None
+    val_split: str = "group"
+    val_fraction: float = 0.2
+    balance: str = "loss"
+    patience: int = 8
+    accelerator: str = "auto"
+    devices: int | str = "auto"
+    strategy: str = "auto"
+    precision: str | None = None
+    progress: bool = True
+    run_name: str | None = None
+    resume_from: Path | None = None
+    limit_train_batches: int | float | None = None
+    limit_val_batches: int | float | None = None
+    log_every_n_steps: int = 20
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainResult:
+    best_checkpoint: Path
+    best_val_uar: float
+    run_dir: Path
+    best_weights: Path | None = None
+    epochs_run: int = 0
+
+
+def parse_max_time(value: str | float | int | None):
+    """``None`` | ``'DD:HH:MM:SS'`` | minutes -> what ``Trainer(max_time=...)`` takes."""
+    if value is None or value == "":
+        return None
+    text = str(value).strip()
+    if ":" in text:
+        if not re.fullmatch(r"\d+:\d{1,2}:\d{1,2}:\d{1,2}", text):
+            raise OmgclipError(f"max time {text!r} is not DD:HH:MM:SS (e.g. 00:02:30:00) or minutes (e.g. 150)")
+        return text
+    try:
+        minutes = float(text)
+    except ValueError:
+        raise OmgclipError(f"max time {text!r} is not DD:HH:MM:SS (e.g. 00:02:30:00) or minutes (e.g. 150)") from None
+    if not minutes > 0:
+        raise OmgclipError(f"max time must be positive (got {text!r})")
+    return _dt.timedelta(minutes=minutes)
+
+
+def _resolve_precision(cfg: TrainConfig) -> str:
+    if cfg.precision:
+        return str(cfg.precision)
+    import torch
+
+    if cfg.accelerator in ("auto", "gpu", "cuda") and torch.cuda.is_available():
+        return "bf16-mixed" if torch.cuda.is_bf16_supported() else "16-mixed"
+    return "32-true"
+
+
+def _check_config(cfg: TrainConfig) -> None:
+    from omgclip.data import BALANCE_MODES, VAL_SPLIT_MODES
+    from omgclip.lit_module import SCHEDULES
+    from omgclip.models import create_model
+
+    create_model(cfg.model, **dict(cfg.model_kwargs or {}))  # unknown name / option -> OmgclipError
+    for name, value, allowed in (("balance", cfg.balance, BALANCE_MODES),
+                                 ("val_split", cfg.val_split, VAL_SPLIT_MODES),
+                                 ("schedule", cfg.schedule, SCHEDULES)):
+        if value not in allowed:
+            raise OmgclipError(f"unknown {name} {value!r} (choose from: {', '.join(allowed)})")
+    if cfg.epochs < 1:
+        raise OmgclipError(f"epochs must be at least 1 (got {cfg.epochs})")
+    if cfg.batch_size < 1:
+        raise OmgclipError(f"batch size must be at least 1 (got {cfg.batch_size})")
+    if not cfg.lr > 0:
+        raise OmgclipError(f"learning rate must be positive (got {cfg.lr})")
+    if cfg.patience < 1:
+        raise OmgclipError(f"patience must be at least 1 (got {cfg.patience})")
+    if cfg.resume_from is not None and not Path(cfg.resume_from).is_file():
+        raise OmgclipError(f"checkpoint to resume from {cfg.resume_from} does not exist")
+
+
+_RUN_DIR_ENV = "OMGCLIP_RUN_DIR"
+
+
+def _is_launcher_rank_zero() -> bool:
+    """False in the worker processes that Lightning's DDP launcher starts (it re-runs the
+    command with ``LOCAL_RANK`` / ``NODE_RANK`` set)."""
+    return int(os.environ.get("LOCAL_RANK", "0")) == 0 and int(os.environ.get("NODE_RANK", "0")) == 0
+
+
+def _make_run_dir(cfg: TrainConfig) -> Path:
+    if not _is_launcher_rank_zero() and os.environ.get(_RUN_DIR_ENV):
+        return Path(os.environ[_RUN_DIR_ENV])  # DDP worker: the run folder rank 0 made
+    out = Path(cfg.out)
+    if cfg.run_name:
+        if Path(cfg.run_name).name != cfg.run_name:
+            raise OmgclipError(f"run name {cfg.run_name!r} must be a plain folder name")
+        run_dir = out / cfg.run_name
+        if run_dir.exists() and any(run_dir.iterdir()) and cfg.resume_from is None:
+            raise OmgclipError(f"run folder {run_dir} already exists; choose another --run-name "
+                               f"(or --resume-from its checkpoints/last.ckpt)")
+    else:
+        stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%d-%H%M%S")
+        run_dir = out / f"{stamp}-{cfg.model}"
+        n = 1
+        while run_dir.exists():
+            n += 1
+            run_dir = out / f"{stamp}-{cfg.model}-{n}"
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OmgclipError(f"cannot create run folder {run_dir}: {exc.strerror or exc}") from None
+    return run_dir
+
+
+def _loggers(run_dir: Path) -> list:
+    from pytorch_lightning.loggers import CSVLogger
+
+    loggers: list = [CSVLogger(save_dir=os.fspath(run_dir), name="logs", version="")]
+    try:
+        import tensorboard  # noqa: F401
+    except ImportError:
+        try:
+            import tensorboardX  # noqa: F401
+        except ImportError:
+            return loggers
+    from pytorch_lightning.loggers import TensorBoardLogger
+
+    loggers.append(TensorBoardLogger(save_dir=os.fspath(run_dir), name="logs", version="tensorboard"))
+    return loggers
+
+
+def train(cfg: TrainConfig) -> TrainResult:
+    """Train, keep the checkpoint with the best validation UAR, export it as ``best.pt``."""
+    import pytorch_lightning as pl
+    from pytorch_lightning.callbacks import EarlyStopping, LearningRateMonitor, ModelCheckpoint
+
+    from omgclip.checkpoint import load_model, save_weights
+    from omgclip.data import BlockDataModule, DataConfig
+    from omgclip.fsutil import atomic_write_json
+    from omgclip.lit_module import EmotionClassifier
+
+    _check_config(cfg)
+    max_time = parse_max_time(cfg.max_time)
+    pl.seed_everything(cfg.seed, workers=True, verbose=False)
+
+    dm = BlockDataModule(DataConfig(data_dir=Path(cfg.data), batch_size=cfg.batch_size,
+                                    num_workers=cfg.num_workers, val_split=cfg.val_split,
+                                    val_fraction=cfg.val_fraction, seed=cfg.seed, balance=cfg.balance))
+    dm.setup("fit")  # validates the dataset and fixes the split before anything is written
+    if dm.val_frame is None or dm.val_frame.empty:
+        raise OmgclipError("the validation split is empty; use a larger --val-fraction or more groups")
+    block_len, crop, _ = dm.block_shape
+
+    run_dir = _make_run_dir(cfg)
+    os.environ[_RUN_DIR_ENV] = os.fspath(run_dir.resolve())  # inherited by DDP worker processes
+    precision = _resolve_precision(cfg)
+    split_info = {"mode": cfg.val_split, "val_fraction": cfg.val_fraction, "seed": cfg.seed,
+                  "train_groups": dm.train_groups, "val_groups": dm.val_groups}
+    if _is_launcher_rank_zero():
+        _write_run_files(run_dir, cfg, dm, precision)
+
+    module = EmotionClassifier(
+        model_name=cfg.model, model_kwargs=dict(cfg.model_kwargs or {}), num_classes=NUM_CLASSES,
+        labels=list(EMOTIONS), lr=cfg.lr, weight_decay=cfg.weight_decay,
+        class_weights=dm.class_weights, block_len=block_len, crop_size=crop, schedule=cfg.schedule,
+        label_smoothing=cfg.label_smoothing, train_class_counts=dm.train_counts, split_info=split_info,
+    )
+    ckpt_cb = ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="best-epoch{epoch:02d}-uar{val_uar:.4f}",
+                              auto_insert_metric_name=False, monitor="val_uar", mode="max",
+                              save_top_k=1, save_last=True)
+    callbacks: list = [ckpt_cb, EarlyStopping(monitor="val_uar", mode="max", patience=cfg.patience),
+                       LearningRateMonitor(logging_interval="epoch"), _epoch_summary_callback()]
+    trainer_kwargs: dict[str, Any] = {}
+    if cfg.limit_train_batches is not None:
+        trainer_kwargs["limit_train_batches"] = cfg.limit_train_batches
+    if cfg.limit_val_batches is not None:
+        trainer_kwargs["limit_val_batches"] = cfg.limit_val_batches
+    trainer = pl.Trainer(
+        max_epochs=cfg.epochs, max_time=max_time, accelerator=cfg.accelerator, devices=cfg.devices,
+        strategy=cfg.strategy, precision=precision, callbacks=callbacks, logger=_loggers(run_dir),
+        default_root_dir=os.fspath(run_dir), enable_progress_bar=cfg.progress,
+        enable_model_summary=cfg.progress,
+        log_every_n_steps=max(1, min(cfg.log_every_n_steps, len(dm.train_frame) // cfg.batch_size)),
+        num_sanity_val_steps=0, **trainer_kwargs,
+    )
+    log.info("training %s in %s (%s, precision %s)", cfg.model, run_dir, trainer.accelerator.__class__.__name__,
+             precision)
+    trainer.fit(module, datamodule=dm, ckpt_path=os.fspath(cfg.resume_from) if cfg.resume_from else None)
+
+    best = Path(ckpt_cb.best_model_path) if ckpt_cb.best_model_path else None
+    if best is None or not best.is_file():
+        last = run_dir / "checkpoints" / "last.ckpt"
+        if not last.is_file():
+            raise OmgclipError("training stopped before any checkpoint was saved (time limit too short?)")
+        log.warning("no validation score was recorded; using the last checkpoint")
+        best = last
+    score = ckpt_cb.best_model_score
+    best_uar = float(score) if score is not None else float("nan")
+    weights_path: Path | None = None
+    if trainer.is_global_zero:
+        loaded = load_model(best)
+        meta = dict(loaded.meta)
+        meta.update({"best_val_uar": best_uar, "trained_from": os.fspath(best),
+                     "dataset": os.fspath(cfg.data)})
+        weights_path = save_weights(run_dir / "best.pt", loaded.net, meta)
+        atomic_write_json(run_dir / "result.json", {
+            "best_checkpoint": os.fspath(best), "best_val_uar": best_uar, "best_weights": os.fspath(weights_path),
+            "epochs_run": int(trainer.current_epoch), "stopped_early": bool(trainer.should_stop
+                                                                             and trainer.current_epoch < cfg.epochs),
+        })
+        log.info("best validation UAR %.4f: %s (weights %s)", best_uar, best, weights_path)
+    return TrainResult(best_checkpoint=best, best_val_uar=best_uar, run_dir=run_dir,
+                       best_weights=weights_path, epochs_run=int(trainer.current_epoch))
+
+
+def _write_run_files(run_dir: Path, cfg: TrainConfig, dm, precision: str) -> None:
+    from omgclip.fsutil import atomic_write_json, to_jsonable
+
+    atomic_write_json(run_dir / "train_config.json", {
+        "config": to_jsonable(cfg),
+        "resolved": {"precision": precision, "num_workers": dm.num_workers, "block_shape": list(dm.block_shape),
+                     "train_blocks": len(dm.train_frame), "val_blocks": len(dm.val_frame),
+                     "train_class_counts": dm.train_counts, "val_class_counts": dm.val_counts,
+                     "class_weights": dm.class_weights,
+                     "train_groups": len(dm.train_groups), "val_groups": len(dm.val_groups)},
+    })
+    atomic_write_json(run_dir / "labels.json", list(EMOTIONS))
+
+
+def _epoch_summary_callback():
+    """A callback logging one line per epoch (useful when the progress bar is off)."""
+    import pytorch_lightning as pl
+
+    class EpochSummary(pl.Callback):
+        def on_train_epoch_end(self, trainer, pl_module) -> None:
+            if not trainer.is_global_zero:
+                return
+            m = trainer.callback_metrics
+            parts = [f"{k} {float(m[k]):.4f}" for k in ("train_loss", "val_loss", "val_acc", "val_uar", "val_f1")
+                     if k in m]
+            log.info("epoch %d/%d: %s", trainer.current_epoch + 1, trainer.max_epochs, ", ".join(parts))
+
+    return EpochSummary()
+

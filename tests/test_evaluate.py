@@ -1,0 +1,231 @@
+"""Evaluation: metric definitions against a hand-computed confusion matrix, the report
+files, the majority baseline, clip voting, and bad checkpoints."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from omgclip.checkpoint import DEFAULT_WEIGHTS, default_checkpoint, load_model, save_weights
+from omgclip.errors import OmgclipError
+from omgclip.evaluate import EvalConfig, evaluate, format_report, metrics_from_confusion, metrics_from_predictions
+from omgclip.labels import EMOTIONS
+from omgclip.models import create_model
+from test_data import make_dataset
+
+
+# --------------------------------------------------------------------------- metrics
+def test_metrics_hand_computed():
+    y_true = [0, 0, 1, 1, 1, 2, 2, 3]
+    y_pred = [0, 1, 1, 1, 0, 2, 3, 3]
+    m = metrics_from_predictions(y_true, y_pred, 4, labels=["a", "b", "c", "d"])
+    assert m["confusion_matrix"] == [[1, 1, 0, 0],
+                                     [1, 2, 0, 0],
+                                     [0, 0, 1, 1],
+                                     [0, 0, 0, 1]]
+    assert m["num_samples"] == 8
+    assert m["accuracy"] == pytest.approx(5 / 8)
+    recall = [1 / 2, 2 / 3, 1 / 2, 1]
+    precision = [1 / 2, 2 / 3, 1, 1 / 2]
+    f1 = [2 * p * r / (p + r) for p, r in zip(precision, recall)]
+    assert m["uar"] == pytest.approx(np.mean(recall))
+    assert m["macro_f1"] == pytest.approx(np.mean(f1))
+    for name, p, r, f, s in zip("abcd", precision, recall, f1, [2, 3, 2, 1]):
+        pc = m["per_class"][name]
+        assert (pc["precision"], pc["recall"], pc["f1"]) == pytest.approx((p, r, f))
+        assert pc["support"] == s
+
+
+def test_metrics_absent_classes():
+    # class 2 never occurs; class 3 is predicted but never true
+    m = metrics_from_predictions([0, 0, 1, 1], [0, 3, 1, 1], 4)
+    assert m["uar"] == pytest.approx((0.5 + 1.0) / 2)  # over classes present in truth
+    f1_0, f1_1 = 2 * 1 * 0.5 / 1.5, 1.0
+    assert m["macro_f1"] == pytest.approx((f1_0 + f1_1 + 0.0) / 3)  # class 3 counts, class 2 not
+    assert m["per_class"]["fear"]["support"] == 0
+
+
+def test_metrics_match_torchmetrics_when_all_classes_present():
+    from torchmetrics.functional.classification import multiclass_accuracy, multiclass_f1_score, multiclass_recall
+
+    rng = np.random.default_rng(0)
+    t = rng.integers(0, 7, 300)
+    p = np.where(rng.random(300) < 0.6, t, rng.integers(0, 7, 300))
+    m = metrics_from_predictions(t, p, 7)
+    tt, pp = torch.as_tensor(t), torch.as_tensor(p)
+    assert m["accuracy"] == pytest.approx(float(multiclass_accuracy(pp, tt, 7, average="micro")))
+    assert m["uar"] == pytest.approx(float(multiclass_recall(pp, tt, 7, average="macro")))
+    assert m["macro_f1"] == pytest.approx(float(multiclass_f1_score(pp, tt, 7, average="macro")))
+    assert metrics_from_confusion(np.asarray(m["confusion_matrix"])) == m
+
+
+# --------------------------------------------------------------------------- evaluate
+META = {"model_name": "r2plus1d", "model_kwargs": {}, "labels": list(EMOTIONS), "block_len": 20, "crop_size": 80}
+
+
+@pytest.fixture
+def setup(tmp_path: Path):
+    frame = make_dataset(tmp_path / "ds", groups=10, utterances_per_group=2, blocks_per_utterance=3,
+                         val_groups=(1, 4, 8))
+    torch.manual_seed(0)
+    net = create_model("r2plus1d")
+    counts = [1, 2, 3, 4, 50, 6, 7]  # 'neutral' is the training majority
+    train_groups = sorted(set(frame.loc[frame["split"] == "train", "group"]))
+    meta = dict(META, train_class_counts=counts,
+                split_info={"mode": "group", "val_fraction": 0.2, "seed": 0,
+                            "train_groups": train_groups + [frame.loc[frame["split"] == "validation", "group"].iloc[0]],
+                            "val_groups": sorted(set(frame.loc[frame["split"] == "validation", "group"]))[1:]})
+    ckpt = save_weights(tmp_path / "model.pt", net, meta)
+    return tmp_path, frame, ckpt
+
+
+def test_evaluate_writes_reports(setup):
+    tmp, frame, ckpt = setup
+    cfg = EvalConfig(data=tmp / "ds", checkpoint=ckpt, split="validation", out_json=tmp / "out" / "eval.json",
+                     confusion_png=tmp / "out" / "cm.png", batch_size=8, num_workers=0)
+    result = evaluate(cfg)
+    on_disk = json.loads((tmp / "out" / "eval.json").read_text())
+    assert on_disk == json.loads(json.dumps(result))
+    assert (tmp / "out" / "cm.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+    val = frame[(frame["split"] == "validation") & (frame["label"] >= 0)]
+    assert result["num_blocks"] == len(val) == 18
+    assert result["num_clips"] == 6
+    # block metrics equal those recomputed from the model's own predictions
+    model = load_model(ckpt)
+    from omgclip.data import BlockDataset
+
+    ds = BlockDataset(val, tmp / "ds")
+    with torch.no_grad():
+        x = torch.stack([ds[i][0] for i in range(len(ds))])
+        probs = torch.softmax(model.net(x), 1).numpy()
+    y = val["label"].to_numpy()
+    expect = metrics_from_predictions(y, probs.argmax(1), 7, EMOTIONS)
+    assert result["block"]["metrics"]["confusion_matrix"] == expect["confusion_matrix"]
+    # clip level: mean probability over each utterance's 3 blocks
+    clip_p = probs.reshape(6, 3, 7).mean(1).argmax(1)
+    clip_y = y.reshape(6, 3)[:, 0]
+    assert result["clip"]["metrics"]["confusion_matrix"] == metrics_from_predictions(clip_y, clip_p, 7)["confusion_matrix"]
+    # majority baseline: the checkpoint's training majority, always predicted
+    base = result["block"]["majority_baseline"]
+    assert base["class"] == 4 and base["label"] == "neutral" and "training data" in base["source"]
+    assert base["metrics"]["accuracy"] == pytest.approx(float((y == 4).mean()))
+    cm = np.asarray(base["metrics"]["confusion_matrix"])
+    assert (cm[:, 4] == np.bincount(y, minlength=7)).all() and cm.sum() == len(y)
+    # one validation group was (per its meta) used in training: flagged
+    assert result["overlap_with_training"]["groups"] == 1 and result["warnings"]
+    report = format_report(result)
+    assert "block-level" in report and "clip-level" in report and "majority" in report and "neutral" in report
+
+
+def test_evaluate_baseline_from_split_and_other_splits(setup):
+    tmp, frame, _ = setup
+    torch.manual_seed(1)
+    ckpt = save_weights(tmp / "plain.pt", create_model("r2plus1d"), META)  # no training info
+    res = evaluate(EvalConfig(data=tmp / "ds", checkpoint=ckpt, split="train", num_workers=0))
+    y = frame.loc[frame["split"] == "train", "label"].to_numpy()
+    base = res["block"]["majority_baseline"]
+    assert base["class"] == int(np.bincount(y, minlength=7).argmax()) and "evaluated" in base["source"]
+    assert res["overlap_with_training"]["groups"] == 0
+    res_all = evaluate(EvalConfig(data=tmp / "ds", checkpoint=ckpt, split="all", num_workers=0))
+    assert res_all["num_blocks"] == int((frame["label"] >= 0).sum())
+    with pytest.raises(OmgclipError, match="heldout"):
+        evaluate(EvalConfig(data=tmp / "ds", checkpoint=ckpt, split="heldout"))
+    with pytest.raises(OmgclipError, match="unlabeled"):
+        evaluate(EvalConfig(data=tmp / "ds", checkpoint=ckpt, split="test"))
+    with pytest.raises(OmgclipError, match="labeled splits"):
+        evaluate(EvalConfig(data=tmp / "ds", checkpoint=ckpt, split="nosuchsplit"))
+
+
+def test_evaluate_heldout(setup):
+    tmp, frame, ckpt = setup
+    res = evaluate(EvalConfig(data=tmp / "ds", checkpoint=ckpt, split="heldout", num_workers=0))
+    assert res["num_blocks"] == 12  # the two validation groups recorded as held out
+    assert res["overlap_with_training"]["groups"] == 0
+
+
+def test_evaluate_shape_mismatch(setup, tmp_path):
+    _, _, ckpt = setup
+    make_dataset(tmp_path / "small", groups=3, utterances_per_group=1, blocks_per_utterance=1, shape=(16, 64, 64))
+    with pytest.raises(OmgclipError, match="model expects"):
+        evaluate(EvalConfig(data=tmp_path / "small", checkpoint=ckpt))
+
+
+# --------------------------------------------------------------------------- bad checkpoints
+def _msg(excinfo) -> str:
+    msg = str(excinfo.value)
+    assert "\n" not in msg
+    return msg
+
+
+def test_bad_checkpoints(tmp_path: Path):
+    junk = tmp_path / "junk.ckpt"
+    junk.write_bytes(np.random.default_rng(0).bytes(4096))
+    with pytest.raises(OmgclipError) as e:
+        load_model(junk)
+    assert "is not an omgclip checkpoint" in _msg(e)
+
+    with pytest.raises(OmgclipError) as e:
+        load_model(tmp_path / "missing.pt")
+    assert "does not exist" in _msg(e)
+
+    plain = tmp_path / "plain_state.pt"
+    torch.save(create_model("c3d").state_dict(), plain)  # a state_dict, but no omgclip description
+    with pytest.raises(OmgclipError) as e:
+        load_model(plain)
+    assert "is not an omgclip checkpoint" in _msg(e)
+
+    # weights of another model under this model's name
+    wrong = save_weights(tmp_path / "wrong.pt", create_model("c3d"), dict(META, model_name="r2plus1d"))
+    with pytest.raises(OmgclipError) as e:
+        load_model(wrong)
+    assert "do not fit its model 'r2plus1d'" in _msg(e)
+
+    shapes = save_weights(tmp_path / "shapes.pt", create_model("r2plus1d", widths=(8, 16, 32)), META)
+    with pytest.raises(OmgclipError) as e:
+        load_model(shapes)
+    assert "wrong shape" in _msg(e)
+
+    unknown = save_weights(tmp_path / "unknown.pt", create_model("c3d"), dict(META, model_name="transformer9"))
+    with pytest.raises(OmgclipError) as e:
+        load_model(unknown)
+    assert "transformer9" in _msg(e)
+
+    # a pickle with code in it is refused, not executed
+    evil = tmp_path / "evil.pt"
+    torch.save({"format": "omgclip-weights-v1", "state_dict": {}, "meta": _Evil()}, evil)
+    with pytest.raises(OmgclipError) as e:
+        load_model(evil)
+    assert "is not an omgclip checkpoint" in _msg(e)
+
+
+class _Evil:
+    pass
+
+
+def test_compact_round_trip(tmp_path: Path):
+    torch.manual_seed(0)
+    net = create_model("convlstm").eval()
+    path = save_weights(tmp_path / "w.pt", net, dict(META, model_name="convlstm", extra={"note": "x"}))
+    loaded = load_model(path)
+    assert loaded.model_name == "convlstm" and loaded.meta["extra"] == {"note": "x"}
+    x = torch.rand(2, 1, 20, 80, 80)
+    with torch.no_grad():
+        assert torch.equal(loaded.net(x), net(x))
+    assert loaded.num_classes == 7
+
+
+def test_default_checkpoint(monkeypatch, tmp_path: Path):
+    import omgclip.checkpoint as C
+
+    monkeypatch.setattr(C, "DEFAULT_WEIGHTS", tmp_path / "nope.pt")
+    with pytest.raises(OmgclipError, match="missing"):
+        C.default_checkpoint()
+    assert DEFAULT_WEIGHTS.name == "default.pt" and DEFAULT_WEIGHTS.parent.name == "weights"
+    if DEFAULT_WEIGHTS.is_file():  # once the bundled model ships, it must load
+        monkeypatch.undo()
+        assert load_model(default_checkpoint()).model_name
