@@ -94,6 +94,9 @@ def _add_train(sub) -> None:
     p.add_argument("--max-time", help="stop after this long: minutes, or DD:HH:MM:SS")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--lr", type=float, default=None)
+    p.add_argument("--weight-decay", type=float, default=None)
+    p.add_argument("--schedule", choices=("cosine", "onecycle", "constant"), default=None)
+    p.add_argument("--label-smoothing", type=float, default=None)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--workers", type=int, default=None, help="data-loading workers")
     p.add_argument("--val-split", choices=("group", "manifest"), default="group",
@@ -104,7 +107,10 @@ def _add_train(sub) -> None:
     p.add_argument("--patience", type=int, default=8, help="early stopping on validation UAR")
     p.add_argument("--accelerator", default="auto")
     p.add_argument("--devices", default="auto")
-    p.add_argument("--strategy", default="auto")
+    p.add_argument("--strategy", default="auto", help="e.g. ddp for several GPUs")
+    p.add_argument("--precision", help="Lightning precision (default: bf16-mixed on GPU, else 32-true)")
+    p.add_argument("--run-name", help="run folder name inside --out (default: <UTC time>-<model>)")
+    p.add_argument("--resume-from", help="a checkpoints/last.ckpt to continue from")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(run=_run_train)
 
@@ -117,22 +123,30 @@ def _run_train(args) -> int:
                   val_fraction=args.val_fraction, balance=args.balance, patience=args.patience,
                   accelerator=args.accelerator, devices=args.devices, strategy=args.strategy,
                   progress=not args.no_progress)
-    optional = dict(model=args.model, lr=args.lr, num_workers=args.workers)
+    optional = dict(model=args.model, lr=args.lr, num_workers=args.workers,
+                    weight_decay=args.weight_decay, schedule=args.schedule,
+                    label_smoothing=args.label_smoothing, precision=args.precision,
+                    run_name=args.run_name, resume_from=args.resume_from)
     fields.update({k: v for k, v in optional.items() if v is not None})
     result = train(TrainConfig(**fields))
     print(f"best checkpoint: {result.best_checkpoint}  (validation UAR {result.best_val_uar:.3f})")
+    print(f"compact weights for predict/evaluate: {result.best_weights}")
     return 0
 
 
 # ----------------------------------------------------------------------------- evaluate
 def _add_evaluate(sub) -> None:
     p = sub.add_parser("evaluate", help="WAR, UAR, macro-F1, confusion matrix, majority baseline")
-    p.add_argument("--checkpoint", required=True)
+    p.add_argument("--checkpoint", help="a .ckpt / .pt from train (default: the bundled model)")
     p.add_argument("--data", required=True)
-    p.add_argument("--split", default="validation", help="rows of the index with this split ('all' for every row)")
+    p.add_argument("--split", default="validation",
+                   help="index rows of this split; 'heldout' = the groups the checkpoint's training "
+                        "run held out; 'all' = every labeled row")
     p.add_argument("--out", help="write the metrics as JSON here")
     p.add_argument("--confusion-png", help="write the confusion matrix picture here")
     p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--workers", type=int, default=None, help="data-loading workers")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, ...")
     p.set_defaults(run=_run_evaluate)
 
 
@@ -141,7 +155,8 @@ def _run_evaluate(args) -> int:
 
     result = evaluate(EvalConfig(checkpoint=args.checkpoint, data=args.data, split=args.split,
                                  out_json=args.out, confusion_png=args.confusion_png,
-                                 batch_size=args.batch_size))
+                                 batch_size=args.batch_size, num_workers=args.workers,
+                                 device=args.device))
     print(format_report(result))
     return 0
 
