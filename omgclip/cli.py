@@ -12,7 +12,9 @@ from typing import Callable, Sequence
 
 from omgclip import __version__
 from omgclip.errors import OmgclipError
+from omgclip.face import FaceConfig
 
+FACE_DEFAULTS = FaceConfig()
 log = logging.getLogger("omgclip")
 
 
@@ -61,6 +63,8 @@ def _add_build(sub) -> None:
     p.add_argument("--min-detect-frac", type=float, default=0.5,
                    help="skip blocks with a smaller fraction of really detected frames")
     p.add_argument("--max-gap", type=int, default=10, help="frames a face box may be carried over misses")
+    p.add_argument("--margin", type=float, default=FACE_DEFAULTS.margin,
+                   help="context around the dlib face box, per side, as a fraction of its size")
     p.add_argument("--retries", type=int, default=3, help="download retries")
     p.add_argument("--sleep", type=float, default=0.0, help="polite seconds between downloads")
     p.add_argument("--no-progress", action="store_true")
@@ -77,7 +81,8 @@ def _run_build(args) -> int:
         rare_strides=_key_value_ints(args.rare_stride), auto_strides=args.auto_stride,
         split_by=args.split_by, val_fraction=args.val_fraction, seed=args.seed,
         face=FaceConfig(detect_every=args.detect_every, detect_width=args.detect_width,
-                        min_detect_frac=args.min_detect_frac, max_gap=args.max_gap),
+                        min_detect_frac=args.min_detect_frac, max_gap=args.max_gap,
+                        margin=args.margin),
         retries=args.retries, sleep=args.sleep, progress=not args.no_progress)
     report = build_dataset(cfg)
     print(report.summary())

@@ -57,6 +57,7 @@ class EmotionClassifier(pl.LightningModule):
         label_smoothing: float = 0.0,
         train_class_counts: Sequence[int] | None = None,
         split_info: Mapping[str, Any] | None = None,
+        face: Mapping[str, Any] | None = None,
     ):
         super().__init__()
         if schedule not in SCHEDULES:
@@ -80,6 +81,8 @@ class EmotionClassifier(pl.LightningModule):
             "label_smoothing": float(label_smoothing),
             "train_class_counts": [int(c) for c in train_class_counts] if train_class_counts is not None else None,
             "split_info": _plain(dict(split_info)) if split_info is not None else None,
+            # how the training crops were made (build-dataset's FaceConfig): predict crops alike
+            "face": _plain(dict(face)) if face is not None else None,
         })
         self.net = create_model(model_name, num_classes=num_classes, **dict(model_kwargs or {}))
         self.register_buffer("class_weight", torch.tensor(weights, dtype=torch.float32), persistent=False)

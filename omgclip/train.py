@@ -222,6 +222,7 @@ def train(cfg: TrainConfig) -> TrainResult:
         labels=list(EMOTIONS), lr=cfg.lr, weight_decay=cfg.weight_decay,
         class_weights=dm.class_weights, block_len=block_len, crop_size=crop, schedule=cfg.schedule,
         label_smoothing=cfg.label_smoothing, train_class_counts=dm.train_counts, split_info=split_info,
+        face=_build_face_config(Path(cfg.data)),
     )
     ckpt_cb = ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="best-epoch{epoch:02d}-uar{val_uar:.4f}",
                               auto_insert_metric_name=False, monitor="val_uar", mode="max",
@@ -300,3 +301,15 @@ def _epoch_summary_callback():
 
     return EpochSummary()
 
+
+def _build_face_config(data_dir: Path) -> dict | None:
+    """The face settings the dataset was built with (``build_config.json``), if recorded."""
+    import json
+
+    from omgclip.dataset_format import CONFIG_FILE
+
+    try:
+        face = json.loads((data_dir / CONFIG_FILE).read_text()).get("face")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return face if isinstance(face, dict) else None

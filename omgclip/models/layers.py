@@ -72,3 +72,20 @@ def init_weights(module: nn.Module) -> None:
 def to_channels_last_3d(x: torch.Tensor) -> torch.Tensor:
     """Relabel a 5-D tensor as ``channels_last_3d`` (free for a 1-channel input)."""
     return x.contiguous(memory_format=torch.channels_last_3d)
+
+
+class ClipStandardize(nn.Module):
+    """``(N, C, T, H, W) -> same``: each clip to zero mean and unit contrast.
+
+    Removes a clip's overall brightness and contrast (camera, lighting, the 48x48 CK+ frames
+    vs dlib crops of video), which carry no emotion. ``eps`` keeps flat clips finite.
+    """
+
+    def __init__(self, eps: float = 0.05):
+        super().__init__()
+        self.eps = eps
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        mean = x.mean(dim=(1, 2, 3, 4), keepdim=True)
+        std = x.std(dim=(1, 2, 3, 4), keepdim=True)
+        return (x - mean) / (std + self.eps)

@@ -21,7 +21,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from omgclip.labels import NUM_CLASSES
-from omgclip.models.layers import ClassifierHead, ConvBNReLU3d, init_weights, to_channels_last_3d
+from omgclip.models.layers import (ClassifierHead, ClipStandardize, ConvBNReLU3d, init_weights,
+                                   to_channels_last_3d)
 from omgclip.models.registry import register_model
 
 
@@ -66,7 +67,8 @@ class R2Plus1D(nn.Module):
 
     About 430k parameters (1.7 MB of float32 weights).
 
-    Options: ``depths`` blocks per stage; ``stem='s4'`` (one stride-4 conv) or ``'s2x2'``
+    Options: ``standardize`` (default on) brings each clip to zero mean and unit contrast
+    first (:class:`ClipStandardize`); ``depths`` blocks per stage; ``stem='s4'`` (one stride-4 conv) or ``'s2x2'``
     (two stride-2 convs, 16 channels at 40x40 first: finer but slower); ``stem_t_stride=1``
     keeps all 20 time steps in stage 1 (stage 2 then halves them instead).
     """
@@ -75,8 +77,9 @@ class R2Plus1D(nn.Module):
 
     def __init__(self, num_classes: int = NUM_CLASSES, widths: Sequence[int] = (32, 64, 128),
                  depths: Sequence[int] = (1, 2, 2), stem: str = "s4", stem_t_stride: int = 2,
-                 dropout: float = 0.3):
+                 dropout: float = 0.3, standardize: bool = True):
         super().__init__()
+        self.standardize: nn.Module = ClipStandardize() if standardize else nn.Identity()
         w1, w2, w3 = (int(w) for w in widths)
         d1, d2, d3 = (int(d) for d in depths)
         st = int(stem_t_stride)
@@ -105,4 +108,4 @@ class R2Plus1D(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``(N, 1, T, H, W)`` in [0, 1] -> ``(N, num_classes)`` logits."""
-        return self.head(self.blocks(self.stem(to_channels_last_3d(x))))
+        return self.head(self.blocks(self.stem(to_channels_last_3d(self.standardize(x)))))
