@@ -148,12 +148,11 @@ def _torch_logits(net, clips: np.ndarray) -> np.ndarray:
 
 def _write_onnx(net, example: np.ndarray, tmp: Path, meta: dict, opset: int) -> None:
     try:
-        import onnx  # noqa: F401
-        import onnxscript  # noqa: F401
+        import onnx
+        import onnxscript  # noqa: F401  (the dynamo exporter needs it)
     except ImportError as exc:
         raise OmgclipError(f"ONNX export needs the 'export' extra: pip install 'omgclip[export]' "
                            f"({exc.name} is missing)") from None
-    import onnx
     import torch
 
     x = torch.from_numpy(example)

@@ -64,9 +64,7 @@ def probe(path: str | os.PathLike) -> VideoInfo:
     if p.stat().st_size == 0:
         raise VideoError(f"{p}: empty file (0 bytes)")
     if is_image(p):
-        img = cv2.imread(str(p), cv2.IMREAD_GRAYSCALE)
-        if img is None:
-            raise VideoError(f"{p}: not a readable image")
+        img = _read_image(p, cv2.IMREAD_GRAYSCALE)
         return VideoInfo(str(p), 0.0, 1, img.shape[1], img.shape[0])
     cap = cv2.VideoCapture(str(p))
     try:
@@ -102,58 +100,63 @@ def to_work_gray(frame, scale: float):
     return gray
 
 
+def _read_image(path: Path, flags: int):
+    img = _cv2().imread(str(path), flags)
+    if img is None:
+        raise VideoError(f"{path}: not a readable image")
+    return img
+
+
+def _iter_decoded(path: Path, start: int = 0, stop: int | None = None,
+                  keep: Callable[[int], bool] | None = None) -> Iterator[tuple[int, "object"]]:
+    """``(index, decoded frame as OpenCV gives it)`` for the frames asked for; the others
+    are only grabbed. Ends quietly where a truncated file runs out of data."""
+    cap = _cv2().VideoCapture(str(path))
+    if not cap.isOpened():
+        raise VideoError(f"{path}: not a readable video")
+    try:
+        index = 0
+        while stop is None or index < stop:
+            if index < start or (keep is not None and not keep(index)):
+                if not cap.grab():
+                    return
+            else:
+                ok, frame = cap.read()
+                if not ok or frame is None:
+                    return
+                yield index, frame
+            index += 1
+    finally:
+        cap.release()
+
+
 def iter_gray_frames(path: str | os.PathLike, work_width: int | None = 640, start: int = 0,
                      stop: int | None = None, keep: Callable[[int], bool] | None = None
                      ) -> Iterator[tuple[int, "object"]]:
     """Yield ``(frame_index, gray_work_frame)`` for frames ``[start, stop)`` in order.
 
     Frames before ``start``, and those for which ``keep(index)`` is false, are skipped
-    with ``grab()`` (no pixel conversion) and not yielded. Decoding
-    ends early, without error, where a truncated file runs out of data; the caller sees
-    how many frames really came.
+    with ``grab()`` (no pixel conversion) and not yielded. Decoding ends early, without
+    error, where a truncated file runs out of data; the caller sees how many frames came.
+    A still image is a one-frame video.
     """
-    cv2 = _cv2()
     p = Path(path)
     if is_image(p):
-        img = cv2.imread(str(p), cv2.IMREAD_GRAYSCALE)
-        if img is None:
-            raise VideoError(f"{p}: not a readable image")
+        img = _read_image(p, _cv2().IMREAD_GRAYSCALE)
         if start <= 0 and (stop is None or stop > 0):
             yield 0, to_work_gray(img, work_scale(img.shape[1], work_width))
         return
-    cap = cv2.VideoCapture(str(p))
-    if not cap.isOpened():
-        raise VideoError(f"{p}: not a readable video")
-    try:
-        index = 0
-        scale = None
-        while stop is None or index < stop:
-            if index < start or (keep is not None and not keep(index)):
-                if not cap.grab():
-                    return
-                index += 1
-                continue
-            ok, frame = cap.read()
-            if not ok or frame is None:
-                return
-            if scale is None:
-                scale = work_scale(frame.shape[1], work_width)
-            yield index, to_work_gray(frame, scale)
-            index += 1
-    finally:
-        cap.release()
+    scale = None
+    for index, frame in _iter_decoded(p, start, stop, keep):
+        if scale is None:
+            scale = work_scale(frame.shape[1], work_width)
+        yield index, to_work_gray(frame, scale)
 
 
 def read_image_list(paths: Sequence[str | os.PathLike]) -> list:
     """Read still images (e.g. apex frames of a sequence) as grayscale arrays."""
-    cv2 = _cv2()
-    frames = []
-    for path in paths:
-        img = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
-        if img is None:
-            raise VideoError(f"{path}: not a readable image")
-        frames.append(img)
-    return frames
+    flags = _cv2().IMREAD_GRAYSCALE
+    return [_read_image(Path(path), flags) for path in paths]
 
 
 def count_frames(path: str | os.PathLike) -> int:
@@ -175,23 +178,7 @@ def iter_bgr_frames(path: str | os.PathLike) -> Iterator[tuple[int, "object"]]:
     cv2 = _cv2()
     p = Path(path)
     if is_image(p):
-        img = cv2.imread(str(p), cv2.IMREAD_COLOR)
-        if img is None:
-            raise VideoError(f"{p}: not a readable image")
-        yield 0, img
+        yield 0, _read_image(p, cv2.IMREAD_COLOR)
         return
-    cap = cv2.VideoCapture(str(p))
-    if not cap.isOpened():
-        raise VideoError(f"{p}: not a readable video")
-    try:
-        index = 0
-        while True:
-            ok, frame = cap.read()
-            if not ok or frame is None:
-                return
-            if frame.ndim == 2:
-                frame = cv2.cvtColor(frame, cv2.COLOR_GRAY2BGR)
-            yield index, frame
-            index += 1
-    finally:
-        cap.release()
+    for index, frame in _iter_decoded(p):
+        yield index, (cv2.cvtColor(frame, cv2.COLOR_GRAY2BGR) if frame.ndim == 2 else frame)

@@ -21,3 +21,11 @@ def shared_data() -> Path:
 @pytest.fixture(scope="session")
 def mead_video(shared_data) -> Path:
     return shared_data / "mead_clips" / "videos" / "M030_front_happy_level3_001.mp4"
+
+
+@pytest.fixture(scope="session")
+def checkpoint() -> str:
+    """The bundled default model (shipped inside the package, so always present)."""
+    from omgclip.checkpoint import default_checkpoint
+
+    return str(default_checkpoint())

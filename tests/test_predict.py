@@ -1,9 +1,8 @@
 """``omgclip predict`` end to end on real footage, plus its pure helpers.
 
 Real videos come from ``../shared/data/unlabeled_faces`` (skipped with a reason when that
-folder is absent). The model is the bundled one when installed, otherwise the default
-architecture with random weights saved through ``save_weights``: these tests check the
-segments, faces, files and errors, not whether the labels are right.
+folder is absent). The model is the bundled one: these tests check the segments, faces,
+files and errors, not whether the labels are right.
 """
 
 from __future__ import annotations
@@ -48,27 +47,6 @@ def videos() -> Path:
     if not (VIDEOS / TALKING).is_file():
         pytest.skip(f"real face videos not found at {VIDEOS} (a clone without ../shared/data)")
     return VIDEOS
-
-
-@pytest.fixture(scope="session")
-def checkpoint(tmp_path_factory) -> str:
-    """The bundled model if installed, else random weights of the default architecture."""
-    from omgclip.checkpoint import default_checkpoint, save_weights
-
-    try:
-        return str(default_checkpoint())
-    except OmgclipError:
-        pass
-    import torch
-
-    from omgclip.models import DEFAULT_MODEL, create_model
-
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("model") / "random.pt"
-    save_weights(path, create_model(DEFAULT_MODEL), {
-        "model_name": DEFAULT_MODEL, "model_kwargs": {}, "labels": list(EMOTIONS),
-        "block_len": 20, "crop_size": 80})
-    return str(path)
 
 
 @pytest.fixture(scope="session")
