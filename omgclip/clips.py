@@ -199,6 +199,7 @@ def face_clips(frames: Iterable[tuple[int, np.ndarray]], windows: Sequence[Block
     held: dict[int, np.ndarray] = {}
     ahead = lookahead(config)
     last = -1
+    next_key = 0
     for index, gray in frames:
         if todo.next >= len(todo.items):
             break
@@ -206,8 +207,12 @@ def face_clips(frames: Iterable[tuple[int, np.ndarray]], windows: Sequence[Block
         last = index
         if on_frame is not None:
             on_frame(index)
-        if index % config.detect_every == 0:
-            tracker.update(index, detector.detect(gray))
+        if index >= next_key:
+            boxes = detector.detect(gray)
+            lost = not boxes and tracker.has_alive(index)
+            tracker.update(index, boxes)
+            # a face that was there and is missed now: look again sooner than usual
+            next_key = index + (max(1, config.detect_every // 2) if lost else config.detect_every)
         if todo.holds(index):
             held[index] = gray
         while todo.next < len(todo.items) and index >= todo.items[todo.next].stop - 1 + ahead:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import os
 import tempfile
@@ -13,7 +14,16 @@ from typing import Any, Callable
 def _tmp_path(path: Path) -> Path:
     fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
+    os.chmod(name, _file_mode())  # mkstemp makes 0600; give the file the usual permissions
     return Path(name)
+
+
+@functools.lru_cache(maxsize=1)
+def _file_mode() -> int:
+    """0666 less the process umask (read once: reading it means setting it)."""
+    umask = os.umask(0o022)
+    os.umask(umask)
+    return 0o666 & ~umask
 
 
 def atomic_write(path: str | os.PathLike, writer: Callable[[Path], None]) -> Path:
