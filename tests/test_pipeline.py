@@ -32,7 +32,7 @@ def real_dataset(shared_data, tmp_path_factory) -> Path:
         for name in CLIPS:
             person, _, emotion = name.split("_")[:3]
             w.writerow([shared_data / "mead_clips" / "videos" / f"{name}.mp4", "", "", emotion,
-                        person, "test" if person == "W009" else "train"])
+                        person, "validation" if person == "W009" else "train"])
     build_dataset(BuildConfig(manifests=(str(manifest),), out=str(root / "ds"), stride=10,
                               face=FaceConfig(margin=0.05), progress=False))
     return root / "ds"
@@ -47,10 +47,10 @@ def test_training_on_real_blocks_lowers_the_loss(real_dataset, tmp_path):
     losses = pd.read_csv(result.run_dir / "logs" / "metrics.csv")["train_loss"].dropna().to_numpy()
     assert len(losses) == 6 and losses[-3:].mean() < 0.8 * losses[0], losses
 
-    report = evaluate(EvalConfig(data=real_dataset, checkpoint=result.best_weights, split="test",
+    report = evaluate(EvalConfig(data=real_dataset, checkpoint=result.best_weights, split="validation",
                                  out_json=tmp_path / "eval.json"))
     saved = json.loads((tmp_path / "eval.json").read_text())
-    assert saved["num_blocks"] == (index.split == "test").sum()
+    assert saved["num_blocks"] == (index.split == "validation").sum()
     cm = saved["block"]["metrics"]["confusion_matrix"]
     assert cm == report["block"]["metrics"]["confusion_matrix"] and sum(map(sum, cm)) == saved["num_blocks"]
 
