@@ -206,11 +206,11 @@ def _row(utt, number: int, block: Block, fps: float, detect_frac: float) -> dict
 class _UtteranceState:
     """Rows and skips of one utterance, written as its done-marker once complete."""
 
-    def __init__(self, utt, blocks: list[Block]):
-        self.utt, self.blocks = utt, blocks
+    def __init__(self, utt, num_blocks: int):
+        self.utt = utt
         self.rows: list[dict] = []
         self.skips: list[dict] = []
-        self.remaining = len(blocks)
+        self.remaining = num_blocks
 
     def skip(self, reason: str, block: Block | None = None) -> None:
         where = f"{self.utt.split}/{self.utt.key}" + (f"@{block.start}" if block else "")
@@ -227,7 +227,7 @@ def _video_job(job: Job, cfg: BuildConfig, out: Path) -> None:
         info = video_io.probe(job.path)
     except VideoError as exc:
         for utt, _ in job.utterances:
-            state = _UtteranceState(utt, [])
+            state = _UtteranceState(utt, 0)
             state.skip(f"unreadable video: {exc}")
             state.save(out)
         return
@@ -235,7 +235,7 @@ def _video_job(job: Job, cfg: BuildConfig, out: Path) -> None:
     for utt, stride in job.utterances:
         frames = time_to_frames(utt.start, utt.end, info.fps, info.frame_count)
         blocks = cut_blocks(frames, cfg.block_len, stride)
-        state = _UtteranceState(utt, blocks)
+        state = _UtteranceState(utt, len(blocks))
         if not blocks:
             if utt.start is not None and info.duration and utt.start >= info.duration:
                 state.skip(f"starts at {utt.start:.2f}s, after the video's end ({info.duration:.2f}s)")
@@ -295,7 +295,7 @@ def _image_list_job(job: Job, cfg: BuildConfig, out: Path) -> None:
     from omgclip.face import FaceDetector, crop_face, largest, resize_whole
 
     for utt, _ in job.utterances:
-        state = _UtteranceState(utt, [Block(0, cfg.block_len)])
+        state = _UtteranceState(utt, 1)
         try:
             images = video_io.read_image_list(utt.frame_paths)
         except VideoError as exc:

@@ -133,14 +133,15 @@ class _Windows:
         return False
 
 
-def _pick_largest(tracks: list[Track], tracker: FaceTracker, window: Block) -> list[Track]:
-    """The face to follow through a block: the largest where the block starts (the
-    earliest frame with any face), then that same track through the block."""
+def _by_size_at_start(tracks: list[Track], tracker: FaceTracker, window: Block) -> list[Track]:
+    """Tracks present in the window, largest first where the window starts (at the
+    earliest frame that has any face)."""
     for f in window.frames():
-        here = [(tb.box.area, t) for t in tracks if (tb := tracker.box_at(t, f)) is not None]
+        here = [(tb.box.area, t.track_id, t) for t in tracks if (tb := tracker.box_at(t, f)) is not None]
         if here:
-            return [max(here, key=lambda p: p[0])[1]]
-    return []
+            ranked = [t for _, _, t in sorted(here, key=lambda p: (-p[0], p[1]))]
+            return ranked + [t for t in tracks if t not in ranked]
+    return list(tracks)
 
 
 def _clip_for(track: Track, tracker: FaceTracker, window: Block, frames: dict, config: FaceConfig
@@ -167,12 +168,14 @@ def _finish(window: Block, requested: Block, tracker: FaceTracker, frames: dict,
                if t.key_frames and t.key_frames[0] <= window.stop + config.max_gap
                and t.key_frames[-1] >= window.start - config.max_gap - config.detect_every]
     if follow == "largest":
-        present = _pick_largest(present, tracker, window)
+        present = _by_size_at_start(present, tracker, window)
     clips, rejected = [], []
     for track in present:
         result = _clip_for(track, tracker, window, frames, config)
         if isinstance(result, FaceClip):
             clips.append(result)
+            if follow == "largest":  # one face per block: the largest that can be followed
+                break
         else:
             rejected.append((track.track_id, result))
     return WindowFaces(requested, window, tuple(clips), tuple(rejected))
@@ -186,7 +189,8 @@ def face_clips(frames: Iterable[tuple[int, np.ndarray]], windows: Sequence[Block
 
     ``frames``: ``(index, gray (H, W) uint8)`` in increasing index order (indices may skip
     frames no window needs, see :func:`needed_frames`). ``follow='largest'`` keeps one face
-    per window (the largest at its start, followed by its track: build-dataset);
+    per window (build-dataset): the largest at its start, followed by its own track through
+    the window -- or, where that face cannot be followed through it, the next largest;
     ``follow='all'`` gives a clip for every tracked face (predict). ``extend=True`` adds
     consecutive windows while the video goes on past the last one.
     """
@@ -199,7 +203,6 @@ def face_clips(frames: Iterable[tuple[int, np.ndarray]], windows: Sequence[Block
     held: dict[int, np.ndarray] = {}
     ahead = lookahead(config)
     last = -1
-    next_key = 0
     for index, gray in frames:
         if todo.next >= len(todo.items):
             break
@@ -207,12 +210,8 @@ def face_clips(frames: Iterable[tuple[int, np.ndarray]], windows: Sequence[Block
         last = index
         if on_frame is not None:
             on_frame(index)
-        if index >= next_key:
-            boxes = detector.detect(gray)
-            lost = not boxes and tracker.has_alive(index)
-            tracker.update(index, boxes)
-            # a face that was there and is missed now: look again sooner than usual
-            next_key = index + (max(1, config.detect_every // 2) if lost else config.detect_every)
+        if index % config.detect_every == 0:
+            tracker.update(index, detector.detect(gray))
         if todo.holds(index):
             held[index] = gray
         while todo.next < len(todo.items) and index >= todo.items[todo.next].stop - 1 + ahead:

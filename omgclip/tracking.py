@@ -92,10 +92,6 @@ class FaceTracker:
         horizon = self.config.max_gap + self.config.detect_every
         return [t for t in self.tracks if frame - t.key_frames[-1] <= horizon]
 
-    def has_alive(self, frame: int) -> bool:
-        """Is any face still being followed at ``frame`` (seen within the gap horizon)?"""
-        return bool(self._alive(frame))
-
     def _matches(self, track: Track, box: FaceBox) -> float:
         """Match quality in [0, 2] (higher is better), or -1 when they cannot match."""
         iou = track.last_box.iou(box)

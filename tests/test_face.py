@@ -113,3 +113,24 @@ def test_several_people_get_separate_tracks(shared_data):
                                     consecutive_segments(120, 20), FaceConfig(), follow="all"))
     ids = {c.track_id for r in results for c in r.clips}
     assert len(ids) >= 2
+
+
+class _ScriptedDetector:
+    """Unit-test stand-in for FaceDetector (the real one runs in the tests above): a big face
+    in frames 0-9 only, a small face in every frame. Frame index is in pixel (0, 0)."""
+
+    big, small = FaceBox(10, 10, 110, 110), FaceBox(200, 20, 240, 60)
+
+    def detect(self, gray):
+        return [self.big, self.small] if int(gray[0, 0]) < 10 else [self.small]
+
+
+def test_largest_face_that_cannot_be_followed_gives_way_to_the_next():
+    frames = ((i, np.full((240, 320), i, np.uint8)) for i in range(60))
+    cfg = FaceConfig(detect_every=5, max_gap=10)
+    first, second = clips.face_clips(frames, [Block(0, 20), Block(20, 20)], cfg,
+                                     detector=_ScriptedDetector(), follow="largest")
+    assert [c.track_id for c in first.clips] == [1]          # the small face, followed throughout
+    assert first.rejected == ((0, clips.FACE_LOST),)         # the big one left after frame 9
+    assert first.clips[0].boxes[0] == _ScriptedDetector.small
+    assert [c.track_id for c in second.clips] == [1] and second.rejected == ()
