@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from omgclip import clips, video_io
-from omgclip.face import FaceConfig, FaceDetector, crop_face, detect_naive
+from omgclip.face import FaceConfig, FaceDetector, crop_face
 from omgclip.fsutil import atomic_save_npy
 from omgclip.segment import consecutive_segments
 
@@ -61,8 +61,9 @@ def run_omgclip(path: Path, n_frames: int, cfg: FaceConfig, out: Path):
 def run_naive(path: Path, n_frames: int, cfg: FaceConfig, out: Path):
     t0 = time.perf_counter()
     boxes, crops = {}, []
+    detector = FaceDetector(cfg)
     for index, gray in video_io.iter_gray_frames(path, None, stop=n_frames):
-        found = detect_naive(gray, upsample=1)
+        found = detector.detect_naive(gray, upsample=1)
         if found:
             boxes[index] = found[0]
             crops.append(crop_face(gray, found[0], cfg.crop_size, cfg.margin))

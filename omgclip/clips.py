@@ -203,6 +203,7 @@ def face_clips(frames: Iterable[tuple[int, np.ndarray]], windows: Sequence[Block
     held: dict[int, np.ndarray] = {}
     ahead = lookahead(config)
     last = -1
+    keys = misses = stage = 0
     for index, gray in frames:
         if todo.next >= len(todo.items):
             break
@@ -211,7 +212,10 @@ def face_clips(frames: Iterable[tuple[int, np.ndarray]], windows: Sequence[Block
         if on_frame is not None:
             on_frame(index)
         if index % config.detect_every == 0:
-            tracker.update(index, detector.detect(gray))
+            boxes, stage = _detect_key_frame(detector, gray, keys, misses, stage)
+            keys += 1
+            misses = 0 if boxes else misses + 1
+            tracker.update(index, boxes)
         if todo.holds(index):
             held[index] = gray
         while todo.next < len(todo.items) and index >= todo.items[todo.next].stop - 1 + ahead:
@@ -225,6 +229,18 @@ def face_clips(frames: Iterable[tuple[int, np.ndarray]], windows: Sequence[Block
         yield _finish(got, w, tracker, held, config, follow)
         todo.next += 1
         _release(held, todo)
+
+
+def _detect_key_frame(detector: FaceDetector, gray: np.ndarray, keys: int, misses: int,
+                      stage: int) -> tuple[list[FaceBox], int]:
+    """One key frame through the detector's cascade, adapted to the video so far: start at
+    the stage that last found faces (small faces need the costlier stages; every 4th key
+    frame starts from the cheapest again), and after 2 key frames without any face run the
+    full-resolution stage only on every 3rd (stretches without people stay cheap)."""
+    first = 0 if keys % 4 == 0 else stage
+    thorough = misses < 2 or misses % 3 == 0
+    boxes, found_at = detector.detect_staged(gray, first=first, thorough=thorough)
+    return boxes, (found_at if boxes else stage)
 
 
 def _release(held: dict, todo: _Windows) -> None:

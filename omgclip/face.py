@@ -119,8 +119,20 @@ class FaceDetector:
         return [FaceBox(r.left() * inv, r.top() * inv, (r.right() + 1) * inv,
                         (r.bottom() + 1) * inv, float(s)) for r, s in zip(rects, scores)]
 
-    def detect(self, gray) -> list[FaceBox]:
+    def detect(self, gray, thorough: bool = True) -> list[FaceBox]:
         """Faces in a ``(H, W)`` uint8 frame, largest first."""
+        return self.detect_staged(gray, thorough=thorough)[0]
+
+    def detect_staged(self, gray, first: int = 0, thorough: bool = True) -> tuple[list[FaceBox], int]:
+        """The cascade from stage ``first`` on: ``(faces largest first, the stage that
+        found them)`` (the last stage tried when none).
+
+        Stages, each more sensitive to small faces and costlier than the one before:
+        0 = the frame at ``detect_width`` with ``upsample``; 1 = the same with one more
+        upsampling; 2 = the frame as given with upsample 1. ``thorough=False`` leaves out
+        stage 2 (``clips`` does so where the recent key frames had no face at all), and
+        ``first`` lets a caller start where faces were last found (video of small faces).
+        """
         import cv2
 
         cfg = self.config
@@ -128,18 +140,21 @@ class FaceDetector:
         scale = min(1.0, cfg.detect_width / w)
         small = gray if scale == 1.0 else cv2.resize(
             gray, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA)
-        boxes = self._run(small, cfg.upsample, scale)
-        if not boxes and cfg.cascade:
-            boxes = self._run(small, cfg.upsample + 1, scale)
-            if not boxes and scale < 1.0:
-                boxes = self._run(gray, 1, 1.0)
-        return sorted(boxes, key=lambda b: b.area, reverse=True)
+        stages = [(small, cfg.upsample, scale)]
+        if cfg.cascade:
+            stages.append((small, cfg.upsample + 1, scale))
+            if scale < 1.0 and thorough:
+                stages.append((gray, 1, 1.0))
+        stage, boxes = min(first, len(stages) - 1), []
+        for stage in range(min(first, len(stages) - 1), len(stages)):
+            boxes = self._run(*stages[stage])
+            if boxes:
+                break
+        return sorted(boxes, key=lambda b: b.area, reverse=True), stage
 
-
-def detect_naive(gray, upsample: int = 1) -> list[FaceBox]:
-    """The naive baseline: dlib HOG with ``upsample`` on the full-resolution frame."""
-    det = FaceDetector(FaceConfig(cascade=False))
-    return sorted(det._run(gray, upsample, 1.0), key=lambda b: b.area, reverse=True)
+    def detect_naive(self, gray, upsample: int = 1) -> list[FaceBox]:
+        """The naive baseline: HOG with ``upsample`` on the full-resolution frame."""
+        return sorted(self._run(gray, upsample, 1.0), key=lambda b: b.area, reverse=True)
 
 
 def crop_box(box: FaceBox, margin: float) -> FaceBox:

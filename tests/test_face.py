@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from omgclip import clips, video_io
-from omgclip.face import FaceBox, FaceConfig, FaceDetector, crop_face, detect_naive
+from omgclip.face import FaceBox, FaceConfig, FaceDetector, crop_face
 from omgclip.segment import Block, consecutive_segments
 from omgclip.tracking import FaceTracker
 
@@ -34,8 +34,8 @@ def test_crop_is_square_uint8_and_pads_at_the_border():
 
 def test_detector_finds_the_real_face_and_agrees_with_naive(mead_video):
     gray = _frame(mead_video)
-    fast = FaceDetector(FaceConfig()).detect(gray)
-    naive = detect_naive(gray, upsample=1)
+    detector = FaceDetector(FaceConfig())
+    fast, naive = detector.detect(gray), detector.detect_naive(gray, upsample=1)
     assert len(fast) == 1 and len(naive) == 1
     assert fast[0].iou(naive[0]) > 0.6
     assert 40 < fast[0].width < 256
@@ -121,8 +121,8 @@ class _ScriptedDetector:
 
     big, small = FaceBox(10, 10, 110, 110), FaceBox(200, 20, 240, 60)
 
-    def detect(self, gray):
-        return [self.big, self.small] if int(gray[0, 0]) < 10 else [self.small]
+    def detect_staged(self, gray, first=0, thorough=True):
+        return ([self.big, self.small] if int(gray[0, 0]) < 10 else [self.small]), 0
 
 
 def test_largest_face_that_cannot_be_followed_gives_way_to_the_next():
