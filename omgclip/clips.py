@@ -212,7 +212,8 @@ def face_clips(frames: Iterable[tuple[int, np.ndarray]], windows: Sequence[Block
         if on_frame is not None:
             on_frame(index)
         if index % config.detect_every == 0:
-            boxes, stage = _detect_key_frame(detector, gray, keys, misses, stage)
+            boxes, stage = _detect_key_frame(detector, gray, keys, misses, stage,
+                                             tracker.recent_boxes(index))
             keys += 1
             misses = 0 if boxes else misses + 1
             tracker.update(index, boxes)
@@ -232,11 +233,22 @@ def face_clips(frames: Iterable[tuple[int, np.ndarray]], windows: Sequence[Block
 
 
 def _detect_key_frame(detector: FaceDetector, gray: np.ndarray, keys: int, misses: int,
-                      stage: int) -> tuple[list[FaceBox], int]:
-    """One key frame through the detector's cascade, adapted to the video so far: start at
-    the stage that last found faces (small faces need the costlier stages; every 4th key
-    frame starts from the cheapest again), and after 2 key frames without any face run the
-    full-resolution stage only on every 3rd (stretches without people stay cheap)."""
+                      stage: int, recent: list[FaceBox]) -> tuple[list[FaceBox], int]:
+    """One key frame, with detection adapted to the video so far.
+
+    * Faces followed a moment ago are looked for near where they were
+      (:meth:`FaceDetector.detect_near`); only if one of them is not found there, and on
+      every 4th key frame (to catch faces that appear), does the whole frame go through
+      the cascade.
+    * The cascade starts at the stage that last found faces (small faces need the
+      costlier stages); every 4th key frame starts from the cheapest again.
+    * After 2 key frames without any face, the full-resolution stage runs on every 3rd
+      key frame only, so stretches without people stay cheap.
+    """
+    if recent and keys % 4 != 0:
+        near = detector.detect_near(gray, recent)
+        if len(near) >= len(recent):
+            return near, stage
     first = 0 if keys % 4 == 0 else stage
     thorough = misses < 2 or misses % 3 == 0
     boxes, found_at = detector.detect_staged(gray, first=first, thorough=thorough)

@@ -92,6 +92,10 @@ class FaceTracker:
         horizon = self.config.max_gap + self.config.detect_every
         return [t for t in self.tracks if frame - t.key_frames[-1] <= horizon]
 
+    def recent_boxes(self, frame: int) -> list[FaceBox]:
+        """The last box of every face still followed at ``frame``."""
+        return [t.last_box for t in self._alive(frame)]
+
     def _matches(self, track: Track, box: FaceBox) -> float:
         """Match quality in [0, 2] (higher is better), or -1 when they cannot match."""
         iou = track.last_box.iou(box)

@@ -124,6 +124,9 @@ class _ScriptedDetector:
     def detect_staged(self, gray, first=0, thorough=True):
         return ([self.big, self.small] if int(gray[0, 0]) < 10 else [self.small]), 0
 
+    def detect_near(self, gray, around):
+        return self.detect_staged(gray)[0]
+
 
 def test_largest_face_that_cannot_be_followed_gives_way_to_the_next():
     frames = ((i, np.full((240, 320), i, np.uint8)) for i in range(60))
@@ -134,3 +137,15 @@ def test_largest_face_that_cannot_be_followed_gives_way_to_the_next():
     assert first.rejected == ((0, clips.FACE_LOST),)         # the big one left after frame 9
     assert first.clips[0].boxes[0] == _ScriptedDetector.small
     assert [c.track_id for c in second.clips] == [1] and second.rejected == ()
+
+
+def test_faces_are_found_again_near_where_they_were(mead_video):
+    """The cheap region search finds the same face as a whole-frame pass, and a moved-away
+    region finds none."""
+    detector = FaceDetector(FaceConfig())
+    gray = _frame(mead_video)
+    (whole,) = detector.detect(gray)
+    (near,) = detector.detect_near(gray, [whole])
+    assert near.iou(whole) > 0.7
+    far = FaceBox(0, 0, 30, 30)
+    assert detector.detect_near(gray, [far]) == []
