@@ -156,19 +156,17 @@ def assign_splits(utterances, split_by: str, val_fraction: float, seed: int) -> 
 
 
 def _plan_jobs(utterances, strides: Mapping[int, int], cfg: BuildConfig, paths: Mapping[str, Path],
-               failures: Mapping[str, str]):
+               failures: Mapping[str, str]) -> list[Job]:
+    """One job per source that is at hand (failed downloads are in ``failures.csv``)."""
     by_source: dict[str, list] = {}
-    lost = []
     for utt in utterances:
-        if utt.source in failures:
-            lost.append((utt, failures[utt.source]))
-            continue
-        by_source.setdefault(utt.source, []).append((utt, stride_for(utt.label, cfg.stride, strides)))
+        if utt.source not in failures:
+            by_source.setdefault(utt.source, []).append((utt, stride_for(utt.label, cfg.stride, strides)))
     jobs = []
     for source, items in by_source.items():
         local = None if items[0][0].frame_paths else str(paths.get(source, source))
         jobs.append(Job(source, local, tuple(items)))
-    return jobs, lost
+    return jobs
 
 
 def _fetch(utterances, cfg: BuildConfig, out: Path):
@@ -443,16 +441,16 @@ def build_dataset(cfg: BuildConfig) -> BuildReport:
     out = Path(cfg.out)
     if out.exists() and not out.is_dir():
         raise OmgclipError(f"--out {out} exists and is not a folder")
-    out.mkdir(parents=True, exist_ok=True)
     _check_config(cfg, out)
+    utterances, manifest_skips = _load_manifests(cfg)  # bad manifests fail before any write
+    out.mkdir(parents=True, exist_ok=True)
     if _remove_stale_temps(out):
         log.info("removed temp files left by an interrupted run")
     atomic_write_json(out / fmt.CONFIG_FILE, cfg)
-    utterances, manifest_skips = _load_manifests(cfg)
     strides = resolve_strides(cfg, utterances)
     splits = assign_splits(utterances, cfg.split_by, cfg.val_fraction, cfg.seed)
     paths, failed = _fetch(utterances, cfg, out)
-    jobs, lost = _plan_jobs(utterances, strides, cfg, paths, failed)
+    jobs = _plan_jobs(utterances, strides, cfg, paths, failed)
     log.info("%d utterances from %d sources (%d sources failed to download)",
              len(utterances), len(jobs), len(failed))
     _run_jobs(jobs, cfg, out)

@@ -37,7 +37,7 @@ TRAIN_SPLITS: frozenset[str] = frozenset({"train"})
 VALIDATION_SPLITS: frozenset[str] = frozenset({"validation", "val", "valid", "dev"})
 VAL_SPLIT_MODES = ("group", "manifest")
 BALANCE_MODES = ("loss", "sampler", "none")
-_BUILD_HINT = "build one with `omgclip build`"
+_BUILD_HINT = "build one with `omgclip build-dataset`"
 
 
 # --------------------------------------------------------------------------- index
@@ -76,7 +76,7 @@ def load_index(data_dir: str | os.PathLike, *, check_arrays: bool = True,
     missing = [c for c in REQUIRED_COLUMNS if c not in frame.columns]
     if missing:
         raise OmgclipError(f"{index_path} lacks column(s) {', '.join(missing)}: not an omgclip index "
-                           f"or from an older version; rebuild the dataset with `omgclip build`")
+                           f"or from an older version; rebuild the dataset with `omgclip build-dataset`")
     if frame.empty:
         raise OmgclipError(f"{index_path} lists no blocks ({_BUILD_HINT} from a manifest with usable videos)")
 
@@ -96,7 +96,7 @@ def load_index(data_dir: str | os.PathLike, *, check_arrays: bool = True,
     absent = [p for p in paths if not p.is_file()]
     if absent:
         raise OmgclipError(f"{index_path} lists {len(absent)} block file(s) that are missing (e.g. {absent[0]}); "
-                           f"resume or rebuild the dataset with `omgclip build`")
+                           f"resume or rebuild the dataset with `omgclip build-dataset`")
     if check_arrays:
         want = tuple(int(v) for v in expected_shape) if expected_shape is not None else None
         shape = _check_block_headers(paths, want)
@@ -427,7 +427,7 @@ class BlockDataModule(pl.LightningDataModule):
         self.val_counts = class_counts(val["label"])
         if not train.shape[0]:
             raise OmgclipError("the training split has no labeled examples at all; check the dataset's labels "
-                               "and splits (`omgclip build` report.json)")
+                               "and splits (`omgclip build-dataset` report.json)")
         for c, name in enumerate(EMOTIONS):
             if self.train_counts[c] == 0:
                 log.warning("class %r has no training examples: the model cannot learn it", name)
