@@ -12,6 +12,7 @@ needs to interpolate or carry boxes inside it.
 
 from __future__ import annotations
 
+import bisect
 import logging
 from dataclasses import dataclass
 from typing import Callable, Iterable, Iterator, Sequence
@@ -97,8 +98,6 @@ def needed_frames(windows: Sequence[Block], config: FaceConfig) -> Callable[[int
     starts = [s[0] for s in spans]
 
     def need(i: int) -> bool:
-        import bisect
-
         k = bisect.bisect_right(starts, i) - 1
         return k >= 0 and i < spans[k][1]
 

@@ -33,6 +33,7 @@ from pathlib import Path, PurePosixPath
 from omgclip.errors import OmgclipError
 from omgclip.fsutil import atomic_write
 from omgclip.labels import UNLABELED, parse_label
+from omgclip.video_io import IMAGE_SUFFIXES, VIDEO_SUFFIXES
 
 log = logging.getLogger(__name__)
 
@@ -53,8 +54,6 @@ OWN_REQUIRED = ("source", "start", "end", "label")
 OWN_OPTIONAL = ("group", "split", "id", "crop")
 CROP_MODES = ("detect", "none")
 FRAME_SEPARATOR = ";"
-IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".pgm", ".ppm"})
-VIDEO_SUFFIXES = frozenset({".mp4", ".avi", ".mkv", ".webm", ".flv", ".mov", ".m4v", ".mpg", ".mpeg", ".wmv"})
 DEFAULT_CACHE_DIR = Path("~/.cache/omgclip/manifests")
 
 EXPECTED_COLUMNS_TEXT = (

@@ -51,12 +51,12 @@ import numpy as np
 
 from omgclip.errors import OmgclipError, VideoError
 from omgclip.face import FaceConfig, FaceDetector, with_overrides
+from omgclip.manifest import is_url
 from omgclip.segment import Block, consecutive_segments
 
 log = logging.getLogger(__name__)
 
 TABLE_FILE_WIDTH = 28
-VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".flv", ".m4v", ".mpg", ".mpeg", ".wmv"}
 OUT_SUFFIXES = (".csv", ".json")
 ANNOTATE_SUFFIXES = (".mp4", ".png", ".jpg", ".jpeg")  # pictures: for still-image inputs
 PLOT_SUFFIXES = (".png", ".pdf", ".svg", ".jpg", ".jpeg")
@@ -204,10 +204,8 @@ def predict(cfg: PredictConfig):
 
 def load_predict_model(checkpoint: str | os.PathLike | None):
     """The model for prediction, in eval mode on the CPU (or the checkpoint's device)."""
-    try:
-        from omgclip.checkpoint import default_checkpoint, load_model
-    except ImportError as exc:  # pragma: no cover - the package ships it
-        raise OmgclipError(f"cannot load models: {exc}") from None
+    from omgclip.checkpoint import default_checkpoint, load_model
+
     path = Path(checkpoint).expanduser() if checkpoint else default_checkpoint()
     loaded = load_model(path)  # OmgclipError (one line) for a missing or bad file
     loaded.net.eval()
@@ -516,10 +514,6 @@ def _shorten(text: str, width: int) -> str:
 
 
 # ----------------------------------------------------------------------------- inputs
-def _is_url(text: str) -> bool:
-    return text.lower().startswith(("http://", "https://"))
-
-
 def _expand_inputs(inputs: Sequence[str]) -> tuple[list[str], list[str]]:
     """Expand globs and folders; return (sources, one-line errors for inputs that match
     nothing). URLs pass through; missing plain paths pass through (probe reports them)."""
@@ -527,7 +521,7 @@ def _expand_inputs(inputs: Sequence[str]) -> tuple[list[str], list[str]]:
     errors: list[str] = []
     for item in inputs:
         item = str(item)
-        if _is_url(item):
+        if is_url(item):
             sources.append(item)
             continue
         p = Path(item).expanduser()
@@ -551,7 +545,7 @@ def _expand_inputs(inputs: Sequence[str]) -> tuple[list[str], list[str]]:
 
 
 def _media_suffix(p: Path) -> bool:
-    from omgclip.video_io import IMAGE_SUFFIXES
+    from omgclip.video_io import IMAGE_SUFFIXES, VIDEO_SUFFIXES
 
     s = p.suffix.lower()
     return s in VIDEO_SUFFIXES or s in IMAGE_SUFFIXES
@@ -560,12 +554,10 @@ def _media_suffix(p: Path) -> bool:
 def _resolve_source(source: str, cfg: PredictConfig) -> tuple[Path, str]:
     """A local path for ``source`` (URLs are downloaded into the cache first) and the name
     its rows carry (the URL itself, or the path as given)."""
-    if not _is_url(source):
+    if not is_url(source):
         return Path(source).expanduser(), source
-    try:
-        from omgclip.download import DownloadConfig, fetch_one
-    except ImportError as exc:  # pragma: no cover
-        raise OmgclipError(f"{source}: URL inputs need omgclip.download ({exc})") from None
+    from omgclip.download import DownloadConfig, fetch_one
+
     cache = Path(cfg.cache_dir).expanduser() if cfg.cache_dir else DEFAULT_CACHE_DIR.expanduser()
     try:
         path = fetch_one(source, DownloadConfig(out_dir=str(cache), progress=cfg.progress))
@@ -637,4 +629,4 @@ def _is_image(path: Path) -> bool:
 
 
 def _display_name(name: str) -> str:
-    return name if _is_url(name) else Path(name).name
+    return name if is_url(name) else Path(name).name

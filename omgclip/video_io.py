@@ -18,7 +18,10 @@ from omgclip.errors import VideoError
 
 log = logging.getLogger(__name__)
 
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".pgm"}
+#: File names that omgclip treats as still images / videos (manifests, predict inputs).
+IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".pgm", ".ppm"})
+VIDEO_SUFFIXES = frozenset({".mp4", ".avi", ".mkv", ".webm", ".flv", ".mov", ".m4v", ".mpg", ".mpeg",
+                            ".wmv"})
 
 
 def _cv2():
