@@ -445,10 +445,6 @@ class BlockDataModule(pl.LightningDataModule):
         log.info("per class (train/val): %s",
                  ", ".join(f"{n} {a}/{b}" for n, a, b in zip(EMOTIONS, self.train_counts, self.val_counts)))
 
-    @property
-    def majority_class(self) -> int:
-        return int(np.argmax(self.train_counts))
-
     def _loader(self, dataset: Dataset, **kwargs) -> DataLoader:
         workers = self.num_workers
         return DataLoader(dataset, batch_size=self.config.batch_size, num_workers=workers,

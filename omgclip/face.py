@@ -68,9 +68,6 @@ class FaceBox:
         (ax, ay), (bx, by) = self.center, other.center
         return ((ax - bx) ** 2 + (ay - by) ** 2) ** 0.5
 
-    def as_ints(self) -> tuple[int, int, int, int]:
-        return (round(self.left), round(self.top), round(self.right), round(self.bottom))
-
 
 @dataclass(frozen=True)
 class FaceConfig:
