@@ -27,10 +27,12 @@ from pathlib import Path
 
 import numpy as np
 
-from omgclip import clips, video_io
-from omgclip.face import FaceConfig, FaceDetector, crop_face
+from omgclip.faces import clips
+
+from omgclip.faces import video_io
+from omgclip.faces.detect import FaceConfig, FaceDetector, crop_face
 from omgclip.fsutil import atomic_save_npy
-from omgclip.segment import consecutive_segments
+from omgclip.dataset.segment import consecutive_segments
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 DEFAULT_VIDEOS = [

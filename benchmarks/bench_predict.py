@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Speed of ``omgclip predict``: real-time factor (video seconds per wall second).
 
-Runs predict's own per-video code (:func:`omgclip.predict.predict_video`: decode -> faces
+Runs predict's own per-video code (:func:`omgclip.apps.predict.predict_video`: decode -> faces
 (detect, track, crop) -> batched model) on a real talking-head video at 640x360 and on a
 1280x720 version of it (upscaled with OpenCV into a temporary folder at bench time, then
 H.264-encoded when ffmpeg is available, so decoding costs what a real 720p file costs), with
@@ -36,10 +36,10 @@ TARGET_RTF = 5.0
 
 def load_model(checkpoint: str | None):
     """(LoadedModel, description)."""
-    from omgclip.checkpoint import LoadedModel, default_checkpoint, load_model as load
+    from omgclip.learn.checkpoint import LoadedModel, default_checkpoint, load_model as load
     from omgclip.errors import OmgclipError
     from omgclip.labels import EMOTIONS
-    from omgclip.models import DEFAULT_MODEL, create_model
+    from omgclip.learn.models import DEFAULT_MODEL, create_model
 
     if checkpoint:
         return load(checkpoint), str(checkpoint)
@@ -57,8 +57,8 @@ def make_upscaled(src: Path, dst_dir: Path, width: int, height: int) -> tuple[Pa
     ffmpeg is available. Returns (path, codec)."""
     import cv2
 
-    from omgclip.annotate import find_ffmpeg
-    from omgclip.video_io import iter_bgr_frames, probe
+    from omgclip.apps.annotate import find_ffmpeg
+    from omgclip.faces.video_io import iter_bgr_frames, probe
 
     info = probe(src)
     raw = dst_dir / f"{src.stem}_{width}x{height}_mp4v.mp4"
@@ -81,9 +81,9 @@ def make_upscaled(src: Path, dst_dir: Path, width: int, height: int) -> tuple[Pa
 
 
 def bench_one(path: Path, model, repeat: int, batch_size: int) -> dict:
-    from omgclip.face import FaceDetector
-    from omgclip.predict import PredictConfig, face_config_for, predict_video
-    from omgclip.video_io import probe
+    from omgclip.faces.detect import FaceDetector
+    from omgclip.apps.predict import PredictConfig, face_config_for, predict_video
+    from omgclip.faces.video_io import probe
 
     cfg = PredictConfig(inputs=(str(path),), batch_size=batch_size, progress=False)
     face = face_config_for(model, cfg)
@@ -130,7 +130,7 @@ def main(argv=None) -> int:
     import torch
 
     from omgclip.fsutil import atomic_write_json
-    from omgclip.video_io import probe
+    from omgclip.faces.video_io import probe
 
     torch.set_num_threads(args.threads)
     cv2.setNumThreads(args.threads)

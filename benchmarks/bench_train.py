@@ -53,7 +53,7 @@ def bench_one(name: str, batch: int, threads: int, warmup: int, rounds: int, rou
               shape: tuple[int, int, int]) -> dict:
     import torch
 
-    from omgclip.models import create_model
+    from omgclip.learn.models import create_model
 
     torch.set_num_threads(threads)
     torch.manual_seed(0)
@@ -103,7 +103,7 @@ def bench_one(name: str, batch: int, threads: int, warmup: int, rounds: int, rou
 
 
 def main(argv: list[str] | None = None) -> int:
-    from omgclip.models import DEFAULT_MODEL, list_models
+    from omgclip.learn.models import DEFAULT_MODEL, list_models
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--models", nargs="*", default=None, help="default: every registered model")

@@ -12,7 +12,7 @@ from typing import Callable, Sequence
 
 from omgclip import __version__
 from omgclip.errors import OmgclipError
-from omgclip.face import FaceConfig
+from omgclip.faces.detect import FaceConfig
 
 FACE_DEFAULTS = FaceConfig()
 log = logging.getLogger("omgclip")
@@ -72,8 +72,8 @@ def _add_build(sub) -> None:
 
 
 def _run_build(args) -> int:
-    from omgclip.build import BuildConfig, build_dataset
-    from omgclip.face import FaceConfig
+    from omgclip.dataset.build import BuildConfig, build_dataset
+    from omgclip.faces.detect import FaceConfig
 
     cfg = BuildConfig(
         manifests=tuple(args.manifest), out=args.out, video_dir=args.video_dir,
@@ -121,7 +121,7 @@ def _add_train(sub) -> None:
 
 
 def _run_train(args) -> int:
-    from omgclip.train import TrainConfig, train
+    from omgclip.learn.train import TrainConfig, train
 
     fields = dict(data=args.data, out=args.out, epochs=args.epochs, max_time=args.max_time,
                   batch_size=args.batch_size, seed=args.seed, val_split=args.val_split,
@@ -156,7 +156,7 @@ def _add_evaluate(sub) -> None:
 
 
 def _run_evaluate(args) -> int:
-    from omgclip.evaluate import EvalConfig, evaluate, format_report
+    from omgclip.learn.evaluate import EvalConfig, evaluate, format_report
 
     result = evaluate(EvalConfig(checkpoint=args.checkpoint, data=args.data, split=args.split,
                                  out_json=args.out, confusion_png=args.confusion_png,
@@ -185,7 +185,7 @@ def _add_predict(sub) -> None:
 
 
 def _run_predict(args) -> int:
-    from omgclip.predict import PartialPredictError, PredictConfig, format_table, predict
+    from omgclip.apps.predict import PartialPredictError, PredictConfig, format_table, predict
 
     cfg = PredictConfig(inputs=tuple(args.inputs), checkpoint=args.checkpoint, stride=args.stride,
                         batch_size=args.batch_size, smooth=args.smooth, out=args.out,
@@ -210,7 +210,7 @@ def _add_export(sub) -> None:
 
 
 def _run_export(args) -> int:
-    from omgclip.export import ExportConfig, export
+    from omgclip.apps.export import ExportConfig, export
 
     path = export(ExportConfig(checkpoint=args.checkpoint, format=args.format, out=args.out))
     print(f"wrote {path}")
@@ -223,7 +223,7 @@ def _add_models(sub) -> None:
 
 
 def _run_models(args) -> int:
-    from omgclip.models import DEFAULT_MODEL, list_models
+    from omgclip.learn.models import DEFAULT_MODEL, list_models
 
     for name in list_models():
         print(f"{name}{'  (default)' if name == DEFAULT_MODEL else ''}")

@@ -15,7 +15,7 @@ EPOCHS=${EPOCHS:-20}
 BUILD_ARGS=(--workers 2 --no-progress --stride 4)
 TRAIN_ARGS=(--epochs "$EPOCHS" --patience 1000 --seed 0 --no-progress)
 last_weights() {  # a run's final weights as a compact weights file
-  .venv/bin/python -c "import sys; from omgclip.checkpoint import load_model, save_weights; m = load_model(sys.argv[1]); save_weights(sys.argv[2], m.net, {**m.meta, 'selected': 'last epoch'})" "$1/checkpoints/last.ckpt" "$2"
+  .venv/bin/python -c "import sys; from omgclip.learn.checkpoint import load_model, save_weights; m = load_model(sys.argv[1]); save_weights(sys.argv[2], m.net, {**m.meta, 'selected': 'last epoch'})" "$1/checkpoints/last.ckpt" "$2"
 }
 omg=.venv/bin/omgclip
 mkdir -p "$W"

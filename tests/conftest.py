@@ -26,6 +26,6 @@ def mead_video(shared_data) -> Path:
 @pytest.fixture(scope="session")
 def checkpoint() -> str:
     """The bundled default model (shipped inside the package, so always present)."""
-    from omgclip.checkpoint import default_checkpoint
+    from omgclip.learn.checkpoint import default_checkpoint
 
     return str(default_checkpoint())

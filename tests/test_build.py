@@ -17,10 +17,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from omgclip import dataset_format as fmt
-from omgclip.build import BuildConfig, build_dataset
+from omgclip.dataset import format as fmt
+from omgclip.dataset.build import BuildConfig, build_dataset
 from omgclip.errors import OmgclipError
-from omgclip.face import FaceConfig, FaceDetector
+from omgclip.faces.detect import FaceConfig, FaceDetector
 
 from _http import Route, serve
 

@@ -11,7 +11,7 @@ from omgclip.cli import main
 
 
 def test_import_is_light_and_side_effect_free():
-    code = ("import sys, omgclip, omgclip.cli, omgclip.manifest, omgclip.segment, omgclip.labels; "
+    code = ("import sys, omgclip, omgclip.cli, omgclip.dataset.manifest, omgclip.dataset.segment, omgclip.labels; "
             "heavy = {'torch', 'dlib', 'cv2', 'pytorch_lightning', 'yt_dlp', 'pandas'} & set(sys.modules); "
             "print(sorted(heavy))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

@@ -1,7 +1,7 @@
 """Reading built datasets: index validation, memory-mapped blocks, splits, balancing.
 
 ``make_dataset`` (also used by test_train / test_evaluate) writes a tiny dataset in the
-exact layout of :mod:`omgclip.dataset_format`, with a class-dependent, learnable pattern.
+exact layout of :mod:`omgclip.dataset.format`, with a class-dependent, learnable pattern.
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ import pandas as pd
 import pytest
 import torch
 
-from omgclip import data as D
-from omgclip.dataset_format import INDEX_COLUMNS, INDEX_FILE
+from omgclip.learn import data as D
+from omgclip.dataset.format import INDEX_COLUMNS, INDEX_FILE
 from omgclip.errors import OmgclipError
 from omgclip.labels import EMOTIONS, NUM_CLASSES
 
@@ -247,7 +247,7 @@ def test_manifest_split_warns_on_shared_groups(dataset: Path, caplog):
     assert not caplog.records
     first_train = frame.index[frame["split"] == "train"][0]
     frame.loc[first_train, "split"] = "validation"  # a train group now also in validation
-    with caplog.at_level(logging.WARNING, logger="omgclip.data"):
+    with caplog.at_level(logging.WARNING, logger="omgclip.learn.data"):
         D.split_train_val(frame, "manifest")
     assert any("share 1 group" in r.getMessage() for r in caplog.records)
 
@@ -302,7 +302,7 @@ def test_datamodule_no_training_examples(dataset: Path):
 def test_datamodule_missing_class_warnings(tmp_path: Path, caplog):
     make_dataset(tmp_path / "d", classes=(0, 1, 2, 3, 4, 5))  # no 'surprise' at all
     dm = D.BlockDataModule(D.DataConfig(tmp_path / "d", val_split="manifest"))
-    with caplog.at_level(logging.WARNING, logger="omgclip.data"):
+    with caplog.at_level(logging.WARNING, logger="omgclip.learn.data"):
         dm.setup("fit")
     msgs = [r.getMessage() for r in caplog.records]
     assert any("'surprise' has no training examples" in m for m in msgs)

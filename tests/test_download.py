@@ -1,4 +1,4 @@
-"""omgclip.download against real yt-dlp and a real HTTP server on 127.0.0.1."""
+"""omgclip.dataset.download against real yt-dlp and a real HTTP server on 127.0.0.1."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from omgclip.download import (
+from omgclip.dataset.download import (
     ARCHIVE_FILE,
     DEFAULT_FORMAT,
     DownloadConfig,

@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 import torch
 
-from omgclip.checkpoint import DEFAULT_WEIGHTS, default_checkpoint, load_model, save_weights
+from omgclip.learn.checkpoint import DEFAULT_WEIGHTS, default_checkpoint, load_model, save_weights
 from omgclip.errors import OmgclipError
-from omgclip.evaluate import EvalConfig, evaluate, format_report, metrics_from_confusion, metrics_from_predictions
+from omgclip.learn.evaluate import EvalConfig, evaluate, format_report, metrics_from_confusion, metrics_from_predictions
 from omgclip.labels import EMOTIONS
-from omgclip.models import create_model
+from omgclip.learn.models import create_model
 from test_data import make_dataset
 
 
@@ -97,7 +97,7 @@ def test_evaluate_writes_reports(setup):
     assert result["num_clips"] == 6
     # block metrics equal those recomputed from the model's own predictions
     model = load_model(ckpt)
-    from omgclip.data import BlockDataset
+    from omgclip.learn.data import BlockDataset
 
     ds = BlockDataset(val, tmp / "ds")
     with torch.no_grad():
@@ -220,7 +220,7 @@ def test_compact_round_trip(tmp_path: Path):
 
 
 def test_default_checkpoint(monkeypatch, tmp_path: Path):
-    import omgclip.checkpoint as C
+    import omgclip.learn.checkpoint as C
 
     monkeypatch.setattr(C, "DEFAULT_WEIGHTS", tmp_path / "nope.pt")
     with pytest.raises(OmgclipError, match="missing"):

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from omgclip.cli import main
-from omgclip.export import ExportConfig, export, read_metadata, run_exported
+from omgclip.apps.export import ExportConfig, export, read_metadata, run_exported
 from omgclip.labels import EMOTIONS
 
 pytest.importorskip("onnx")
@@ -21,7 +21,7 @@ pytest.importorskip("onnx")
 @pytest.fixture(scope="module")
 def reference(checkpoint):
     """Inputs of two batch sizes and PyTorch's logits for them."""
-    from omgclip.checkpoint import load_model
+    from omgclip.learn.checkpoint import load_model
 
     loaded = load_model(checkpoint)
     rng = np.random.default_rng(1)

@@ -6,10 +6,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from omgclip import clips, video_io
-from omgclip.face import FaceBox, FaceConfig, FaceDetector, crop_face
-from omgclip.segment import Block, consecutive_segments
-from omgclip.tracking import FaceTracker
+from omgclip.faces import clips
+
+from omgclip.faces import video_io
+from omgclip.faces.detect import FaceBox, FaceConfig, FaceDetector, crop_face
+from omgclip.dataset.segment import Block, consecutive_segments
+from omgclip.faces.tracking import FaceTracker
 
 
 def _frame(path, index=0, work_width=640):

@@ -1,4 +1,4 @@
-"""omgclip.manifest: both formats, every kind of bad row, the real OMG files, omg:<split>."""
+"""omgclip.dataset.manifest: both formats, every kind of bad row, the real OMG files, omg:<split>."""
 
 from __future__ import annotations
 
@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from omgclip import manifest as manifest_mod
+from omgclip.dataset import manifest as manifest_mod
 from omgclip.errors import OmgclipError
 from omgclip.labels import UNLABELED
-from omgclip.manifest import RowSkip, Utterance, is_local_path, is_url, load_manifest
+from omgclip.dataset.manifest import RowSkip, Utterance, is_local_path, is_url, load_manifest
 
 try:
     from _http import Route, serve

@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from omgclip.errors import OmgclipError
-from omgclip.models import DEFAULT_MODEL, create_model, list_models, register_model
-from omgclip.models.convlstm import ConvLSTMCell
+from omgclip.learn.models import DEFAULT_MODEL, create_model, list_models, register_model
+from omgclip.learn.models.convlstm import ConvLSTMCell
 
 
 def test_registry_lists_the_models():
@@ -84,13 +84,13 @@ def test_convlstm_cell_shapes():
 
 
 def test_train_default_matches_registry():
-    from omgclip import train
+    from omgclip.learn import train
 
     assert train.DEFAULT_MODEL == DEFAULT_MODEL
 
 
 def test_import_stays_light():
-    code = ("import sys, omgclip, omgclip.train; "
+    code = ("import sys, omgclip, omgclip.learn.train; "
             "heavy = [m for m in ('torch', 'pytorch_lightning', 'lightning') if m in sys.modules]; "
             "assert not heavy, heavy")
     subprocess.run([sys.executable, "-c", code], check=True)

@@ -10,12 +10,12 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from omgclip.build import BuildConfig, build_dataset
-from omgclip.checkpoint import load_model
-from omgclip.evaluate import EvalConfig, evaluate
-from omgclip.face import FaceConfig
-from omgclip.predict import PredictConfig, face_config_for, predict
-from omgclip.train import TrainConfig, train
+from omgclip.dataset.build import BuildConfig, build_dataset
+from omgclip.learn.checkpoint import load_model
+from omgclip.learn.evaluate import EvalConfig, evaluate
+from omgclip.faces.detect import FaceConfig
+from omgclip.apps.predict import PredictConfig, face_config_for, predict
+from omgclip.learn.train import TrainConfig, train
 
 CLIPS = ["M030_front_happy_level3_001", "M030_front_angry_level3_001",
          "W009_front_happy_level3_001", "W009_front_angry_level3_001",

@@ -22,11 +22,11 @@ import pytest
 from omgclip.cli import main  # noqa: E402
 from omgclip.errors import OmgclipError  # noqa: E402
 from omgclip.labels import EMOTIONS  # noqa: E402
-from omgclip.predict import (  # noqa: E402
+from omgclip.apps.predict import (  # noqa: E402
     PartialPredictError, PredictConfig, columns, format_table, pad_clip, predict, predict_video,
     smooth_probs, _windows)
-from omgclip.segment import Block  # noqa: E402
-from omgclip.video_io import count_frames, probe  # noqa: E402
+from omgclip.dataset.segment import Block  # noqa: E402
+from omgclip.faces.video_io import count_frames, probe  # noqa: E402
 
 try:
     from _http import Route, serve
@@ -152,7 +152,7 @@ def test_a_face_is_found_in_a_talking_head_video(talking_run):
 
 
 def test_csv_and_json_read_back_in_one_line(talking_run, tmp_path):
-    from omgclip.predict import write_rows
+    from omgclip.apps.predict import write_rows
 
     rows, out = talking_run
     back = pd.read_csv(out / "rows.csv")
@@ -177,7 +177,7 @@ def test_annotated_video_is_playable_with_every_frame(talking_run, videos):
     assert (ann.width, ann.height) == (info.width, info.height)
     assert count_frames(path) == count_frames(src)
     assert ann.fps == pytest.approx(info.fps, rel=1e-3)
-    from omgclip.annotate import find_ffmpeg
+    from omgclip.apps.annotate import find_ffmpeg
 
     if find_ffmpeg():
         cap = cv2.VideoCapture(str(path))
@@ -229,7 +229,7 @@ def test_video_shorter_than_a_segment(videos, checkpoint, tmp_path):
 
 
 def test_truncated_video_ends_where_the_data_ends(videos, checkpoint, tmp_path):
-    from omgclip.annotate import find_ffmpeg
+    from omgclip.apps.annotate import find_ffmpeg
 
     ffmpeg = find_ffmpeg()
     if ffmpeg is None:
@@ -304,7 +304,7 @@ def test_several_inputs_a_bad_one_is_reported_and_the_others_run(videos, checkpo
 
 
 def test_batches_across_segments(videos, checkpoint):
-    from omgclip.predict import load_predict_model
+    from omgclip.apps.predict import load_predict_model
 
     model = load_predict_model(checkpoint)
     sizes = []

@@ -1,6 +1,6 @@
 import pytest
 
-from omgclip.segment import (Block, FrameRange, consecutive_segments, cut_blocks, resample_indices,
+from omgclip.dataset.segment import (Block, FrameRange, consecutive_segments, cut_blocks, resample_indices,
                              stride_for, strides_from_frequencies, time_to_frames)
 
 
@@ -50,7 +50,7 @@ def test_resample_indices_stretch_evenly():
 
 
 def test_default_rare_strides_follow_the_common_stride():
-    from omgclip.segment import default_rare_strides
+    from omgclip.dataset.segment import default_rare_strides
 
     assert default_rare_strides(20) == {1: 10, 2: 10, 6: 10}
     assert default_rare_strides(5) == {1: 2, 2: 2, 6: 2}

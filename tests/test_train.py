@@ -10,10 +10,10 @@ import pandas as pd
 import pytest
 import torch
 
-from omgclip.checkpoint import load_model
+from omgclip.learn.checkpoint import load_model
 from omgclip.errors import OmgclipError
 from omgclip.labels import EMOTIONS
-from omgclip.train import TrainConfig, TrainResult, parse_max_time, train
+from omgclip.learn.train import TrainConfig, TrainResult, parse_max_time, train
 from test_data import make_dataset
 
 
@@ -71,7 +71,7 @@ def test_checkpoint_round_trip(trained):
     assert torch.equal(a, b)
     assert from_pt.meta["best_val_uar"] == pytest.approx(result.best_val_uar)
     # the Lightning checkpoint reloads as the LightningModule too
-    from omgclip.lit_module import EmotionClassifier
+    from omgclip.learn.lit_module import EmotionClassifier
 
     module = EmotionClassifier.load_from_checkpoint(result.best_checkpoint, map_location="cpu", weights_only=True)
     module.eval()

@@ -15,8 +15,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from omgclip.labels import NUM_CLASSES
-from omgclip.models.layers import ConvBNReLU2d, init_weights
-from omgclip.models.registry import register_model
+from omgclip.learn.models.layers import ConvBNReLU2d, init_weights
+from omgclip.learn.models.registry import register_model
 
 
 class ConvLSTMCell(nn.Module):

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable
 
 from omgclip.errors import OmgclipError
-from omgclip.manifest import FRAME_SEPARATOR, is_local_path, is_url
+from omgclip.dataset.manifest import FRAME_SEPARATOR, is_local_path, is_url
 
 log = logging.getLogger(__name__)
 
@@ -265,9 +265,9 @@ def _postprocessors(stem: str) -> list[tuple[str, Any]]:
 
 
 def is_readable_video(path: str | Path) -> bool:
-    """True if the decoder (:func:`omgclip.video_io.probe`) opens ``path`` and decodes a frame."""
+    """True if the decoder (:func:`omgclip.faces.video_io.probe`) opens ``path`` and decodes a frame."""
     from omgclip.errors import VideoError
-    from omgclip.video_io import probe
+    from omgclip.faces.video_io import probe
 
     try:
         probe(path)

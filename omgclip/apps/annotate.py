@@ -89,7 +89,7 @@ def write_annotated_image(src: str | os.PathLike, dst: str | os.PathLike,
     import cv2
 
     from omgclip.fsutil import atomic_write
-    from omgclip.video_io import iter_bgr_frames
+    from omgclip.faces.video_io import iter_bgr_frames
 
     _, frame = next(iter(iter_bgr_frames(src)))
     draw_overlays(frame, overlays)
@@ -113,7 +113,7 @@ def write_annotated_video(src: str | os.PathLike, dst: str | os.PathLike,
     """
     import cv2
 
-    from omgclip.video_io import iter_bgr_frames
+    from omgclip.faces.video_io import iter_bgr_frames
 
     dst = Path(dst)
     fps = fps if fps and fps > 0 else 1.0

@@ -5,7 +5,7 @@ in every segment) share, so a training block and a predicted segment are cropped
 same code. Frames are consumed once, in order; only the frames of windows not yet
 finished are held in memory, so a long video needs no more memory than a short one.
 
-A window (a :class:`~omgclip.segment.Block`) is finished once the detector has seen the
+A window (a :class:`~omgclip.dataset.segment.Block`) is finished once the detector has seen the
 key frames up to ``max_gap + detect_every`` frames past its end, which is all the tracker
 needs to interpolate or carry boxes inside it.
 """
@@ -19,9 +19,9 @@ from typing import Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 
-from omgclip.face import FaceBox, FaceConfig, FaceDetector, crop_face
-from omgclip.segment import Block
-from omgclip.tracking import FaceTracker, Track, TrackedBox
+from omgclip.faces.detect import FaceBox, FaceConfig, FaceDetector, crop_face
+from omgclip.dataset.segment import Block
+from omgclip.faces.tracking import FaceTracker, Track, TrackedBox
 
 log = logging.getLogger(__name__)
 

@@ -1,4 +1,4 @@
-"""Reading a built dataset (see :mod:`omgclip.dataset_format`) for training and evaluation.
+"""Reading a built dataset (see :mod:`omgclip.dataset.format`) for training and evaluation.
 
 * :func:`load_index` reads and validates ``index.csv`` and the block files it lists;
 * :class:`BlockDataset` serves ``(x, y)`` pairs from memory-mapped ``.npy`` blocks, with
@@ -24,7 +24,7 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader, Dataset, WeightedRandomSampler
 
-from omgclip.dataset_format import BLOCK_DTYPE, INDEX_FILE
+from omgclip.dataset.format import BLOCK_DTYPE, INDEX_FILE
 from omgclip.errors import OmgclipError
 from omgclip.labels import EMOTIONS, NUM_CLASSES, UNLABELED
 

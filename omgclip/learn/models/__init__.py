@@ -1,4 +1,4 @@
-"""Video emotion models: plain ``nn.Module`` nets, no Lightning (see :mod:`omgclip.lit_module`).
+"""Video emotion models: plain ``nn.Module`` nets, no Lightning (see :mod:`omgclip.learn.lit_module`).
 
 Every model maps ``(N, 1, T, H, W)`` float frames in [0, 1] (T=20, H=W=80 by default) to
 ``(N, num_classes)`` logits. Build one with ``create_model(name, num_classes=7, **kwargs)``.
@@ -13,12 +13,12 @@ Every model maps ``(N, 1, T, H, W)`` float frames in [0, 1] (T=20, H=W=80 by def
 Speeds and accuracies: ``benchmarks/bench_train.py`` and the r2plus1d module doc.
 """
 
-from omgclip.models.registry import create_model, list_models, register_model
+from omgclip.learn.models.registry import create_model, list_models, register_model
 
 # importing the model modules registers them
-from omgclip.models import c3d as _c3d  # noqa: E402,F401
-from omgclip.models import convlstm as _convlstm  # noqa: E402,F401
-from omgclip.models import r2plus1d as _r2plus1d  # noqa: E402,F401
+from omgclip.learn.models import c3d as _c3d  # noqa: E402,F401
+from omgclip.learn.models import convlstm as _convlstm  # noqa: E402,F401
+from omgclip.learn.models import r2plus1d as _r2plus1d  # noqa: E402,F401
 
 DEFAULT_MODEL = "r2plus1d"
 

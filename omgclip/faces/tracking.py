@@ -12,7 +12,7 @@ from __future__ import annotations
 import bisect
 from dataclasses import dataclass, field
 
-from omgclip.face import FaceBox, FaceConfig
+from omgclip.faces.detect import FaceBox, FaceConfig
 
 
 @dataclass(frozen=True)

@@ -21,9 +21,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from omgclip.labels import NUM_CLASSES
-from omgclip.models.layers import (ClassifierHead, ClipStandardize, ConvBNReLU3d, init_weights,
+from omgclip.learn.models.layers import (ClassifierHead, ClipStandardize, ConvBNReLU3d, init_weights,
                                    to_channels_last_3d)
-from omgclip.models.registry import register_model
+from omgclip.learn.models.registry import register_model
 
 
 class Block2Plus1d(nn.Module):

@@ -2,7 +2,7 @@
 
 A video is cut into consecutive ``T``-frame segments (``T`` = the checkpoint's block
 length; ``stride`` frames apart, default ``T``: no gaps, no overlaps). Faces are found,
-tracked and cropped by :func:`omgclip.clips.face_clips` -- the very code build-dataset cuts
+tracked and cropped by :func:`omgclip.faces.clips.face_clips` -- the very code build-dataset cuts
 training blocks with -- and every face clip is classified by the model, batched across
 segments. The result is one row per (segment, face)::
 
@@ -50,9 +50,9 @@ from typing import Any, Iterable, Iterator, Sequence
 import numpy as np
 
 from omgclip.errors import OmgclipError, VideoError
-from omgclip.face import FaceConfig, FaceDetector, with_overrides
-from omgclip.manifest import is_url
-from omgclip.segment import Block, consecutive_segments
+from omgclip.faces.detect import FaceConfig, FaceDetector, with_overrides
+from omgclip.dataset.manifest import is_url
+from omgclip.dataset.segment import Block, consecutive_segments
 
 log = logging.getLogger(__name__)
 
@@ -170,7 +170,7 @@ def predict(cfg: PredictConfig):
             if cfg.annotate:
                 _annotate(result, df, _per_input_path(cfg.annotate, result.path, several), face)
             if cfg.plot:
-                from omgclip.annotate import plot_timeline
+                from omgclip.apps.annotate import plot_timeline
 
                 plot_timeline(df, _per_input_path(cfg.plot, result.path, several),
                               labels=model.labels, title=_display_name(name))
@@ -204,7 +204,7 @@ def predict(cfg: PredictConfig):
 
 def load_predict_model(checkpoint: str | os.PathLike | None):
     """The model for prediction, in eval mode on the CPU (or the checkpoint's device)."""
-    from omgclip.checkpoint import default_checkpoint, load_model
+    from omgclip.learn.checkpoint import default_checkpoint, load_model
 
     path = Path(checkpoint).expanduser() if checkpoint else default_checkpoint()
     loaded = load_model(path)  # OmgclipError (one line) for a missing or bad file
@@ -241,8 +241,8 @@ def predict_video(path: str | os.PathLike, model, cfg: PredictConfig, face: Face
 
     Raises ``VideoError`` for a file that cannot be read at all.
     """
-    from omgclip.clips import face_clips
-    from omgclip.video_io import is_image, iter_gray_frames, probe, work_scale
+    from omgclip.faces.clips import face_clips
+    from omgclip.faces.video_io import is_image, iter_gray_frames, probe, work_scale
 
     t_start = time.perf_counter()
     path = Path(path)
@@ -545,7 +545,7 @@ def _expand_inputs(inputs: Sequence[str]) -> tuple[list[str], list[str]]:
 
 
 def _media_suffix(p: Path) -> bool:
-    from omgclip.video_io import IMAGE_SUFFIXES, VIDEO_SUFFIXES
+    from omgclip.faces.video_io import IMAGE_SUFFIXES, VIDEO_SUFFIXES
 
     s = p.suffix.lower()
     return s in VIDEO_SUFFIXES or s in IMAGE_SUFFIXES
@@ -556,7 +556,7 @@ def _resolve_source(source: str, cfg: PredictConfig) -> tuple[Path, str]:
     its rows carry (the URL itself, or the path as given)."""
     if not is_url(source):
         return Path(source).expanduser(), source
-    from omgclip.download import DownloadConfig, fetch_one
+    from omgclip.dataset.download import DownloadConfig, fetch_one
 
     cache = Path(cfg.cache_dir).expanduser() if cfg.cache_dir else DEFAULT_CACHE_DIR.expanduser()
     try:
@@ -601,8 +601,8 @@ def _times_dict(t: StageTimes) -> dict:
 # ----------------------------------------------------------------------------- annotation
 def _annotate(result: VideoPrediction, df, target: Path, face: FaceConfig) -> Path:
     """Draw each face's box and label on the source video (or image)."""
-    from omgclip import annotate
-    from omgclip.video_io import is_image, work_scale
+    from omgclip.apps import annotate
+    from omgclip.faces.video_io import is_image, work_scale
 
     scale = work_scale(result.info.width, face.work_width)
     labels = df["label"].tolist()
@@ -623,7 +623,7 @@ def _annotate(result: VideoPrediction, df, target: Path, face: FaceConfig) -> Pa
 
 
 def _is_image(path: Path) -> bool:
-    from omgclip.video_io import is_image
+    from omgclip.faces.video_io import is_image
 
     return is_image(path)
 

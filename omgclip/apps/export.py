@@ -57,7 +57,7 @@ class ExportConfig:
 def export(cfg: ExportConfig) -> Path:
     """Export the model of ``cfg.checkpoint`` to ``cfg.out``; return the path written."""
     from omgclip.fsutil import atomic_write
-    from omgclip.predict import load_predict_model
+    from omgclip.apps.predict import load_predict_model
 
     loaded = load_predict_model(cfg.checkpoint)
     net = loaded.net.eval().cpu()

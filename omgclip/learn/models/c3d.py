@@ -13,8 +13,8 @@ import torch
 from torch import nn
 
 from omgclip.labels import NUM_CLASSES
-from omgclip.models.layers import ClassifierHead, ConvBNReLU3d, init_weights, to_channels_last_3d
-from omgclip.models.registry import register_model
+from omgclip.learn.models.layers import ClassifierHead, ConvBNReLU3d, init_weights, to_channels_last_3d
+from omgclip.learn.models.registry import register_model
 
 
 @register_model("c3d")

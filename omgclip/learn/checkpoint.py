@@ -26,7 +26,7 @@ from typing import Any, Mapping
 import torch
 from torch import nn
 
-from omgclip.dataset_format import DEFAULT_BLOCK_LEN, DEFAULT_CROP_SIZE
+from omgclip.dataset.format import DEFAULT_BLOCK_LEN, DEFAULT_CROP_SIZE
 from omgclip.errors import OmgclipError
 from omgclip.fsutil import atomic_write, to_jsonable
 from omgclip.labels import EMOTIONS
@@ -34,7 +34,7 @@ from omgclip.labels import EMOTIONS
 log = logging.getLogger(__name__)
 
 WEIGHTS_FORMAT = "omgclip-weights-v1"
-DEFAULT_WEIGHTS = Path(__file__).parent / "weights" / "default.pt"
+DEFAULT_WEIGHTS = Path(__file__).resolve().parents[1] / "weights" / "default.pt"
 #: meta keys every weights file carries
 REQUIRED_META = ("model_name", "model_kwargs", "labels", "block_len", "crop_size")
 
@@ -85,7 +85,7 @@ def load_model(path: str | os.PathLike) -> LoadedModel:
     checkpoint, names a model this version does not know, or holds weights that do not
     fit its model.
     """
-    from omgclip.models import create_model
+    from omgclip.learn.models import create_model
 
     path = Path(path)
     if not path.exists():

@@ -1,4 +1,4 @@
-"""The LightningModule: a net from :mod:`omgclip.models` plus loss, metrics and optimiser."""
+"""The LightningModule: a net from :mod:`omgclip.learn.models` plus loss, metrics and optimiser."""
 
 from __future__ import annotations
 
@@ -11,10 +11,10 @@ import torch
 import torch.nn.functional as F
 from torchmetrics.classification import MulticlassConfusionMatrix
 
-from omgclip.dataset_format import DEFAULT_BLOCK_LEN, DEFAULT_CROP_SIZE
-from omgclip.evaluate import metrics_from_confusion
+from omgclip.dataset.format import DEFAULT_BLOCK_LEN, DEFAULT_CROP_SIZE
+from omgclip.learn.evaluate import metrics_from_confusion
 from omgclip.labels import EMOTIONS, NUM_CLASSES
-from omgclip.models import DEFAULT_MODEL, create_model
+from omgclip.learn.models import DEFAULT_MODEL, create_model
 
 log = logging.getLogger(__name__)
 
@@ -25,9 +25,9 @@ class EmotionClassifier(pl.LightningModule):
     """Trains ``create_model(model_name, num_classes, **model_kwargs)`` (kept as ``self.net``).
 
     Loss: cross entropy, class-weighted by ``class_weights`` (see
-    :class:`omgclip.data.BlockDataModule`), the same on training and validation data.
+    :class:`omgclip.learn.data.BlockDataModule`), the same on training and validation data.
     Validation metrics, all from one torchmetrics confusion matrix (so they are exact under
-    DDP) and defined as in :func:`omgclip.evaluate.metrics_from_confusion`:
+    DDP) and defined as in :func:`omgclip.learn.evaluate.metrics_from_confusion`:
     ``val_acc`` (accuracy = weighted average recall, WAR), ``val_uar`` (unweighted average
     recall, the mean per-class recall over classes present), ``val_f1`` (macro F1).
     Also logged: ``train_loss`` (epoch mean), ``val_loss``.

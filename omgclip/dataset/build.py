@@ -6,7 +6,7 @@ utterance on it is cut into blocks (``segment``), whose face is found, followed 
 an utterance is marked done (``.state/``) only after all its blocks are on disk, so a run
 killed at any moment resumes where it stopped, and the result equals a clean run's. The
 index, skips, failures and report are rewritten from the markers at the end of every run.
-See :mod:`omgclip.dataset_format` for the layout.
+See :mod:`omgclip.dataset.format` for the layout.
 """
 
 from __future__ import annotations
@@ -21,12 +21,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping
 
-from omgclip import dataset_format as fmt
+from omgclip.dataset import format as fmt
 from omgclip.errors import OmgclipError, VideoError
-from omgclip.face import FaceConfig
+from omgclip.faces.detect import FaceConfig
 from omgclip.fsutil import atomic_save_npy, atomic_write_json, atomic_write_text, to_jsonable
 from omgclip.labels import EMOTIONS, UNLABELED
-from omgclip.segment import (Block, cut_blocks, default_rare_strides, resample_indices,
+from omgclip.dataset.segment import (Block, cut_blocks, default_rare_strides, resample_indices,
                              stride_for, strides_from_frequencies, time_to_frames)
 
 log = logging.getLogger(__name__)
@@ -107,7 +107,7 @@ class BuildReport:
 
 # ----------------------------------------------------------------------------- planning
 def _load_manifests(cfg: BuildConfig):
-    from omgclip.manifest import load_manifest
+    from omgclip.dataset.manifest import load_manifest
 
     utterances, skips, seen = [], [], set()
     for spec in cfg.manifests:
@@ -171,7 +171,7 @@ def _plan_jobs(utterances, strides: Mapping[int, int], cfg: BuildConfig, paths: 
 
 def _fetch(utterances, cfg: BuildConfig, out: Path):
     """Download the URL sources once each; local files are used in place."""
-    from omgclip.download import DownloadConfig, fetch_sources
+    from omgclip.dataset.download import DownloadConfig, fetch_sources
 
     urls = list(dict.fromkeys(u.source for u in utterances if u.is_url))
     if not urls:
@@ -219,7 +219,8 @@ class _UtteranceState:
 
 
 def _video_job(job: Job, cfg: BuildConfig, out: Path) -> None:
-    from omgclip import clips, video_io
+    from omgclip.faces import clips
+    from omgclip.faces import video_io
 
     try:
         info = video_io.probe(job.path)
@@ -270,8 +271,10 @@ def _whole_frame_windows(path: str, blocks: list[Block], cfg: BuildConfig):
     """For sources that are already face crops: the whole frame of each block's frames."""
     import numpy as np
 
-    from omgclip import clips, video_io
-    from omgclip.face import resize_whole
+    from omgclip.faces import clips
+
+    from omgclip.faces import video_io
+    from omgclip.faces.detect import resize_whole
 
     need = {f for b in blocks for f in b.frames()}
     frames = {i: resize_whole(g, cfg.face.crop_size)
@@ -289,8 +292,8 @@ def _image_list_job(job: Job, cfg: BuildConfig, out: Path) -> None:
     """A frame-list source (e.g. CK+ apex frames): stretched to one block of T frames."""
     import numpy as np
 
-    from omgclip import video_io
-    from omgclip.face import FaceDetector, crop_face, largest, resize_whole
+    from omgclip.faces import video_io
+    from omgclip.faces.detect import FaceDetector, crop_face, largest, resize_whole
 
     for utt, _ in job.utterances:
         state = _UtteranceState(utt, 1)

@@ -6,7 +6,7 @@ A run writes, under ``out/<run name>/``::
     labels.json             the class names, in output order
     checkpoints/best-*.ckpt the epoch with the best validation UAR (Lightning checkpoint)
     checkpoints/last.ckpt   the latest epoch (resume with resume_from)
-    best.pt                 the best model as a compact weights file (omgclip.checkpoint)
+    best.pt                 the best model as a compact weights file (omgclip.learn.checkpoint)
     logs/metrics.csv        train_loss, val_loss, val_acc, val_uar, val_f1 per epoch
     logs/...                TensorBoard events too, when tensorboard is installed
     result.json             best checkpoint, its validation UAR, epochs run
@@ -30,7 +30,7 @@ from omgclip.labels import EMOTIONS, NUM_CLASSES
 
 log = logging.getLogger(__name__)
 
-DEFAULT_MODEL = "r2plus1d"  # == omgclip.models.DEFAULT_MODEL (kept torch-free here)
+DEFAULT_MODEL = "r2plus1d"  # == omgclip.learn.models.DEFAULT_MODEL (kept torch-free here)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -114,9 +114,9 @@ def _resolve_precision(cfg: TrainConfig) -> str:
 
 
 def _check_config(cfg: TrainConfig) -> None:
-    from omgclip.data import BALANCE_MODES, VAL_SPLIT_MODES
-    from omgclip.lit_module import SCHEDULES
-    from omgclip.models import create_model
+    from omgclip.learn.data import BALANCE_MODES, VAL_SPLIT_MODES
+    from omgclip.learn.lit_module import SCHEDULES
+    from omgclip.learn.models import create_model
 
     create_model(cfg.model, **dict(cfg.model_kwargs or {}))  # unknown name / option -> OmgclipError
     for name, value, allowed in (("balance", cfg.balance, BALANCE_MODES),
@@ -192,10 +192,10 @@ def train(cfg: TrainConfig) -> TrainResult:
     import pytorch_lightning as pl
     from pytorch_lightning.callbacks import EarlyStopping, LearningRateMonitor, ModelCheckpoint
 
-    from omgclip.checkpoint import load_model, save_weights
-    from omgclip.data import BlockDataModule, DataConfig
+    from omgclip.learn.checkpoint import load_model, save_weights
+    from omgclip.learn.data import BlockDataModule, DataConfig
     from omgclip.fsutil import atomic_write_json
-    from omgclip.lit_module import EmotionClassifier
+    from omgclip.learn.lit_module import EmotionClassifier
 
     _check_config(cfg)
     max_time = parse_max_time(cfg.max_time)
@@ -306,7 +306,7 @@ def _build_face_config(data_dir: Path) -> dict | None:
     """The face settings the dataset was built with (``build_config.json``), if recorded."""
     import json
 
-    from omgclip.dataset_format import CONFIG_FILE
+    from omgclip.dataset.format import CONFIG_FILE
 
     try:
         face = json.loads((data_dir / CONFIG_FILE).read_text()).get("face")

@@ -33,7 +33,7 @@ from pathlib import Path, PurePosixPath
 from omgclip.errors import OmgclipError
 from omgclip.fsutil import atomic_write
 from omgclip.labels import UNLABELED, parse_label
-from omgclip.video_io import IMAGE_SUFFIXES, VIDEO_SUFFIXES
+from omgclip.faces.video_io import IMAGE_SUFFIXES, VIDEO_SUFFIXES
 
 log = logging.getLogger(__name__)
 

@@ -117,7 +117,7 @@ class EvalConfig:
 def select_rows(frame, split: str, meta: dict):
     """``(rows, rule)``: the labeled rows of ``frame`` that ``split`` names, and a sentence
     saying which rows those are."""
-    from omgclip.data import VALIDATION_SPLITS, labeled_pool
+    from omgclip.learn.data import VALIDATION_SPLITS, labeled_pool
 
     labeled = frame[frame["label"] >= 0]
     if split == SPLIT_ALL:
@@ -194,8 +194,8 @@ def _baseline(y_true: np.ndarray, majority: int, num_classes: int, labels, sourc
 def evaluate(cfg: EvalConfig) -> dict:
     """Score the checkpoint on the chosen rows; write ``out_json`` / ``confusion_png`` if
     given. Returns the result dictionary (JSON-able; see :func:`format_report`)."""
-    from omgclip.checkpoint import default_checkpoint, load_model
-    from omgclip.data import BlockDataset, default_num_workers, load_index
+    from omgclip.learn.checkpoint import default_checkpoint, load_model
+    from omgclip.learn.data import BlockDataset, default_num_workers, load_index
     from omgclip.fsutil import atomic_write_json
 
     ckpt = Path(cfg.checkpoint) if cfg.checkpoint is not None else default_checkpoint()
