@@ -22,7 +22,7 @@ from omgclip.dataset.build import BuildConfig, build_dataset
 from omgclip.errors import OmgclipError
 from omgclip.faces.detect import FaceConfig, FaceDetector
 
-from _http import Route, serve
+pytestmark = pytest.mark.slow  # real footage end to end: `-m "not slow"` skips it
 
 OMG_HEADER = ["link", "start", "end", "video", "utterance", "arousal", "valence", "EmotionMaxVote"]
 # (folder, file, label) — real clips with their real labels
@@ -43,10 +43,10 @@ def _write_omg_manifest(path: Path, rows: list[list]) -> Path:
 
 
 @pytest.fixture(scope="module")
-def served(shared_data):
-    routes = {f"/v/{name}": Route((shared_data / folder / "videos" / name).read_bytes())
+def served(shared_data, loopback):
+    routes = {f"/v/{name}": (shared_data / folder / "videos" / name).read_bytes()
               for folder, name, _ in CLIPS}
-    with serve(routes) as server:
+    with loopback(routes) as server:
         yield server
 
 

@@ -95,57 +95,42 @@ def test_load_index_ok(dataset: Path):
     assert all(isinstance(g, str) for g in frame["group"])
 
 
-def test_load_index_missing_folder(tmp_path: Path):
-    with pytest.raises(OmgclipError) as e:
-        D.load_index(tmp_path / "nope")
-    _one_line_error(e, "does not exist", "omgclip build")
+def _edit_index(root: Path, edit) -> None:
+    frame = pd.read_csv(root / INDEX_FILE)
+    edit(frame)
+    frame.to_csv(root / INDEX_FILE, index=False)
 
 
-def test_load_index_empty_folder(tmp_path: Path):
-    (tmp_path / "empty").mkdir()
-    with pytest.raises(OmgclipError) as e:
-        D.load_index(tmp_path / "empty")
-    _one_line_error(e, "is empty")
+def _unlink_blocks(root: Path, *rows: int) -> None:
+    frame = pd.read_csv(root / INDEX_FILE)
+    for r in rows:
+        (root / frame.loc[r, "path"]).unlink()
 
 
-def test_load_index_no_index(dataset: Path):
-    (dataset / INDEX_FILE).unlink()
-    with pytest.raises(OmgclipError) as e:
-        D.load_index(dataset)
-    _one_line_error(e, "index.csv", "not an omgclip dataset")
-
-
-def test_load_index_missing_columns(dataset: Path):
-    frame = pd.read_csv(dataset / INDEX_FILE)
-    frame.drop(columns=["group", "label"]).to_csv(dataset / INDEX_FILE, index=False)
-    with pytest.raises(OmgclipError) as e:
-        D.load_index(dataset)
-    _one_line_error(e, "group", "label", "rebuild")
-
-
-def test_load_index_empty_index(dataset: Path):
-    (dataset / INDEX_FILE).write_text("")
-    with pytest.raises(OmgclipError) as e:
-        D.load_index(dataset)
-    _one_line_error(e, "empty")
-
-
-def test_load_index_bad_label(dataset: Path):
-    frame = pd.read_csv(dataset / INDEX_FILE)
+def _set_label(frame: pd.DataFrame) -> None:
     frame.loc[3, "label"] = 9
-    frame.to_csv(dataset / INDEX_FILE, index=False)
-    with pytest.raises(OmgclipError) as e:
-        D.load_index(dataset)
-    _one_line_error(e, "invalid label", "row 5")
 
 
-def test_load_index_missing_arrays(dataset: Path):
-    frame = pd.read_csv(dataset / INDEX_FILE)
-    (dataset / frame.loc[7, "path"]).unlink()
-    (dataset / frame.loc[9, "path"]).unlink()
+# (id, damage done to a good dataset -> the folder to load, words the one-line error must hold)
+BROKEN_DATASETS = [
+    ("missing_folder", lambda ds: ds.parent / "nope", ("does not exist", "omgclip build")),
+    ("empty_folder", lambda ds: (ds.parent / "empty").mkdir() or ds.parent / "empty", ("is empty",)),
+    ("no_index", lambda ds: (ds / INDEX_FILE).unlink() or ds, ("index.csv", "not an omgclip dataset")),
+    ("missing_columns", lambda ds: pd.read_csv(ds / INDEX_FILE).drop(columns=["group", "label"])
+     .to_csv(ds / INDEX_FILE, index=False) or ds, ("group", "label", "rebuild")),
+    ("empty_index", lambda ds: (ds / INDEX_FILE).write_text("") or ds, ("empty",)),
+    ("bad_label", lambda ds: _edit_index(ds, _set_label) or ds, ("invalid label", "row 5")),
+    ("missing_arrays", lambda ds: _unlink_blocks(ds, 7, 9) or ds,
+     ("2 block file(s) that are missing", "vid001_utt1")),
+]
+
+
+@pytest.mark.parametrize("damage, words", [c[1:] for c in BROKEN_DATASETS], ids=[c[0] for c in BROKEN_DATASETS])
+def test_load_index_refuses_a_broken_dataset_in_one_line(dataset: Path, damage, words):
+    folder = damage(dataset)
     with pytest.raises(OmgclipError) as e:
-        D.load_index(dataset)
-    _one_line_error(e, "2 block file(s) that are missing", frame.loc[7, "path"].split("/")[-2])
+        D.load_index(folder)
+    _one_line_error(e, *words)
 
 
 def test_load_index_wrong_shape(dataset: Path):

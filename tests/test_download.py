@@ -21,41 +21,18 @@ from omgclip.dataset.download import (
 )
 from omgclip.errors import OmgclipError
 
-try:
-    from _http import Route, serve
-except ImportError:  # tests collected as a package
-    from tests._http import Route, serve
-
-SHARED = Path(__file__).resolve().parents[1].parent / "shared"
-MEAD_VIDEOS = SHARED / "data" / "mead_clips" / "videos"
-
-
 # --------------------------------------------------------------------------- fixtures
 
 @pytest.fixture(scope="module")
-def tiny_mp4(tmp_path_factory: pytest.TempPathFactory) -> bytes:
+def tiny_mp4(tiny_video: Path) -> bytes:
     """A small generated mp4 (no real data needed): 8 frames of 64x48."""
-    cv2 = pytest.importorskip("cv2")
-    np = pytest.importorskip("numpy")
-    path = tmp_path_factory.mktemp("gen") / "tiny.mp4"
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 10, (64, 48))
-    for i in range(8):
-        writer.write(np.full((48, 64, 3), 30 * i, dtype=np.uint8))
-    writer.release()
-    if not is_readable_video(path):
-        pytest.skip("this OpenCV build cannot write/read mp4v video")
-    return path.read_bytes()
+    return tiny_video.read_bytes()
 
 
 @pytest.fixture(scope="module")
-def mead_clip() -> Path:
+def mead_clip(shared_data: Path) -> Path:
     """A real MEAD clip from ../shared (skipped when the shared data is absent)."""
-    if not MEAD_VIDEOS.is_dir():
-        pytest.skip(f"real data not available: {MEAD_VIDEOS}")
-    clips = sorted(MEAD_VIDEOS.glob("*.mp4"))
-    if not clips:
-        pytest.skip(f"no mp4 clips in {MEAD_VIDEOS}")
-    return clips[0]
+    return sorted((shared_data / "mead_clips" / "videos").glob("*.mp4"))[0]
 
 
 def _config(tmp_path: Path) -> DownloadConfig:
@@ -69,11 +46,11 @@ def _failure_reasons(result) -> dict[str, str]:
 
 # --------------------------------------------------------------------------- downloads
 
-def test_real_clip_downloads_and_decodes(tmp_path: Path, mead_clip: Path) -> None:
+def test_real_clip_downloads_and_decodes(loopback, tmp_path: Path, mead_clip: Path) -> None:
     import cv2
 
     data = mead_clip.read_bytes()
-    with serve({"/clip.mp4": Route(data)}) as server:
+    with loopback({"/clip.mp4": data}) as server:
         url = server.url("/clip.mp4")
         result = fetch_sources([url, url], _config(tmp_path))  # duplicates: one download
     assert result.failures == []
@@ -91,11 +68,12 @@ def test_real_clip_downloads_and_decodes(tmp_path: Path, mead_clip: Path) -> Non
     assert (frames[0] == frames[1]).all()
 
 
-def test_dead_and_truncated_links_fail_and_the_run_goes_on(tmp_path: Path, tiny_mp4: bytes) -> None:
-    routes = {"/good.mp4": Route(tiny_mp4), "/cut.mp4": Route(tiny_mp4, truncate=True)}
+def test_dead_and_truncated_links_fail_and_the_run_goes_on(loopback, tmp_path: Path, tiny_mp4: bytes) -> None:
+    routes = {"/good.mp4": tiny_mp4}
     cfg = _config(tmp_path)
-    with serve(routes) as server:
-        good, dead, cut = server.url("/good.mp4"), server.url("/missing.mp4"), server.url("/cut.mp4")
+    with loopback(routes) as server:
+        cut = server.add("/cut.mp4", tiny_mp4, truncate=True)
+        good, dead = server.url("/good.mp4"), server.url("/missing.mp4")
         result = fetch_sources([dead, cut, good], cfg)
 
     reasons = _failure_reasons(result)
@@ -115,11 +93,11 @@ def test_dead_and_truncated_links_fail_and_the_run_goes_on(tmp_path: Path, tiny_
     assert len(archive) == 1
 
 
-def test_complete_rerun_makes_no_request(tmp_path: Path, tiny_mp4: bytes) -> None:
+def test_complete_rerun_makes_no_request(loopback, tmp_path: Path, tiny_mp4: bytes) -> None:
     cfg = _config(tmp_path)
     local = tmp_path / "local.mp4"
     local.write_bytes(tiny_mp4)
-    with serve({"/a.mp4": Route(tiny_mp4), "/b.mp4": Route(tiny_mp4)}) as server:
+    with loopback({"/a.mp4": tiny_mp4, "/b.mp4": tiny_mp4}) as server:
         sources = [server.url("/a.mp4"), server.url("/b.mp4"), str(local)]
         first = fetch_sources(sources, cfg)
         requests_after_first = server.count()
@@ -134,9 +112,9 @@ def test_complete_rerun_makes_no_request(tmp_path: Path, tiny_mp4: bytes) -> Non
     assert second.paths[str(local)] == local
 
 
-def test_file_that_is_not_a_video_is_deleted(tmp_path: Path) -> None:
+def test_file_that_is_not_a_video_is_deleted(loopback, tmp_path: Path) -> None:
     cfg = _config(tmp_path)
-    with serve({"/junk.mp4": Route(b"\x00not a video" * 400)}) as server:
+    with loopback({"/junk.mp4": b"\x00not a video" * 400}) as server:
         url = server.url("/junk.mp4")
         result = fetch_sources([url], cfg)
     assert _failure_reasons(result) == {url: "downloaded file is not a readable video"}
@@ -146,9 +124,9 @@ def test_file_that_is_not_a_video_is_deleted(tmp_path: Path) -> None:
     assert not (tmp_path / "videos" / ARCHIVE_FILE).exists()
 
 
-def test_archived_but_deleted_file_is_fetched_again(tmp_path: Path, tiny_mp4: bytes) -> None:
+def test_archived_but_deleted_file_is_fetched_again(loopback, tmp_path: Path, tiny_mp4: bytes) -> None:
     cfg = _config(tmp_path)
-    with serve({"/v.mp4": Route(tiny_mp4)}) as server:
+    with loopback({"/v.mp4": tiny_mp4}) as server:
         url = server.url("/v.mp4")
         first = fetch_sources([url], cfg)
         first.paths[url].unlink()
@@ -157,9 +135,9 @@ def test_archived_but_deleted_file_is_fetched_again(tmp_path: Path, tiny_mp4: by
     assert again.paths[url].is_file()
 
 
-def test_same_file_name_under_different_urls(tmp_path: Path, tiny_mp4: bytes) -> None:
+def test_same_file_name_under_different_urls(loopback, tmp_path: Path, tiny_mp4: bytes) -> None:
     cfg = _config(tmp_path)
-    with serve({"/a/clip.mp4": Route(tiny_mp4), "/b/clip.mp4": Route(tiny_mp4)}) as server:
+    with loopback({"/a/clip.mp4": tiny_mp4, "/b/clip.mp4": tiny_mp4}) as server:
         urls = [server.url("/a/clip.mp4"), server.url("/b/clip.mp4")]
         result = fetch_sources(urls, cfg)
     assert result.downloaded == 2 and not result.failures

@@ -133,12 +133,9 @@ def test_evaluate_baseline_from_split_and_other_splits(setup):
     assert res["overlap_with_training"]["groups"] == 0
     res_all = evaluate(EvalConfig(data=tmp / "ds", checkpoint=ckpt, split="all", num_workers=0))
     assert res_all["num_blocks"] == int((frame["label"] >= 0).sum())
-    with pytest.raises(OmgclipError, match="heldout"):
-        evaluate(EvalConfig(data=tmp / "ds", checkpoint=ckpt, split="heldout"))
-    with pytest.raises(OmgclipError, match="unlabeled"):
-        evaluate(EvalConfig(data=tmp / "ds", checkpoint=ckpt, split="test"))
-    with pytest.raises(OmgclipError, match="labeled splits"):
-        evaluate(EvalConfig(data=tmp / "ds", checkpoint=ckpt, split="nosuchsplit"))
+    for split, words in (("heldout", "heldout"), ("test", "unlabeled"), ("nosuchsplit", "labeled splits")):
+        with pytest.raises(OmgclipError, match=words):
+            evaluate(EvalConfig(data=tmp / "ds", checkpoint=ckpt, split=split))
 
 
 def test_evaluate_heldout(setup):
@@ -162,45 +159,41 @@ def _msg(excinfo) -> str:
     return msg
 
 
-def test_bad_checkpoints(tmp_path: Path):
-    junk = tmp_path / "junk.ckpt"
-    junk.write_bytes(np.random.default_rng(0).bytes(4096))
-    with pytest.raises(OmgclipError) as e:
-        load_model(junk)
-    assert "is not an omgclip checkpoint" in _msg(e)
+def _junk(path: Path) -> Path:
+    path.write_bytes(np.random.default_rng(0).bytes(4096))
+    return path
 
-    with pytest.raises(OmgclipError) as e:
-        load_model(tmp_path / "missing.pt")
-    assert "does not exist" in _msg(e)
 
-    plain = tmp_path / "plain_state.pt"
-    torch.save(create_model("c3d").state_dict(), plain)  # a state_dict, but no omgclip description
-    with pytest.raises(OmgclipError) as e:
-        load_model(plain)
-    assert "is not an omgclip checkpoint" in _msg(e)
+def _plain_state_dict(path: Path) -> Path:
+    torch.save(create_model("c3d").state_dict(), path)  # a state_dict, but no omgclip description
+    return path
 
-    # weights of another model under this model's name
-    wrong = save_weights(tmp_path / "wrong.pt", create_model("c3d"), dict(META, model_name="r2plus1d"))
-    with pytest.raises(OmgclipError) as e:
-        load_model(wrong)
-    assert "do not fit its model 'r2plus1d'" in _msg(e)
 
-    shapes = save_weights(tmp_path / "shapes.pt", create_model("r2plus1d", widths=(8, 16, 32)), META)
-    with pytest.raises(OmgclipError) as e:
-        load_model(shapes)
-    assert "wrong shape" in _msg(e)
+def _evil(path: Path) -> Path:
+    torch.save({"format": "omgclip-weights-v1", "state_dict": {}, "meta": _Evil()}, path)
+    return path
 
-    unknown = save_weights(tmp_path / "unknown.pt", create_model("c3d"), dict(META, model_name="transformer9"))
-    with pytest.raises(OmgclipError) as e:
-        load_model(unknown)
-    assert "transformer9" in _msg(e)
 
-    # a pickle with code in it is refused, not executed
-    evil = tmp_path / "evil.pt"
-    torch.save({"format": "omgclip-weights-v1", "state_dict": {}, "meta": _Evil()}, evil)
+# (id, writes a bad checkpoint at the given path, words of the one-line error)
+BAD_CHECKPOINTS = [
+    ("junk", _junk, "is not an omgclip checkpoint"),
+    ("missing", lambda p: p, "does not exist"),
+    ("plain_state_dict", _plain_state_dict, "is not an omgclip checkpoint"),
+    ("other_models_weights", lambda p: save_weights(p, create_model("c3d"), dict(META, model_name="r2plus1d")),
+     "do not fit its model 'r2plus1d'"),
+    ("wrong_shapes", lambda p: save_weights(p, create_model("r2plus1d", widths=(8, 16, 32)), META), "wrong shape"),
+    ("unknown_model", lambda p: save_weights(p, create_model("c3d"), dict(META, model_name="transformer9")),
+     "transformer9"),
+    ("pickle_with_code", _evil, "is not an omgclip checkpoint"),  # refused, not executed
+]
+
+
+@pytest.mark.parametrize("write, words", [c[1:] for c in BAD_CHECKPOINTS], ids=[c[0] for c in BAD_CHECKPOINTS])
+def test_bad_checkpoints(tmp_path: Path, write, words):
+    path = write(tmp_path / "model.pt")
     with pytest.raises(OmgclipError) as e:
-        load_model(evil)
-    assert "is not an omgclip checkpoint" in _msg(e)
+        load_model(path)
+    assert words in _msg(e)
 
 
 class _Evil:

@@ -19,8 +19,6 @@ except ImportError:  # tests collected as a package
     from tests._http import Route, serve
 
 PROJECT = Path(__file__).resolve().parents[1]
-SHARED = PROJECT.parent / "shared"
-OMG_DIR = SHARED / "omg_manifests"
 OMG_HEADER = "link,start,end,video,utterance,arousal,valence,EmotionMaxVote"
 OWN_HEADER = "source,start,end,label,group,split,id,crop"
 
@@ -35,10 +33,8 @@ def _skips(m) -> dict[int, str]:
 
 
 @pytest.fixture(scope="module")
-def omg_dir() -> Path:
-    if not OMG_DIR.is_dir():
-        pytest.skip(f"real OMG manifests not available: {OMG_DIR}")
-    return OMG_DIR
+def omg_dir(omg_manifests: Path) -> Path:
+    return omg_manifests
 
 
 # --------------------------------------------------------------------------- real OMG files

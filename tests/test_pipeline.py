@@ -17,6 +17,8 @@ from omgclip.faces.detect import FaceConfig
 from omgclip.apps.predict import PredictConfig, face_config_for, predict
 from omgclip.learn.train import TrainConfig, train
 
+pytestmark = pytest.mark.slow  # real footage end to end: `-m "not slow"` skips it
+
 CLIPS = ["M030_front_happy_level3_001", "M030_front_angry_level3_001",
          "W009_front_happy_level3_001", "W009_front_angry_level3_001",
          "M030_front_surprised_level3_001", "W009_front_surprised_level3_001"]

@@ -86,15 +86,16 @@ def test_existing_run_name_refused(trained):
         train(cfg)
 
 
-def test_bad_config_fails_before_writing(tmp_path: Path):
+@pytest.mark.parametrize("change, words", [({"model": "nope"}, "unknown model"),
+                                           ({"balance": "oversample"}, "balance"),
+                                           ({"data": "missing"}, "does not exist")])
+def test_bad_config_fails_before_writing(tmp_path: Path, change, words):
     make_dataset(tmp_path / "ds", groups=7, utterances_per_group=1, blocks_per_utterance=1)
     out = tmp_path / "runs"
-    with pytest.raises(OmgclipError, match="unknown model"):
-        train(TrainConfig(data=tmp_path / "ds", out=out, model="nope"))
-    with pytest.raises(OmgclipError, match="balance"):
-        train(TrainConfig(data=tmp_path / "ds", out=out, balance="oversample"))
-    with pytest.raises(OmgclipError, match="does not exist"):
-        train(TrainConfig(data=tmp_path / "missing", out=out))
+    options = {"data": tmp_path / "ds", "out": out, **change}
+    options["data"] = tmp_path / options["data"]
+    with pytest.raises(OmgclipError, match=words):
+        train(TrainConfig(**options))
     assert not out.exists()
 
 
