@@ -55,3 +55,53 @@ def test_default_rare_strides_follow_the_common_stride():
     assert default_rare_strides(20) == {1: 10, 2: 10, 6: 10}
     assert default_rare_strides(5) == {1: 2, 2: 2, 6: 2}
     assert default_rare_strides(1) == {1: 1, 2: 1, 6: 1}
+
+
+def test_a_block_that_fits_exactly_is_kept():
+    assert cut_blocks(FrameRange(0, 40), 20, 20) == [Block(0, 20), Block(20, 20)]
+    assert cut_blocks(FrameRange(5, 25), 20, 20) == [Block(5, 20)]
+    assert cut_blocks(FrameRange(0, 30), 20, 5) == [Block(0, 20), Block(5, 20), Block(10, 20)]
+
+
+def test_an_evenly_divided_video_has_no_empty_tail_segment():
+    assert consecutive_segments(40, 20) == [Block(0, 20), Block(20, 20)]
+    assert consecutive_segments(41, 20) == [Block(0, 20), Block(20, 20), Block(40, 1)]
+    assert consecutive_segments(0, 20) == []
+    # strided segments overlap and never get a short tail
+    assert consecutive_segments(50, 20, stride=10) == [Block(0, 20), Block(10, 20), Block(20, 20), Block(30, 20)]
+    assert consecutive_segments(45, 20, keep_tail=False) == [Block(0, 20), Block(20, 20)]
+
+
+def test_auto_strides_are_rounded_not_truncated():
+    # 20 * 38 / 100 = 7.6 -> 8 (int() would give 7); 20 * 62 / 100 = 12.4 -> 12
+    assert strides_from_frequencies({0: 100, 1: 38, 2: 62}, 20) == {0: 20, 1: 8, 2: 12}
+    assert strides_from_frequencies([100, 38, 62], 20) == {0: 20, 1: 8, 2: 12}
+    # the floor applies: 20 * 1 / 100 = 0.2 -> min_stride
+    assert strides_from_frequencies({0: 100, 6: 1}, 20, min_stride=3) == {0: 20, 6: 3}
+    # labels outside 0..6 are ignored
+    assert strides_from_frequencies({0: 10, 7: 50, -1: 50}, 20) == {0: 20}
+
+
+def test_time_to_frames_boundaries():
+    # a frame whose timestamp equals the end is outside; one at the start is inside
+    assert time_to_frames(0.4, 0.8, 25.0) == FrameRange(10, 20)
+    assert time_to_frames(0.41, 0.81, 25.0) == FrameRange(11, 21)
+    # a start past the end of the video gives an empty range at the end
+    assert time_to_frames(9.0, 12.0, 10.0, frame_count=50) == FrameRange(50, 50)
+
+
+@pytest.mark.parametrize("fps", [0.0, -25.0, float("nan"), None])
+def test_time_to_frames_refuses_a_bad_fps(fps):
+    with pytest.raises(ValueError):
+        time_to_frames(0, 1, fps)
+
+
+@pytest.mark.parametrize("call", [lambda: cut_blocks(FrameRange(0, 40), 0, 20),
+                                  lambda: cut_blocks(FrameRange(0, 40), 20, 0),
+                                  lambda: consecutive_segments(40, 0),
+                                  lambda: consecutive_segments(40, 20, stride=0),
+                                  lambda: resample_indices(0, 20),
+                                  lambda: time_to_frames(0, None, 25.0)])
+def test_impossible_block_math_raises(call):
+    with pytest.raises(ValueError):
+        call()
