@@ -13,7 +13,7 @@ fi
 [ -x "$VENV/bin/python" ] || "$PY" -m venv "$VENV"
 pip() { "$VENV/bin/python" -m pip --disable-pip-version-check -q "$@"; }
 pip install "${OMGCLIP_TORCH:-torch==2.13.0}"
-pip install -e ".[all]"   # every extra: test, export, web (see pyproject)
+pip install -e ".[all]"   # every extra: test, export, web, dask (see pyproject)
 "$VENV/bin/python" -c "import omgclip, torch, dlib, cv2, yt_dlp, pytorch_lightning" 
 touch "$stamp"
 echo "omgclip installed in $VENV" >&2

@@ -56,6 +56,9 @@ class BuildConfig:
     sleep: float = 0.0
     progress: bool = True
     manifest_cache: str | None = None
+    scheduler: str | None = None          #: Dask scheduler ('tcp://host:port', 'local[:N]'); None: local pool
+    task_retries: int = 2                 #: with a scheduler: reruns of a task that raised
+
 
     def __post_init__(self) -> None:
         if not self.manifests:
@@ -70,6 +73,12 @@ class BuildConfig:
             raise OmgclipError("--split-by must be 'manifest' or 'link'")
         if not 0.0 < self.val_fraction < 1.0:
             raise OmgclipError("--val-fraction must be between 0 and 1")
+        if self.task_retries < 0:
+            raise OmgclipError("--task-retries must be 0 or more")
+        if self.scheduler is not None:
+            from omgclip.dataset.distributed import parse_scheduler
+
+            parse_scheduler(self.scheduler)  # a bad address fails before anything is written
         if self.face.crop_size != fmt.DEFAULT_CROP_SIZE:
             log.warning("crop size %d differs from the default %d", self.face.crop_size,
                         fmt.DEFAULT_CROP_SIZE)
@@ -77,11 +86,21 @@ class BuildConfig:
 
 @dataclass(frozen=True)
 class Job:
-    """One source (video file or image list) and the utterances cut from it."""
+    """One source (URL, video file or image list) and the utterances cut from it."""
 
     source: str
-    path: str | None                      #: local file; None for image-list sources
+    path: str | None                      #: local file; None for URLs (until fetched) and image lists
     utterances: tuple                     #: tuple[(Utterance, stride)]
+
+
+@dataclass(frozen=True)
+class SourceResult:
+    """What one source task reports back: a download failure's reason, and its timings."""
+
+    source: str
+    failure: str | None = None            #: one-line reason when the source could not be fetched
+    download_s: float = 0.0
+    faces_s: float = 0.0
 
 
 @dataclass
@@ -155,31 +174,25 @@ def assign_splits(utterances, split_by: str, val_fraction: float, seed: int) -> 
     return out
 
 
-def _plan_jobs(utterances, strides: Mapping[int, int], cfg: BuildConfig, paths: Mapping[str, Path],
-               failures: Mapping[str, str]) -> list[Job]:
-    """One job per source that is at hand (failed downloads are in ``failures.csv``)."""
+def _plan_jobs(utterances, strides: Mapping[int, int], cfg: BuildConfig) -> list[Job]:
+    """One job per source, in manifest order; URL sources are fetched by their job."""
     by_source: dict[str, list] = {}
     for utt in utterances:
-        if utt.source not in failures:
-            by_source.setdefault(utt.source, []).append((utt, stride_for(utt.label, cfg.stride, strides)))
+        by_source.setdefault(utt.source, []).append((utt, stride_for(utt.label, cfg.stride, strides)))
     jobs = []
     for source, items in by_source.items():
-        local = None if items[0][0].frame_paths else str(paths.get(source, source))
+        first = items[0][0]
+        local = None if first.frame_paths or first.is_url else source
         jobs.append(Job(source, local, tuple(items)))
     return jobs
 
 
-def _fetch(utterances, cfg: BuildConfig, out: Path):
-    """Download the URL sources once each; local files are used in place."""
-    from omgclip.dataset.download import DownloadConfig, fetch_sources
+def _download_config(cfg: BuildConfig, out: Path):
+    from omgclip.dataset.download import DownloadConfig
 
-    urls = list(dict.fromkeys(u.source for u in utterances if u.is_url))
-    if not urls:
-        return {}, {}
     video_dir = Path(cfg.video_dir) if cfg.video_dir else out / "videos"
-    result = fetch_sources(urls, DownloadConfig(out_dir=str(video_dir), retries=cfg.retries,
-                                                sleep_interval=cfg.sleep, progress=cfg.progress))
-    return result.paths, {f.link: f.reason for f in result.failures}
+    return DownloadConfig(out_dir=str(video_dir), retries=cfg.retries, sleep_interval=cfg.sleep,
+                          progress=False)
 
 
 # ----------------------------------------------------------------------------- one source
@@ -320,17 +333,37 @@ def _image_list_job(job: Job, cfg: BuildConfig, out: Path) -> None:
         state.save(out)
 
 
-def run_job(job: Job, cfg: BuildConfig, out: str) -> str:
-    """Process one source (in a worker process). Returns the source when done."""
+def build_source(job: Job, cfg: BuildConfig, out: str, threads: int = 1) -> SourceResult:
+    """The one task per source, run by the local process pool and by Dask workers alike:
+    fetch a URL source (into ``--video-dir``), decode, detect, write its blocks and done-markers.
+
+    Idempotent: utterances already marked done are left alone, and every file is written
+    under a temp name then renamed, so a task killed at any moment can simply run again
+    (here or on another machine) and the result is the same. ``out`` must be the same folder
+    for every process that runs tasks (a shared filesystem with a cluster)."""
+    import time
+
     import cv2
 
-    cv2.setNumThreads(1 if cfg.workers > 1 else 0)
+    cv2.setNumThreads(threads)
     out_path = Path(out)
     todo = tuple((u, s) for u, s in job.utterances if not _state_path(out_path, u).exists())
-    if todo:
-        job = dataclasses.replace(job, utterances=todo)
-        (_image_list_job if job.path is None else _video_job)(job, cfg, out_path)
-    return job.source
+    if not todo:
+        return SourceResult(job.source)
+    job = dataclasses.replace(job, utterances=todo)
+    t0 = time.perf_counter()
+    if job.path is None and todo[0][0].is_url:
+        from omgclip.dataset.download import fetch_one
+
+        try:
+            job = dataclasses.replace(job, path=str(fetch_one(job.source, _download_config(cfg, out_path))))
+        except OmgclipError as exc:
+            reason = " ".join(str(exc).split()) or type(exc).__name__
+            log.warning("cannot fetch %s: %s", job.source, reason)
+            return SourceResult(job.source, failure=reason, download_s=time.perf_counter() - t0)
+    t1 = time.perf_counter()
+    (_image_list_job if job.path is None else _video_job)(job, cfg, out_path)
+    return SourceResult(job.source, None, t1 - t0, time.perf_counter() - t1)
 
 
 # ----------------------------------------------------------------------------- the run
@@ -364,24 +397,38 @@ def _progress(total: int, enabled: bool, desc: str):
     return tqdm(total=total, desc=desc, unit="video", disable=not enabled, dynamic_ncols=True)
 
 
-def _run_jobs(jobs: list[Job], cfg: BuildConfig, out: Path) -> None:
+def _pending(jobs: list[Job], out: Path) -> list[Job]:
+    """Jobs with an utterance not yet marked done (the rest is skipped on a resumed run)."""
     todo = [j for j in jobs if any(not _state_path(out, u).exists() for u, _ in j.utterances)]
     if len(todo) < len(jobs):
         log.info("resuming: %d of %d sources already done", len(jobs) - len(todo), len(jobs))
-    with _progress(len(todo), cfg.progress, "faces") as bar:
+    return todo
+
+
+def _run_jobs(jobs: list[Job], cfg: BuildConfig, out: Path) -> list[SourceResult]:
+    """Run :func:`build_source` for every pending job: on a Dask cluster when
+    ``cfg.scheduler`` is set, else in this process or a local process pool."""
+    todo = _pending(jobs, out)
+    if cfg.scheduler:
+        from omgclip.dataset.distributed import run_on_cluster
+
+        return run_on_cluster(todo, cfg, str(out))
+    results = []
+    with _progress(len(todo), cfg.progress, "videos") as bar:
         if cfg.workers == 1 or len(todo) <= 1:
             for job in todo:
-                run_job(job, cfg, str(out))
+                results.append(build_source(job, cfg, str(out), threads=0))
                 bar.update()
-            return
+            return results
         import multiprocessing
 
         ctx = multiprocessing.get_context("spawn")
         with ProcessPoolExecutor(max_workers=cfg.workers, mp_context=ctx) as pool:
-            futures = [pool.submit(run_job, job, cfg, str(out)) for job in todo]
+            futures = [pool.submit(build_source, job, cfg, str(out)) for job in todo]
             for future in as_completed(futures):
-                future.result()
+                results.append(future.result())
                 bar.update()
+    return results
 
 
 def _collect(utterances, out: Path, splits: Mapping[str, str]):
@@ -441,10 +488,12 @@ def _reason_kind(reason: str) -> str:
 
 def build_dataset(cfg: BuildConfig) -> BuildReport:
     """Build (or finish building) the dataset described by ``cfg``; see the module doc."""
-    out = Path(cfg.out)
+    out = Path(cfg.out).absolute()  # tasks may run in other processes and on other machines
     if out.exists() and not out.is_dir():
         raise OmgclipError(f"--out {out} exists and is not a folder")
     _check_config(cfg, out)
+    if cfg.video_dir:
+        cfg = dataclasses.replace(cfg, video_dir=str(Path(cfg.video_dir).absolute()))
     utterances, manifest_skips = _load_manifests(cfg)  # bad manifests fail before any write
     out.mkdir(parents=True, exist_ok=True)
     if _remove_stale_temps(out):
@@ -452,12 +501,11 @@ def build_dataset(cfg: BuildConfig) -> BuildReport:
     atomic_write_json(out / fmt.CONFIG_FILE, cfg)
     strides = resolve_strides(cfg, utterances)
     splits = assign_splits(utterances, cfg.split_by, cfg.val_fraction, cfg.seed)
-    paths, failed = _fetch(utterances, cfg, out)
-    jobs = _plan_jobs(utterances, strides, cfg, paths, failed)
-    log.info("%d utterances from %d sources (%d sources failed to download)",
-             len(utterances), len(jobs), len(failed))
-    _run_jobs(jobs, cfg, out)
+    jobs = _plan_jobs(utterances, strides, cfg)
+    log.info("%d utterances from %d sources", len(utterances), len(jobs))
+    failed = {r.source: r.failure for r in _run_jobs(jobs, cfg, out) if r.failure}
+    _remove_stale_temps(out)  # left by a task killed mid-write, that then ran again
     rows, skips = _collect(utterances, out, splits)
-    failures = [{"source": s, "reason": r} for s, r in failed.items()]
+    failures = [{"source": j.source, "reason": failed[j.source]} for j in jobs if j.source in failed]
     _write_tables(out, rows, skips, failures)
     return _report(cfg, out, rows, skips, failures, manifest_skips, strides)
