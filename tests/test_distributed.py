@@ -19,11 +19,11 @@ from omgclip.dataset import format as fmt
 from omgclip.dataset.build import BuildConfig, build_dataset
 from omgclip.errors import OmgclipError
 
-from _http import Route, serve
-
 distributed = pytest.importorskip("distributed", reason="Dask is an extra: pip install 'omgclip[dask]'")
 from omgclip.dataset.distributed import (check_shared_folder, connect, map_tasks,  # noqa: E402
                                          parse_scheduler, sees_token)
+
+slow = pytest.mark.slow  # real footage on a real cluster: `-m "not slow"` skips it
 
 CLIPS = [("M030_front_happy_level3_001.mp4", 3), ("W009_front_disgusted_level3_001.mp4", 1),
          ("M030_front_angry_level3_001.mp4", 0), ("W009_front_fear_level3_001.mp4", 2),
@@ -31,10 +31,9 @@ CLIPS = [("M030_front_happy_level3_001.mp4", 3), ("W009_front_disgusted_level3_0
 
 
 @pytest.fixture(scope="module")
-def served(shared_data):
-    routes = {f"/v/{name}": Route((shared_data / "mead_clips" / "videos" / name).read_bytes())
-              for name, _ in CLIPS}
-    with serve(routes) as server:
+def served(shared_data, loopback):
+    routes = {f"/v/{name}": (shared_data / "mead_clips" / "videos" / name).read_bytes() for name, _ in CLIPS}
+    with loopback(routes) as server:
         yield server
 
 
@@ -75,6 +74,7 @@ def _snapshot(out: Path) -> dict[str, bytes]:
     return files
 
 
+@slow
 def test_cluster_build_is_byte_identical_to_a_local_build(manifest, cluster, local_build, tmp_path):
     out = tmp_path / "ds"
     report = build_dataset(BuildConfig(manifests=(str(manifest),), out=str(out), progress=False,
@@ -104,6 +104,7 @@ def _kill_a_busy_worker(address: str, build: threading.Thread, timeout: float = 
     raise AssertionError("no build task was seen running")
 
 
+@slow
 def test_a_worker_killed_mid_build_changes_nothing(manifest, cluster, local_build, served, tmp_path):
     out = tmp_path / "ds"
     cfg = BuildConfig(manifests=(str(manifest),), out=str(out), progress=False,
@@ -138,6 +139,7 @@ def test_a_task_that_keeps_failing_is_reported_not_raised(cluster):
     assert by_item[2].error == "task failed: ValueError: bad item 2"
 
 
+@slow
 def test_local_cluster_spec_builds_too(manifest, local_build, tmp_path):
     """``--scheduler local:2`` starts (and stops) its own cluster."""
     out = tmp_path / "ds"
