@@ -67,6 +67,7 @@ class TrainConfig:
     accelerator: str = "auto"
     devices: int | str = "auto"
     strategy: str = "auto"
+    num_nodes: int = 1                    #: machines, each with ``devices`` processes (DDP)
     precision: str | None = None
     progress: bool = True
     run_name: str | None = None
@@ -132,6 +133,8 @@ def _check_config(cfg: TrainConfig) -> None:
         raise OmgclipError(f"learning rate must be positive (got {cfg.lr})")
     if cfg.patience < 1:
         raise OmgclipError(f"patience must be at least 1 (got {cfg.patience})")
+    if cfg.num_nodes < 1:
+        raise OmgclipError(f"number of nodes must be at least 1 (got {cfg.num_nodes})")
     if cfg.resume_from is not None and not Path(cfg.resume_from).is_file():
         raise OmgclipError(f"checkpoint to resume from {cfg.resume_from} does not exist")
 
@@ -236,7 +239,7 @@ def train(cfg: TrainConfig) -> TrainResult:
         trainer_kwargs["limit_val_batches"] = cfg.limit_val_batches
     trainer = pl.Trainer(
         max_epochs=cfg.epochs, max_time=max_time, accelerator=cfg.accelerator, devices=cfg.devices,
-        strategy=cfg.strategy, precision=precision, callbacks=callbacks, logger=_loggers(run_dir),
+        num_nodes=cfg.num_nodes, strategy=cfg.strategy, precision=precision, callbacks=callbacks, logger=_loggers(run_dir),
         default_root_dir=os.fspath(run_dir), enable_progress_bar=cfg.progress,
         enable_model_summary=cfg.progress,
         log_every_n_steps=max(1, min(cfg.log_every_n_steps, len(dm.train_frame) // cfg.batch_size)),
