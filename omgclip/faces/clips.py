@@ -15,13 +15,17 @@ from __future__ import annotations
 import bisect
 import logging
 from dataclasses import dataclass
-from typing import Callable, Iterable, Iterator, Sequence
+from typing import TYPE_CHECKING, Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 
+from omgclip.faces.cuts import CutDetector
 from omgclip.faces.detect import FaceBox, FaceConfig, FaceDetector, crop_face
 from omgclip.dataset.segment import Block
 from omgclip.faces.tracking import FaceTracker, Track, TrackedBox
+
+if TYPE_CHECKING:
+    from omgclip.faces.identity import PersonTracker
 
 log = logging.getLogger(__name__)
 
@@ -37,13 +41,16 @@ class FaceClip:
 
     ``crops``: ``(T, S, S)`` uint8; ``boxes``: its box in each frame (working-frame pixels);
     ``real``: whether each frame's box came from a detection (or its interpolation between
-    two consecutive key frames) rather than being carried over a miss.
+    two consecutive key frames) rather than being carried over a miss. ``span``: the frames
+    ``[lo, hi)`` of the window where this face is on screen; where a shot cut splits the
+    window, the frames on the other side repeat the edge crop and box (``real`` False).
     """
 
     track_id: int
     crops: np.ndarray
     boxes: tuple[FaceBox, ...]
     real: tuple[bool, ...]
+    span: tuple[int, int] | None = None
 
     @property
     def detect_frac(self) -> float:
@@ -145,22 +152,31 @@ def _by_size_at_start(tracks: list[Track], tracker: FaceTracker, window: Block) 
 
 def _clip_for(track: Track, tracker: FaceTracker, window: Block, frames: dict, config: FaceConfig
               ) -> FaceClip | str:
+    lo = max(window.start, track.start)  # a track ends at shot cuts: its part of the window
+    hi = window.stop if track.end is None else min(window.stop, track.end)
+    if hi <= lo:
+        return FACE_LOST
     boxed: list[TrackedBox] = []
-    for f in window.frames():
+    for f in range(lo, hi):
         tb = tracker.box_at(track, f)
         if tb is None:
             return FACE_LOST
         boxed.append(tb)
-    real = tuple(tb.real for tb in boxed)
+    before, after = lo - window.start, window.stop - hi
+    real = (False,) * before + tuple(tb.real for tb in boxed) + (False,) * after
     if sum(real) < config.min_detect_frac * len(real):
         return FEW_DETECTIONS
-    crops = np.stack([crop_face(frames[f], tb.box, config.crop_size, config.margin)
-                      for f, tb in zip(window.frames(), boxed)])
-    return FaceClip(track.track_id, crops, tuple(tb.box for tb in boxed), real)
+    crops = [crop_face(frames[f], tb.box, config.crop_size, config.margin)
+             for f, tb in zip(range(lo, hi), boxed)]
+    crops = np.stack([crops[0]] * before + crops + [crops[-1]] * after)
+    boxes = [tb.box for tb in boxed]
+    boxes = [boxes[0]] * before + boxes + [boxes[-1]] * after
+    return FaceClip(track.track_id, crops, tuple(boxes), real, (lo, hi))
 
 
 def _finish(window: Block, requested: Block, tracker: FaceTracker, frames: dict,
-            config: FaceConfig, follow: str) -> WindowFaces:
+            config: FaceConfig, follow: str, identity: "PersonTracker | None" = None
+            ) -> WindowFaces:
     if window.length == 0:
         return WindowFaces(requested, window, (), ())
     present = [t for t in tracker.tracks
@@ -177,13 +193,18 @@ def _finish(window: Block, requested: Block, tracker: FaceTracker, frames: dict,
                 break
         else:
             rejected.append((track.track_id, result))
+    if identity is not None:
+        for clip in clips:
+            identity.observe(clip, window, tracker.tracks[clip.track_id], frames)
     return WindowFaces(requested, window, tuple(clips), tuple(rejected))
 
 
 def face_clips(frames: Iterable[tuple[int, np.ndarray]], windows: Sequence[Block],
                config: FaceConfig | None = None, detector: FaceDetector | None = None,
                follow: str = "largest", extend: bool = False,
-               on_frame: Callable[[int], None] | None = None) -> Iterator[WindowFaces]:
+               on_frame: Callable[[int], None] | None = None,
+               cuts: CutDetector | None = None, identity: "PersonTracker | None" = None
+               ) -> Iterator[WindowFaces]:
     """Yield one :class:`WindowFaces` per window, in start order.
 
     ``frames``: ``(index, gray (H, W) uint8)`` in increasing index order (indices may skip
@@ -192,6 +213,12 @@ def face_clips(frames: Iterable[tuple[int, np.ndarray]], windows: Sequence[Block
     the window -- or, where that face cannot be followed through it, the next largest;
     ``follow='all'`` gives a clip for every tracked face (predict). ``extend=True`` adds
     consecutive windows while the video goes on past the last one.
+
+    ``cuts``: a :class:`~omgclip.faces.cuts.CutDetector` that sees every frame; at each cut
+    all tracks end and the cut frame is a key frame (predict). Without it tracks follow
+    faces across cuts (build-dataset, whose blocks stay as they were built).
+    ``identity``: a :class:`~omgclip.faces.identity.PersonTracker` that describes the faces
+    of finished clips (on a few of each track's clips) for person ids.
     """
     config = config or FaceConfig()
     if follow not in ("largest", "all"):
@@ -210,7 +237,10 @@ def face_clips(frames: Iterable[tuple[int, np.ndarray]], windows: Sequence[Block
         last = index
         if on_frame is not None:
             on_frame(index)
-        if index % config.detect_every == 0:
+        cut = cuts is not None and cuts.update(index, gray)
+        if cut:
+            tracker.cut(index)
+        if cut or index % config.detect_every == 0:
             boxes, stage = _detect_key_frame(detector, gray, keys, misses, stage,
                                              tracker.recent_boxes(index))
             keys += 1
@@ -220,13 +250,13 @@ def face_clips(frames: Iterable[tuple[int, np.ndarray]], windows: Sequence[Block
             held[index] = gray
         while todo.next < len(todo.items) and index >= todo.items[todo.next].stop - 1 + ahead:
             w = todo.items[todo.next]
-            yield _finish(w, w, tracker, held, config, follow)
+            yield _finish(w, w, tracker, held, config, follow, identity)
             todo.next += 1
             _release(held, todo)
     while todo.next < len(todo.items):  # the video ended: finish what remains
         w = todo.items[todo.next]
         got = Block(w.start, max(0, min(w.stop, last + 1) - w.start))
-        yield _finish(got, w, tracker, held, config, follow)
+        yield _finish(got, w, tracker, held, config, follow, identity)
         todo.next += 1
         _release(held, todo)
 

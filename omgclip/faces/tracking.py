@@ -5,6 +5,10 @@ links each key frame's boxes to the live tracks (greedy, by IoU or centre distan
 person keeps their id through short misses, and never jumps to another person. A track's
 box at any frame is interpolated between its key-frame detections; over a miss of at most
 ``max_gap`` frames the box is carried, and such frames are marked as not really detected.
+
+Shot cuts (:mod:`omgclip.faces.cuts`), when the caller reports them with
+:meth:`FaceTracker.cut`, end every track: a track covers frames of one shot only, so the
+face after a cut never inherits the id of the face before it.
 """
 
 from __future__ import annotations
@@ -25,11 +29,17 @@ class TrackedBox:
 
 @dataclass
 class Track:
-    """One face followed through the video: its detections at key frames."""
+    """One face followed through the video: its detections at key frames.
+
+    ``start``/``end``: the frames ``[start, end)`` of the shot it belongs to (``end`` None
+    while the shot lasts); the track has no box outside them.
+    """
 
     track_id: int
     key_frames: list[int] = field(default_factory=list)
     boxes: list[FaceBox] = field(default_factory=list)
+    start: int = 0
+    end: int | None = None
 
     def add(self, frame: int, box: FaceBox) -> None:
         self.key_frames.append(frame)
@@ -45,6 +55,8 @@ class Track:
         ``last_key`` is the last key frame the detector has processed so far: frames after
         a detection and before the next processed key frame are interpolation tails.
         """
+        if frame < self.start or (self.end is not None and frame >= self.end):
+            return None
         keys = self.key_frames
         i = bisect.bisect_right(keys, frame)
         prev = i - 1 if i > 0 else None
@@ -65,7 +77,8 @@ class Track:
             return None
         if prev is not None:
             a = keys[prev]
-            if frame - a < every and last_key <= a:
+            cut_next = self.end is not None and self.end - a <= every  # the shot ended first
+            if frame - a < every and (last_key <= a or cut_next):
                 return TrackedBox(self.boxes[prev], True)  # tail after the last key frame
             if frame - a <= max_gap:
                 return TrackedBox(self.boxes[prev], False)
@@ -87,10 +100,21 @@ class FaceTracker:
         self.config = config
         self.tracks: list[Track] = []
         self.last_key = -1
+        self.shot_start = 0
 
     def _alive(self, frame: int) -> list[Track]:
         horizon = self.config.max_gap + self.config.detect_every
-        return [t for t in self.tracks if frame - t.key_frames[-1] <= horizon]
+        return [t for t in self.tracks if t.end is None and frame - t.key_frames[-1] <= horizon]
+
+    def cut(self, frame: int) -> None:
+        """A new shot begins at ``frame``: every track ends before it, and tracks begun
+        from now on have no box before it. Call before ``update`` of that frame."""
+        if frame <= self.last_key:
+            raise ValueError("a cut must come after the key frames already given")
+        for t in self.tracks:
+            if t.end is None:
+                t.end = frame
+        self.shot_start = frame
 
     def recent_boxes(self, frame: int) -> list[FaceBox]:
         """The last box of every face still followed at ``frame``."""
@@ -122,7 +146,7 @@ class FaceTracker:
             ids[bi] = alive[ti].track_id
         for bi in sorted(range(len(boxes)), key=lambda j: -boxes[j].area):
             if ids[bi] is None:
-                track = Track(len(self.tracks))
+                track = Track(len(self.tracks), start=self.shot_start)
                 track.add(frame, boxes[bi])
                 self.tracks.append(track)
                 ids[bi] = track.track_id
