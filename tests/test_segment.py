@@ -105,3 +105,23 @@ def test_time_to_frames_refuses_a_bad_fps(fps):
 def test_impossible_block_math_raises(call):
     with pytest.raises(ValueError):
         call()
+
+
+def test_blocks_and_ranges_are_immutable_sortable_values():
+    import dataclasses
+
+    assert sorted([Block(20, 20), Block(0, 20), Block(0, 10)]) == [Block(0, 10), Block(0, 20), Block(20, 20)]
+    assert len({Block(0, 20), Block(0, 20), Block(20, 20)}) == 2 and len({FrameRange(0, 5), FrameRange(0, 5)}) == 1
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        Block(0, 20).start = 5
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        FrameRange(0, 20).stop = 5
+    assert len(FrameRange(0, 40)) == 40 and len(FrameRange(10, 5)) == 0
+
+
+def test_odd_but_valid_inputs():
+    assert time_to_frames(-1.0, 1.0, 25.0) == FrameRange(0, 25)       # negative start clamps to 0
+    assert time_to_frames(0.0, 10.0, 0.5) == FrameRange(0, 5)         # a slow frame rate is fine
+    assert resample_indices(1, 20) == [0] * 20
+    assert [b.start for b in consecutive_segments(25, 20, stride=1)] == [0, 1, 2, 3, 4, 5]
+    assert cut_blocks(FrameRange(0, 20), 1, 7) == [Block(0, 1), Block(7, 1), Block(14, 1)]

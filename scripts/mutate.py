@@ -1,0 +1,297 @@
+#!/usr/bin/env python
+"""Mutation testing for the pure core: does the test suite notice a plausible bug?
+
+Each mutant changes one spot of one module (a comparison ``<`` -> ``<=``, ``+`` -> ``-``,
+``and`` -> ``or``, a constant ``n`` -> ``n + 1``, ``True`` -> ``False``, ``max`` -> ``min``,
+``round`` -> ``int``, a dropped ``not`` or keyword argument, ``continue`` -> ``break``,
+``+=`` -> ``-=``) and runs the chosen tests against it. A mutant is *killed* when a test
+fails (or hangs past the timeout), and *survives* when every test still passes.
+
+It runs without writing the mutant to disk: the parent imports the heavy third-party
+modules once, then forks one child per mutant. The child compiles the mutated source into
+``sys.modules`` before anything of omgclip is imported, and runs pytest in-process.
+
+    python scripts/mutate.py omgclip/dataset/segment.py tests/test_segment.py
+    python scripts/mutate.py omgclip/dataset/build.py tests/test_build_unit.py \
+        --only resolve_strides,assign_splits --json benchmarks/results/mutate_build.json
+
+Strings, f-strings, docstrings and the arguments of ``log.*(...)`` calls are never mutated
+(a changed message is not a bug the tests are meant to catch). Exit code 0; the kill
+rate and the surviving mutants (line, what changed) are printed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import copy
+import json
+import os
+import signal
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+_COMPARE_SWAP = {ast.Lt: ast.LtE, ast.LtE: ast.Lt, ast.Gt: ast.GtE, ast.GtE: ast.Gt,
+                 ast.Eq: ast.NotEq, ast.NotEq: ast.Eq, ast.In: ast.NotIn, ast.NotIn: ast.In,
+                 ast.Is: ast.IsNot, ast.IsNot: ast.Is}
+_BINOP_SWAP = {ast.Add: ast.Sub, ast.Sub: ast.Add, ast.Mult: ast.Div, ast.Div: ast.Mult,
+               ast.FloorDiv: ast.Mult, ast.Mod: ast.FloorDiv}
+_BOOL_SWAP = {ast.And: ast.Or, ast.Or: ast.And}
+_CALL_SWAP = {"max": "min", "min": "max", "round": "int", "any": "all", "all": "any"}
+
+
+@dataclass
+class Mutant:
+    number: int
+    line: int
+    change: str
+    function: str
+    outcome: str = ""      #: killed / survived / timeout
+
+
+# --------------------------------------------------------------------------- finding mutants
+def _skip_ids(tree: ast.AST) -> set[int]:
+    """ids of nodes never mutated: docstrings, f-strings, log calls, raise/warn messages."""
+    skip: set[int] = set()
+
+    def drop(node: ast.AST) -> None:
+        skip.update(id(n) for n in ast.walk(node))
+
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Module)):
+            body = node.body
+            if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant):
+                drop(body[0])
+        elif isinstance(node, ast.JoinedStr):
+            drop(node)
+        elif isinstance(node, ast.Raise) and node.exc is not None:
+            drop(node.exc)
+        elif (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+              and isinstance(node.func.value, ast.Name) and node.func.value.id in ("log", "logging", "warnings")):
+            drop(node)
+        elif isinstance(node, ast.Assert):
+            drop(node)
+    return skip
+
+
+def _functions(tree: ast.Module) -> dict[int, str]:
+    """Node id -> qualified name of the function that contains it ('' at module level)."""
+    owner: dict[int, str] = {}
+
+    def visit(node: ast.AST, prefix: str, current: str) -> None:
+        for child in ast.iter_child_nodes(node):
+            name = current
+            if isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                name = f"{prefix}{child.name}"
+                visit(child, name + ".", name)
+            else:
+                visit(child, prefix, current)
+            owner[id(child)] = name
+
+    visit(tree, "", "")
+    return owner
+
+
+def _candidates(node: ast.AST) -> list[tuple[str, callable]]:
+    """Possible one-spot changes of ``node``: (description, apply(node) -> replacement)."""
+    out: list[tuple[str, callable]] = []
+    if isinstance(node, ast.Compare):
+        for i, op in enumerate(node.ops):
+            new = _COMPARE_SWAP.get(type(op))
+            if new:
+                def apply(n, i=i, new=new):
+                    n.ops[i] = new()
+                    return n
+                out.append((f"{type(op).__name__} -> {new.__name__}", apply))
+    elif isinstance(node, ast.BinOp) and type(node.op) in _BINOP_SWAP:
+        new = _BINOP_SWAP[type(node.op)]
+        if not (isinstance(node.left, ast.Constant) and isinstance(node.left.value, str)):
+            def apply(n, new=new):
+                n.op = new()
+                return n
+            out.append((f"{type(node.op).__name__} -> {new.__name__}", apply))
+    elif isinstance(node, ast.AugAssign) and type(node.op) in (ast.Add, ast.Sub):
+        new = ast.Sub if isinstance(node.op, ast.Add) else ast.Add
+        def apply(n, new=new):
+            n.op = new()
+            return n
+        out.append((f"augmented {type(node.op).__name__} -> {new.__name__}", apply))
+    elif isinstance(node, ast.BoolOp):
+        new = _BOOL_SWAP[type(node.op)]
+        def apply(n, new=new):
+            n.op = new()
+            return n
+        out.append((f"{type(node.op).__name__} -> {new.__name__}", apply))
+    elif isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.Not, ast.USub)):
+        out.append((f"drop {type(node.op).__name__}", lambda n: n.operand))
+    elif isinstance(node, ast.Constant):
+        v = node.value
+        if isinstance(v, bool):
+            out.append((f"{v} -> {not v}", lambda n: ast.Constant(not n.value)))
+        elif isinstance(v, (int, float)) and not isinstance(v, bool):
+            out.append((f"{v!r} -> {v + 1!r}", lambda n: ast.Constant(n.value + 1)))
+    elif isinstance(node, ast.Call):
+        if isinstance(node.func, ast.Name) and node.func.id in _CALL_SWAP:
+            new = _CALL_SWAP[node.func.id]
+            def apply(n, new=new):
+                n.func = ast.Name(new, ast.Load())
+                return n
+            out.append((f"{node.func.id}() -> {new}()", apply))
+        for i, kw in enumerate(node.keywords):
+            if kw.arg is not None:
+                def apply(n, i=i):
+                    del n.keywords[i]
+                    return n
+                out.append((f"drop keyword {kw.arg}=", apply))
+    elif isinstance(node, ast.Continue):
+        out.append(("continue -> break", lambda n: ast.Break()))
+    elif isinstance(node, ast.Break):
+        out.append(("break -> continue", lambda n: ast.Continue()))
+    return out
+
+
+def find_mutants(source: str, only: set[str] | None) -> tuple[list[Mutant], list[tuple[int, int]]]:
+    """All mutants of ``source``; also (node position, candidate index) to apply each."""
+    tree = ast.parse(source)
+    skip, owner = _skip_ids(tree), _functions(tree)
+    mutants, where = [], []
+    for pos, node in enumerate(ast.walk(tree)):
+        if id(node) in skip:
+            continue
+        func = owner.get(id(node), "")
+        if only and not any(func == o or func.startswith(o + ".") for o in only):
+            continue
+        for k, (desc, _) in enumerate(_candidates(node)):
+            mutants.append(Mutant(len(mutants), getattr(node, "lineno", 0), desc, func))
+            where.append((pos, k))
+    return mutants, where
+
+
+def mutated_source(source: str, pos: int, k: int) -> ast.Module:
+    tree = ast.parse(source)
+    nodes = list(ast.walk(tree))
+    target = nodes[pos]
+    _, apply = _candidates(target)[k]
+
+    class Swap(ast.NodeTransformer):
+        def generic_visit(self, node):
+            if node is target:
+                return apply(node)
+            return super().generic_visit(node)
+
+    new = Swap().visit(tree)
+    return ast.fix_missing_locations(new)
+
+
+# --------------------------------------------------------------------------- running
+def _module_name(path: Path) -> str:
+    rel = path.resolve().relative_to(ROOT).with_suffix("")
+    return ".".join(rel.parts)
+
+
+def _run_child(module: str, path: Path, tree: ast.Module | None, pytest_args: list[str]) -> None:
+    """In the forked child: install the mutant, run pytest, exit with its code."""
+    import importlib
+    import types
+
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 1)
+    os.dup2(devnull, 2)
+    if tree is not None:
+        parent_name, _, leaf = module.rpartition(".")
+        mod = types.ModuleType(module)
+        mod.__file__ = str(path)
+        mod.__package__ = parent_name
+        sys.modules[module] = mod  # before anything imports the original
+        exec(compile(tree, str(path), "exec"), mod.__dict__)
+        if parent_name:
+            setattr(importlib.import_module(parent_name), leaf, mod)
+    import pytest
+
+    code = pytest.main(["-x", "-q", "-p", "no:cacheprovider", "-p", "no:randomly", *pytest_args])
+    os._exit(int(code))
+
+
+def run_one(module: str, path: Path, tree: ast.Module | None, pytest_args: list[str], timeout: float) -> str:
+    pid = os.fork()
+    if pid == 0:
+        try:
+            _run_child(module, path, tree, pytest_args)
+        except BaseException:  # a mutant that cannot even be imported is killed
+            os._exit(3)
+    deadline = time.monotonic() + timeout
+    while True:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            code = os.waitstatus_to_exitcode(status)
+            return "survived" if code == 0 else "killed"
+        if time.monotonic() > deadline:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+            return "timeout"
+        time.sleep(0.02)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("module", type=Path, help="the .py file to mutate (inside the repository)")
+    ap.add_argument("tests", nargs="+", help="pytest arguments: test files, -k expressions, ...")
+    ap.add_argument("--only", default="", help="comma-separated functions (qualified names) to mutate")
+    ap.add_argument("--timeout", type=float, default=60.0, help="seconds per mutant (a hang counts as killed)")
+    ap.add_argument("--preload", default="numpy,pandas,pytest",
+                    help="third-party modules the parent imports once (comma-separated)")
+    ap.add_argument("--limit", type=int, default=None, help="only the first N mutants (a quick look)")
+    ap.add_argument("--json", type=Path, default=None, help="write the results here")
+    args = ap.parse_args(argv)
+
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    sys.path.insert(0, str(ROOT))
+    tests_dir = str(ROOT / "tests")
+    if tests_dir not in sys.path:
+        sys.path.insert(0, tests_dir)
+    for name in filter(None, args.preload.split(",")):
+        __import__(name)
+    path = args.module.resolve()
+    module = _module_name(path)
+    source = path.read_text()
+    only = set(filter(None, args.only.split(","))) or None
+    mutants, where = find_mutants(source, only)
+    if args.limit:
+        mutants, where = mutants[: args.limit], where[: args.limit]
+
+    start = time.monotonic()
+    baseline = run_one(module, path, None, args.tests, args.timeout * 3)
+    if baseline != "survived":
+        print(f"the tests fail without any mutation ({baseline}): fix them first", file=sys.stderr)
+        return 2
+    for m, (pos, k) in zip(mutants, where):
+        m.outcome = run_one(module, path, mutated_source(source, pos, k), args.tests, args.timeout)
+        mark = "." if m.outcome != "survived" else "S"
+        print(mark, end="", flush=True)
+    print()
+    killed = sum(m.outcome != "survived" for m in mutants)
+    rate = killed / len(mutants) if mutants else 1.0
+    lines = source.splitlines()
+    for m in mutants:
+        if m.outcome == "survived":
+            code = lines[m.line - 1].strip() if 0 < m.line <= len(lines) else ""
+            print(f"  survived  line {m.line:4d}  {m.function or '<module>'}: {m.change}    | {code[:70]}")
+    print(f"{module}: {killed} of {len(mutants)} mutants killed ({100 * rate:.1f}%) "
+          f"in {time.monotonic() - start:.0f} s")
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps({
+            "module": module, "tests": args.tests, "only": sorted(only or []),
+            "mutants": len(mutants), "killed": killed, "kill_rate": round(rate, 4),
+            "survivors": [asdict(m) for m in mutants if m.outcome == "survived"],
+            "date": time.strftime("%Y-%m-%d"),
+        }, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
