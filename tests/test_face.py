@@ -151,3 +151,32 @@ def test_faces_are_found_again_near_where_they_were(mead_video):
     assert near.iou(whole) > 0.7
     far = FaceBox(0, 0, 30, 30)
     assert detector.detect_near(gray, [far]) == []
+
+
+class _FaceUntil:
+    """Stand-in detector: one face in frames before ``last + 1`` (frame index in pixel (0, 0))."""
+
+    box = FaceBox(60, 40, 140, 120)
+
+    def __init__(self, last: int):
+        self.last = last
+
+    def detect_staged(self, gray, first=0, thorough=True):
+        return ([self.box] if int(gray[0, 0]) <= self.last else []), 0
+
+    def detect_near(self, gray, around):
+        return self.detect_staged(gray)[0]
+
+
+@pytest.mark.parametrize("min_frac, kept", [(0.5, True), (0.55, True), (0.56, False), (1.0, False)])
+def test_blocks_with_too_few_real_detections_are_skipped(min_frac, kept):
+    """Found on key frames 0, 5, 10 and lost after: frames 0-10 are real (11 of 20), 11-19
+    are carried. The block is kept exactly when 11/20 reaches the minimum fraction."""
+    frames = ((i, np.full((240, 320), i, np.uint8)) for i in range(40))
+    cfg = FaceConfig(detect_every=5, max_gap=10, min_detect_frac=min_frac)
+    (result,) = clips.face_clips(frames, [Block(0, 20)], cfg, detector=_FaceUntil(12), follow="largest")
+    if kept:
+        (clip,) = result.clips
+        assert clip.real == (True,) * 11 + (False,) * 9 and clip.detect_frac == pytest.approx(0.55)
+    else:
+        assert result.clips == () and result.reason == clips.FEW_DETECTIONS

@@ -1,0 +1,151 @@
+"""build-dataset's own logic on small generated videos (no real data, a few seconds):
+strides, resume, splits by link, config refusal, temp clean-up.
+
+The manifests mark the videos ``crop=none`` (sources that are already face crops), so no
+face detection runs; the face path on real footage is in test_build.py and test_face.py.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from omgclip.dataset import format as fmt
+from omgclip.dataset.build import BuildConfig, build_dataset
+from omgclip.errors import OmgclipError
+from omgclip.faces.detect import FaceConfig
+
+FPS = 25.0
+FRAMES = 100  # 4 s
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory, write_video) -> Path:
+    """A 100-frame 64x64 video whose brightness encodes the frame number."""
+    path = tmp_path_factory.mktemp("synthetic") / "clip.mp4"
+    return write_video(path, [np.full((64, 64, 3), 2 * i, np.uint8) for i in range(FRAMES)], fps=FPS)
+
+
+def _manifest(path: Path, clip: Path, rows: list[tuple]) -> Path:
+    """rows: (label, group[, start, end]); every row takes the whole clip by default."""
+    with open(path, "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["source", "start", "end", "label", "group", "id", "crop"])
+        for i, (label, group, *span) in enumerate(rows):
+            start, end = span or ("", "")
+            w.writerow([clip, start, end, label, group, f"u{i:02d}", "none"])
+    return path
+
+
+def _build(tmp_path: Path, manifest: Path, **kw):
+    cfg = BuildConfig(manifests=(str(manifest),), out=str(tmp_path / "ds"), progress=False, **kw)
+    return build_dataset(cfg), pd.read_csv(tmp_path / "ds" / fmt.INDEX_FILE)
+
+
+def _starts(index: pd.DataFrame, utterance_id: str) -> list[int]:
+    rows = index[index.block_id.str.contains(f"/{utterance_id}/")]
+    return sorted(rows.start_frame.tolist())
+
+
+def test_strides_per_class_default_rare_and_explicit(tmp_path, clip):
+    m = _manifest(tmp_path / "m.csv", clip, [("happy", "a"), ("fear", "b"), ("disgust", "c")])
+    _, index = _build(tmp_path, m)
+    assert _starts(index, "u00") == [0, 20, 40, 60, 80]               # common stride 20
+    assert _starts(index, "u01") == list(range(0, 81, 10))             # rare: half the stride
+    _, index = _build(tmp_path / "explicit", m, rare_strides={2: 40, 1: 30})
+    assert _starts(index, "u00") == [0, 20, 40, 60, 80]
+    assert _starts(index, "u01") == [0, 40, 80]
+    assert _starts(index, "u02") == [0, 30, 60]
+    report = json.loads((tmp_path / "explicit" / "ds" / fmt.REPORT_FILE).read_text())
+    assert report["strides"] == {"disgust": 30, "fear": 40}
+
+
+def test_auto_strides_follow_the_class_frequencies(tmp_path, clip):
+    rows = [("happy", f"h{i}") for i in range(4)] + [("sad", "s0"), ("sad", "s1"), ("fear", "f0")]
+    m = _manifest(tmp_path / "m.csv", clip, rows)
+    _, index = _build(tmp_path, m, auto_strides=True)
+    assert _starts(index, "u00") == [0, 20, 40, 60, 80]               # most frequent: 20
+    assert _starts(index, "u04") == [0, 10, 20, 30, 40, 50, 60, 70, 80]  # half as frequent: 10
+    assert _starts(index, "u06") == list(range(0, 81, 5))              # 4x rarer: 5
+    report = json.loads((tmp_path / "ds" / fmt.REPORT_FILE).read_text())
+    assert report["strides"] == {"fear": 5, "happy": 20, "sad": 10}
+
+
+def test_blocks_hold_the_frames_the_index_names(tmp_path, clip):
+    m = _manifest(tmp_path / "m.csv", clip, [("happy", "a", 0.4, 2.4)])
+    _, index = _build(tmp_path, m, stride=15)
+    assert index.start_frame.tolist() == [10, 25, 40]                  # 0.4 s * 25 fps = frame 10
+    for row in index.itertuples():
+        block = np.load(tmp_path / "ds" / row.path)
+        assert block.shape == (20, 80, 80)
+        # brightness 2 * frame: consecutive frames, starting at the row's start frame
+        means = block.reshape(20, -1).mean(axis=1)
+        np.testing.assert_allclose(means, 2 * np.arange(row.start_frame, row.start_frame + 20), atol=3)
+
+
+def test_a_resumed_run_only_does_the_new_work(tmp_path, clip):
+    rows = [("happy", "a"), ("sad", "b")]
+    m = _manifest(tmp_path / "m.csv", clip, rows)
+    _build(tmp_path, m)
+    out = tmp_path / "ds"
+    before = {p: (p.stat().st_ino, p.stat().st_mtime_ns) for p in out.rglob("*.npy")}
+    before_state = {p: p.stat().st_ino for p in (out / fmt.STATE_DIR).rglob("*.json")}
+    assert len(before) == 10 and len(before_state) == 2
+    _manifest(tmp_path / "m.csv", clip, rows + [("anger", "c")])
+    report, index = _build(tmp_path, m)
+    after = {p: (p.stat().st_ino, p.stat().st_mtime_ns) for p in out.rglob("*.npy")}
+    assert {p: after[p] for p in before} == before                      # nothing redone
+    assert {p: p.stat().st_ino for p in before_state} == before_state
+    assert len(after) == 15 and report.blocks == 15 and len(index) == 15
+
+
+def test_split_by_link_honours_the_validation_fraction(tmp_path, clip):
+    rows = [("happy" if i % 2 else "sad", f"link{i}", 0.0, 1.0) for i in range(10)]
+    m = _manifest(tmp_path / "m.csv", clip, rows)
+    for fraction, n_val in ((0.3, 3), (0.5, 5), (0.1, 1)):
+        _, index = _build(tmp_path / str(fraction), m, split_by="link", val_fraction=fraction)
+        sides = index.groupby("group").split.agg(set)
+        assert (sides.map(len) == 1).all()
+        assert (index.groupby("split").group.nunique().to_dict()
+                == {"train": 10 - n_val, "validation": n_val}), fraction
+    # another seed picks other links, the same seed the same ones
+    _, a = _build(tmp_path / "s1", m, split_by="link", val_fraction=0.3, seed=1)
+    _, b = _build(tmp_path / "s1b", m, split_by="link", val_fraction=0.3, seed=1)
+    _, c = _build(tmp_path / "s2", m, split_by="link", val_fraction=0.3, seed=2)
+    val = [set(x[x.split == "validation"].group) for x in (a, b, c)]
+    assert val[0] == val[1] and val[0] != val[2]
+
+
+@pytest.mark.parametrize("change", [{"stride": 10}, {"block_len": 10}, {"rare_strides": {2: 4}},
+                                    {"auto_strides": True}, {"face": FaceConfig(margin=0.3)},
+                                    {"face": FaceConfig(detect_every=3)}],
+                         ids=["stride", "block_len", "rare_strides", "auto_strides", "face_margin", "face_every"])
+def test_a_changed_content_config_is_refused(tmp_path, clip, change):
+    m = _manifest(tmp_path / "m.csv", clip, [("happy", "a")])
+    _build(tmp_path, m)
+    index = (tmp_path / "ds" / fmt.INDEX_FILE).read_bytes()
+    with pytest.raises(OmgclipError, match="different") as e:
+        _build(tmp_path, m, **change)
+    assert list(change)[0] in str(e.value)
+    assert (tmp_path / "ds" / fmt.INDEX_FILE).read_bytes() == index
+    # what does not change the blocks may change
+    _build(tmp_path, m, workers=2, seed=5)
+
+
+def test_temp_files_of_a_killed_run_are_removed(tmp_path, clip):
+    m = _manifest(tmp_path / "m.csv", clip, [("happy", "a")])
+    _build(tmp_path, m)
+    out = tmp_path / "ds"
+    stale = [out / fmt.BLOCKS_DIR / "train" / ".0003.npy.x1.tmp", out / fmt.STATE_DIR / "train" / ".u00.json.x2.tmp"]
+    for p in stale:
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_bytes(b"half")
+    _build(tmp_path, m)
+    assert not any(p.exists() for p in stale)
+    assert not list(out.rglob("*.tmp"))
