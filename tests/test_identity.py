@@ -136,7 +136,7 @@ def _person_rows(path):
                                     follow="all", extend=True, cuts=cuts, identity=people))
     ids = people.person_ids()
     return [(c.track_id, ids[c.track_id], (c.span[0] + c.span[1]) // 2)
-            for r in results for c in r.clips], cuts.cuts
+            for r in results for c in r.clips], cuts.cuts, people
 
 
 def test_montage_a_b_a_keeps_one_person_id_for_a(shared_data, tmp_path):
@@ -146,8 +146,9 @@ def test_montage_a_b_a_keeps_one_person_id_for_a(shared_data, tmp_path):
                           Part(_mead(shared_data, "W009_front_happy_level3_001.mp4"), "B", 80),
                           Part(_mead(shared_data, "M030_front_happy_level3_001.mp4"), "A", 80)],
                          tmp_path / "aba.mp4")
-    rows, cuts = _person_rows(tmp_path / "aba.mp4")
+    rows, cuts, people = _person_rows(tmp_path / "aba.mp4")
     assert cuts == [80, 160]
+    assert 3 <= people.described <= 3 * people.config.max_samples
     truth = {frame: person_at(shots, frame) for _, _, frame in rows}
     ids_of = {p: {pid for _, pid, f in rows if truth[f] == p} for p in "AB"}
     assert len(ids_of["A"]) == 1 and len(ids_of["B"]) == 1 and ids_of["A"] != ids_of["B"]
@@ -156,6 +157,13 @@ def test_montage_a_b_a_keeps_one_person_id_for_a(shared_data, tmp_path):
     for tid in {t for t, _, _ in rows}:
         assert len({truth[f] for t, _, f in rows if t == tid}) == 1
     assert len({truth[f] for f in truth}) == 2 and len(rows) >= 10
+
+
+def test_one_track_costs_no_descriptor(mead_video):
+    rows, cuts, people = _person_rows(mead_video)
+    assert cuts == [] and {(tid, pid) for tid, pid, _ in rows} == {(0, 0)}
+    assert people.described == 0 and people.tracks[0].chips  # aligned, never described
+    assert people.centroids()[0].shape == (128,) and people.described >= 1
 
 
 def test_known_people_are_named_from_their_photos(shared_data, tmp_path):

@@ -6,9 +6,11 @@ a 128-D face descriptor from dlib's face recognition ResNet (after aligning the 
 dlib's 5-point shape predictor); tracks are then grouped into persons by descriptor
 distance (:func:`group_tracks`).
 
-* Descriptors are costly (~50-120 ms each on one CPU core), so only a few are computed: on
-  a track's 1st, 3rd and 9th clip and every 30th after that (at most ``max_samples``),
-  at the real detection with the largest box in that clip.
+* Descriptors are costly (~50-120 ms each on one CPU core), so only a few are computed: the
+  face is aligned (cheap) on a track's 1st, 3rd and 9th clip and every 30th after that (at
+  most ``max_samples``), at the real detection with the largest box in that clip, and the
+  aligned chips are described only when persons are asked for and there are two or more
+  tracks to tell apart (a video with one track costs no descriptor at all).
 * Grouping goes through tracks in order of appearance: a track joins the person whose mean
   descriptor is nearest, if nearer than ``threshold`` and if none of that person's tracks
   is on screen at the same time; else it is a new person. Ids count from 0 in order of
@@ -63,6 +65,9 @@ class FaceEncoder:
 
     >>> enc = FaceEncoder()
     >>> enc.describe(gray, [box])     # (N, 128) float32; same person: distance < ~0.55
+
+    Aligning a face (:meth:`chips`, ~1 ms) is cheap; the descriptor (:meth:`describe_chips`,
+    ~50-120 ms a face on one core) is not, so callers keep chips and describe them later.
     """
 
     def __init__(self) -> None:
@@ -76,23 +81,34 @@ class FaceEncoder:
             self._shape = dlib.shape_predictor(str(model_file(SHAPE5_FILE)))
             self._net = dlib.face_recognition_model_v1(str(model_file(RESNET_FILE)))
 
-    def describe(self, gray: np.ndarray, boxes: Sequence[FaceBox]) -> np.ndarray:
-        """Descriptors of ``boxes`` in a ``(H, W)`` uint8 (or ``(H, W, 3)`` RGB) image:
-        ``(N, 128)`` float32. Gray frames are given to the net as three equal channels."""
-        if not boxes:
-            return np.zeros((0, 128), np.float32)
+    def chips(self, gray: np.ndarray, boxes: Sequence[FaceBox]) -> list[np.ndarray]:
+        """The faces in ``boxes`` of a ``(H, W)`` uint8 frame, aligned on 5 landmarks:
+        ``(150, 150)`` uint8 each."""
         import dlib
 
         self._load()
         gray = np.ascontiguousarray(gray)
-        rgb = gray if gray.ndim == 3 else np.ascontiguousarray(np.repeat(gray[:, :, None], 3, axis=2))
-        shapes = dlib.full_object_detections()
+        out = []
         for b in boxes:
             rect = dlib.rectangle(int(round(b.left)), int(round(b.top)),
                                   int(round(b.right)) - 1, int(round(b.bottom)) - 1)
-            shapes.append(self._shape(gray, rect))
-        out = self._net.compute_face_descriptor(rgb, shapes)
-        return np.asarray([np.asarray(d) for d in out], dtype=np.float32).reshape(len(boxes), 128)
+            out.append(dlib.get_face_chip(gray, self._shape(gray, rect), 150, 0.25))
+        return out
+
+    def describe_chips(self, chips: Sequence[np.ndarray]) -> np.ndarray:
+        """``(N, 128)`` float32 descriptors of aligned chips (gray goes in as three equal
+        channels: the frames here are gray)."""
+        if not chips:
+            return np.zeros((0, 128), np.float32)
+        self._load()
+        rgb = [np.ascontiguousarray(np.repeat(c[:, :, None], 3, axis=2)) if c.ndim == 2 else c
+               for c in chips]
+        out = self._net.compute_face_descriptor(rgb)
+        return np.asarray([np.asarray(d) for d in out], dtype=np.float32).reshape(len(chips), 128)
+
+    def describe(self, gray: np.ndarray, boxes: Sequence[FaceBox]) -> np.ndarray:
+        """Descriptors of ``boxes`` in a ``(H, W)`` uint8 frame: ``(N, 128)`` float32."""
+        return self.describe_chips(self.chips(gray, boxes))
 
 
 def _due(n: int) -> bool:
@@ -102,7 +118,8 @@ def _due(n: int) -> bool:
 
 @dataclass
 class _TrackFaces:
-    samples: list[np.ndarray] = field(default_factory=list)
+    chips: list[np.ndarray] = field(default_factory=list)     # aligned, not yet described
+    samples: list[np.ndarray] = field(default_factory=list)   # descriptors
     clips: int = 0
     first: int = 0
     last: int = 0
@@ -127,7 +144,7 @@ class PersonTracker:
         state = self.tracks.setdefault(clip.track_id, _TrackFaces(first=lo, last=hi))
         state.last = max(state.last, hi)
         n, state.clips = state.clips, state.clips + 1
-        if not _due(n) or len(state.samples) >= self.config.max_samples:
+        if not _due(n) or len(state.samples) + len(state.chips) >= self.config.max_samples:
             return
         keys = [(b.area, f, b) for f, b in zip(track.key_frames, track.boxes)
                 if lo <= f < hi and f in frames]
@@ -135,17 +152,29 @@ class PersonTracker:
             k = next((i for i in range(hi - lo) if clip.real[lo - window.start + i]), 0)
             keys = [(0.0, lo + k, clip.boxes[lo - window.start + k])]
         _, f, box = max(keys, key=lambda k: k[0])
-        state.samples.append(self.encoder.describe(frames[f], [box])[0])
-        self.described += 1
+        state.chips.extend(self.encoder.chips(frames[f], [box]))
+
+    def describe_pending(self) -> None:
+        """Describe the chips kept so far (the costly step, done once per chip)."""
+        for state in self.tracks.values():
+            if state.chips:
+                state.samples.extend(self.encoder.describe_chips(state.chips))
+                self.described += len(state.chips)
+                state.chips.clear()
 
     def person_ids(self) -> dict[int, int]:
-        """``track_id -> person_id`` for every observed track (see the module doc)."""
+        """``track_id -> person_id`` for every observed track (see the module doc). With a
+        single track so far nothing needs describing: it is person 0."""
+        if len(self.tracks) == 1:
+            return {t: 0 for t in self.tracks}
+        self.describe_pending()
         order = sorted(self.tracks, key=lambda t: (self.tracks[t].first, t))
         return group_tracks([(t, self.tracks[t].mean(), self.tracks[t].first, self.tracks[t].last)
                              for t in order], self.config.threshold)
 
     def centroids(self) -> dict[int, np.ndarray]:
         """``person_id -> mean descriptor`` (persons with at least one descriptor)."""
+        self.describe_pending()
         ids = self.person_ids()
         out: dict[int, list] = {}
         for t, p in ids.items():
