@@ -7,3 +7,8 @@ class OmgclipError(Exception):
 
 class VideoError(OmgclipError):
     """A video that cannot be opened or decoded."""
+
+
+def one_line(text: str, fallback: str = "failed") -> str:
+    """``text`` with all whitespace runs (newlines included) collapsed: one line for the CLI."""
+    return " ".join(str(text).split()) or fallback

@@ -8,10 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from omgclip.dataset import manifest as manifest_mod
+from omgclip.dataset import omg as omg_mod
 from omgclip.errors import OmgclipError
 from omgclip.labels import UNLABELED
-from omgclip.dataset.manifest import RowSkip, Utterance, is_local_path, is_url, load_manifest
+from omgclip.dataset.manifest import RowSkip, Utterance
+from omgclip.dataset.omg import load_manifest
+from omgclip.dataset.sources import is_local_path, is_url
 
 try:
     from _http import Route, serve
@@ -284,9 +286,9 @@ def test_omg_spec_downloads_once_and_reuses(tmp_path: Path, monkeypatch: pytest.
     body = (OMG_HEADER + "\nhttps://youtu.be/a,0,2,v1,utterance_1.mp4,0.1,0.2,4\n").encode()
     with serve({"/pinned/omg_TrainVideos.csv": Route(body, content_type="text/csv"),
                 "/pinned/not_csv.csv": Route(b"<html>rate limited</html>", content_type="text/html")}) as server:
-        monkeypatch.setitem(manifest_mod.OMG_MANIFESTS, "train", server.url("/pinned/omg_TrainVideos.csv"))
-        monkeypatch.setitem(manifest_mod.OMG_MANIFESTS, "validation", server.url("/pinned/missing.csv"))
-        monkeypatch.setitem(manifest_mod.OMG_MANIFESTS, "test", server.url("/pinned/not_csv.csv"))
+        monkeypatch.setitem(omg_mod.OMG_MANIFESTS, "train", server.url("/pinned/omg_TrainVideos.csv"))
+        monkeypatch.setitem(omg_mod.OMG_MANIFESTS, "validation", server.url("/pinned/missing.csv"))
+        monkeypatch.setitem(omg_mod.OMG_MANIFESTS, "test", server.url("/pinned/not_csv.csv"))
         cache = tmp_path / "cache"
         first = load_manifest("omg:train", cache_dir=cache)
         second = load_manifest("OMG:train", cache_dir=str(cache))
@@ -304,8 +306,8 @@ def test_omg_spec_downloads_once_and_reuses(tmp_path: Path, monkeypatch: pytest.
 
 
 def test_omg_manifest_urls_are_pinned() -> None:
-    assert set(manifest_mod.OMG_MANIFESTS) == {"train", "validation", "test"}
-    for url in manifest_mod.OMG_MANIFESTS.values():
+    assert set(omg_mod.OMG_MANIFESTS) == {"train", "validation", "test"}
+    for url in omg_mod.OMG_MANIFESTS.values():
         assert url.startswith("https://raw.githubusercontent.com/knowledgetechnologyuhh/OMGEmotionChallenge/")
         commit = url.split("/")[5]
         assert len(commit) == 40 and all(c in "0123456789abcdef" for c in commit)

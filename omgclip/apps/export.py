@@ -57,9 +57,9 @@ class ExportConfig:
 def export(cfg: ExportConfig) -> Path:
     """Export the model of ``cfg.checkpoint`` to ``cfg.out``; return the path written."""
     from omgclip.fsutil import atomic_write
-    from omgclip.apps.predict import load_predict_model
+    from omgclip.learn.checkpoint import load_for_inference
 
-    loaded = load_predict_model(cfg.checkpoint)
+    loaded = load_for_inference(cfg.checkpoint)
     net = loaded.net.eval().cpu()
     meta = export_metadata(loaded)
     shape = (1, int(loaded.block_len), int(loaded.crop_size), int(loaded.crop_size))

@@ -38,33 +38,31 @@ Stage timings (``decode``, ``faces``, ``model`` seconds, video seconds) are kept
 
 from __future__ import annotations
 
-import glob
 import logging
 import math
 import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Sequence
+from typing import Any, Iterable, Iterator
 
 import numpy as np
 
-from omgclip.errors import OmgclipError, VideoError
-from omgclip.faces.detect import FaceConfig, FaceDetector, with_overrides
-from omgclip.dataset.manifest import is_url
+from omgclip.apps.inputs import display_name, expand_inputs, per_input_path, resolve_source
+from omgclip.apps.report import (OUT_SUFFIXES, columns, format_table, prob_columns,  # noqa: F401
+                                 smooth_probs, to_frame, write_rows)
 from omgclip.dataset.segment import Block, consecutive_segments
+from omgclip.dataset.sources import is_image
+from omgclip.errors import OmgclipError, VideoError, one_line
+from omgclip.faces.detect import FaceBox, FaceConfig, FaceDetector, with_overrides
+from omgclip.learn.checkpoint import load_for_inference as load_predict_model  # noqa: F401
+from omgclip.learn.inference import ClipBatcher, pad_clip  # noqa: F401 (public re-export)
+from omgclip.progress import progress_bar
 
 log = logging.getLogger(__name__)
 
-TABLE_FILE_WIDTH = 28
-OUT_SUFFIXES = (".csv", ".json")
 ANNOTATE_SUFFIXES = (".mp4", ".png", ".jpg", ".jpeg")  # pictures: for still-image inputs
 PLOT_SUFFIXES = (".png", ".pdf", ".svg", ".jpg", ".jpeg")
-DEFAULT_CACHE_DIR = Path("~/.cache/omgclip/videos")
-
-BASE_COLUMNS = ("file", "segment", "start_s", "end_s", "start_frame", "end_frame", "track_id",
-                "label", "confidence")
-TAIL_COLUMNS = ("detect_frac", "x0", "y0", "x1", "y1")
 
 
 @dataclass(frozen=True)
@@ -127,18 +125,65 @@ class StageTimes:
         busy = self.decode + self.faces + self.model
         return self.video_s / busy if busy > 0 else float("nan")
 
+    def as_dict(self) -> dict:
+        return {"decode_s": self.decode, "faces_s": self.faces, "model_s": self.model,
+                "output_s": self.output, "total_s": self.total, "frames": self.frames,
+                "video_s": self.video_s, "realtime_factor": self.realtime_factor}
+
+
+@dataclass
+class SegmentFace:
+    """One (segment, face) result: the record every output (rows, annotation) reads.
+
+    ``track_id`` -1 means the segment has no usable face (``reason`` says why, and boxes,
+    crops and probabilities are empty). ``boxes`` are the face's per-frame boxes in source
+    pixels, frame ``block.start + k`` for box ``k``. ``probs`` ``(K,)`` is set by the model;
+    ``crops`` ``(t, S, S)`` uint8 are dropped once classified.
+    """
+
+    segment: int
+    block: Block
+    track_id: int = -1
+    reason: str = ""
+    detect_frac: float = math.nan
+    boxes: tuple[FaceBox, ...] = ()
+    crops: np.ndarray | None = None
+    probs: np.ndarray | None = None
+
+    def row(self, file: str, fps: float, labels) -> dict:
+        """The output row (see the module doc)."""
+        b = self.block
+        row: dict[str, Any] = {
+            "file": file, "segment": self.segment,
+            "start_s": b.start / fps if fps else 0.0, "end_s": b.stop / fps if fps else 0.0,
+            "start_frame": b.start, "end_frame": b.stop, "track_id": self.track_id,
+            "label": self.reason, "confidence": math.nan, "detect_frac": self.detect_frac}
+        if self.boxes:
+            box = np.mean([(f.left, f.top, f.right, f.bottom) for f in self.boxes], axis=0)
+            row.update(x0=float(box[0]), y0=float(box[1]), x1=float(box[2]), y1=float(box[3]))
+        if self.probs is not None:
+            k = int(np.argmax(self.probs))
+            row.update(label=labels[k], confidence=float(self.probs[k]))
+            row.update({f"p_{name}": float(v) for name, v in zip(labels, self.probs)})
+        return row
+
 
 @dataclass
 class VideoPrediction:
-    """One input's result: rows (list of dicts), its info, and how long each stage took."""
+    """One input's result: its per-segment-face records, its info, and stage times."""
 
     file: str
     path: Path
     info: Any
-    rows: list[dict]
-    overlays: list[tuple[int, int, tuple]] = field(default_factory=list)  # (row, first frame, boxes)
+    faces: list[SegmentFace] = field(default_factory=list)
     times: StageTimes = field(default_factory=StageTimes)
     frames_decoded: int = 0
+    labels: tuple[str, ...] = ()
+
+    @property
+    def rows(self) -> list[dict]:
+        fps = self.info.fps
+        return [f.row(self.file, fps, self.labels) for f in self.faces]
 
 
 # ----------------------------------------------------------------------------- public API
@@ -149,7 +194,7 @@ def predict(cfg: PredictConfig):
 
     model = load_predict_model(cfg.checkpoint)
     face = face_config_for(model, cfg)
-    sources, errors = _expand_inputs(cfg.inputs)
+    sources, errors = expand_inputs(cfg.inputs)
     several = len(sources) + len(errors) > 1
     if not several and errors:
         raise OmgclipError(errors[0])
@@ -158,35 +203,18 @@ def predict(cfg: PredictConfig):
     detector = FaceDetector(face)
     for source in sources:
         try:
-            path, name = _resolve_source(source, cfg)
-            if cfg.annotate and Path(cfg.annotate).suffix.lower() != ".mp4" and not _is_image(path):
-                raise OmgclipError(f"{name}: --annotate for a video must end in .mp4, "
-                                   f"got {Path(cfg.annotate).name!r}")
-            result = predict_video(path, model, cfg, face=face, name=name, detector=detector)
-            t0 = time.perf_counter()
-            df = _frame(result.rows, model.labels)
-            if cfg.smooth > 1:
-                df = smooth_probs(df, cfg.smooth, prob_columns(model.labels))
-            if cfg.annotate:
-                _annotate(result, df, _per_input_path(cfg.annotate, result.path, several), face)
-            if cfg.plot:
-                from omgclip.apps.annotate import plot_timeline
-
-                plot_timeline(df, _per_input_path(cfg.plot, result.path, several),
-                              labels=model.labels, title=_display_name(name))
-            result.times.output = time.perf_counter() - t0
-            result.times.total += result.times.output
+            df, result = _predict_one(source, model, cfg, face, detector, several)
         except OmgclipError as exc:
             if not several:
                 raise
-            msg = _one_line(str(exc))
+            msg = one_line(str(exc))
             msg = msg if source in msg else f"{source}: {msg}"
             log.warning("skipped %s", msg)
             errors.append(msg)
             continue
         frames_out.append(df)
-        timings.append({"file": name, **_times_dict(result.times)})
-        log.info("%s: %d segments, %d frames in %.1fs (%.1fx real time)", name,
+        timings.append({"file": result.file, **result.times.as_dict()})
+        log.info("%s: %d segments, %d frames in %.1fs (%.1fx real time)", result.file,
                  df["segment"].nunique(), result.frames_decoded, result.times.total,
                  result.times.realtime_factor)
     if not frames_out:
@@ -202,14 +230,28 @@ def predict(cfg: PredictConfig):
     return rows
 
 
-def load_predict_model(checkpoint: str | os.PathLike | None):
-    """The model for prediction, in eval mode on the CPU (or the checkpoint's device)."""
-    from omgclip.learn.checkpoint import default_checkpoint, load_model
+def _predict_one(source: str, model, cfg: PredictConfig, face: FaceConfig, detector: FaceDetector,
+                 several: bool):
+    """One input: predict, smooth, then write its annotation/plot. ``(rows, result)``."""
+    path, name = resolve_source(source, cfg.cache_dir, cfg.progress)
+    if cfg.annotate and Path(cfg.annotate).suffix.lower() != ".mp4" and not is_image(path):
+        raise OmgclipError(f"{name}: --annotate for a video must end in .mp4, "
+                           f"got {Path(cfg.annotate).name!r}")
+    result = predict_video(path, model, cfg, face=face, name=name, detector=detector)
+    t0 = time.perf_counter()
+    df = to_frame(result.rows, model.labels)
+    if cfg.smooth > 1:
+        df = smooth_probs(df, cfg.smooth, prob_columns(model.labels))
+    if cfg.annotate:
+        _annotate(result, df, per_input_path(cfg.annotate, result.path, several))
+    if cfg.plot:
+        from omgclip.apps.annotate import plot_timeline
 
-    path = Path(checkpoint).expanduser() if checkpoint else default_checkpoint()
-    loaded = load_model(path)  # OmgclipError (one line) for a missing or bad file
-    loaded.net.eval()
-    return loaded
+        plot_timeline(df, per_input_path(cfg.plot, result.path, several),
+                      labels=model.labels, title=display_name(name))
+    result.times.output = time.perf_counter() - t0
+    result.times.total += result.times.output
+    return df, result
 
 
 def face_config_for(model, cfg: PredictConfig) -> FaceConfig:
@@ -226,14 +268,6 @@ def face_config_for(model, cfg: PredictConfig) -> FaceConfig:
                           detect_every=cfg.detect_every)
 
 
-def prob_columns(labels: Sequence[str]) -> list[str]:
-    return [f"p_{name}" for name in labels]
-
-
-def columns(labels: Sequence[str]) -> list[str]:
-    return [*BASE_COLUMNS, *prob_columns(labels), *TAIL_COLUMNS]
-
-
 # ----------------------------------------------------------------------------- one video
 def predict_video(path: str | os.PathLike, model, cfg: PredictConfig, face: FaceConfig | None = None,
                   name: str | None = None, detector: FaceDetector | None = None) -> VideoPrediction:
@@ -242,7 +276,7 @@ def predict_video(path: str | os.PathLike, model, cfg: PredictConfig, face: Face
     Raises ``VideoError`` for a file that cannot be read at all.
     """
     from omgclip.faces.clips import face_clips
-    from omgclip.faces.video_io import is_image, iter_gray_frames, probe, work_scale
+    from omgclip.faces.video_io import iter_gray_frames, probe, work_scale
 
     t_start = time.perf_counter()
     path = Path(path)
@@ -250,69 +284,71 @@ def predict_video(path: str | os.PathLike, model, cfg: PredictConfig, face: Face
     info = probe(path)
     T = int(model.block_len)
     image = is_image(path)
-    windows = _windows(info.frame_count, T, cfg.stride or T, image)
+    result = VideoPrediction(name or str(path), path, info, labels=tuple(model.labels))
     scale = work_scale(info.width, face.work_width)
-    result = VideoPrediction(name or str(path), path, info, [])
-    labels = tuple(model.labels)
-    runner = _BatchRunner(model, cfg.batch_size, T, labels, result.rows, result.times)
-
+    batcher = ClipBatcher(model.net, T, cfg.batch_size, _store_probs)
     frames = _Timed(iter_gray_frames(path, face.work_width))
-    bar = _progress_bar(info.frame_count, name or path.name, cfg.progress and not image)
-    on_frame = (lambda i: bar.update(1)) if bar is not None else None
-    clips = face_clips(frames, windows, face, detector or FaceDetector(face), follow="all",
-                       extend=not image, on_frame=on_frame)
-    fps = info.fps
+    bar = progress_bar(total=info.frame_count, desc=name or path.name, unit="frame",
+                       enabled=cfg.progress and not image)
+    clips = _Timed(face_clips(frames, _windows(info.frame_count, T, cfg.stride or T, image), face,
+                              detector or FaceDetector(face), follow="all", extend=not image,
+                              on_frame=lambda i: bar.update(1)))
     segment = 0
-    t_faces = 0.0
-    last_stop = 0
     try:
-        while True:
-            t0 = time.perf_counter()
-            try:
-                wf = next(clips)
-            except StopIteration:
-                t_faces += time.perf_counter() - t0
-                break
-            t_faces += time.perf_counter() - t0
-            block = wf.block
-            if block.length == 0:  # the container promised more frames than it has
+        for wf in clips:
+            if wf.block.length == 0:  # the container promised more frames than it has
                 continue
-            last_stop = max(last_stop, block.stop)
-            base = {"file": result.file, "segment": segment,
-                    "start_s": block.start / fps if fps else 0.0,
-                    "end_s": block.stop / fps if fps else 0.0,
-                    "start_frame": block.start, "end_frame": block.stop}
-            if not wf.clips:
-                result.rows.append({**base, "track_id": -1, "label": wf.reason,
-                                    "confidence": math.nan, "detect_frac": math.nan,
-                                    **dict.fromkeys(("x0", "y0", "x1", "y1"), math.nan)})
-            for clip in sorted(wf.clips, key=lambda c: c.track_id):
-                box = np.mean([(b.left, b.top, b.right, b.bottom) for b in clip.boxes], axis=0) / scale
-                row = {**base, "track_id": int(clip.track_id), "label": "",
-                       "confidence": math.nan, "detect_frac": float(clip.detect_frac),
-                       "x0": float(box[0]), "y0": float(box[1]), "x1": float(box[2]),
-                       "y1": float(box[3])}
-                result.rows.append(row)
-                result.overlays.append((len(result.rows) - 1, block.start, clip.boxes))
-                runner.add(len(result.rows) - 1, clip.crops)
+            new = _segment_faces(wf, segment, scale)
             segment += 1
-        runner.flush()
+            result.faces += new
+            for rec in new:
+                if rec.crops is not None:
+                    batcher.add(rec, rec.crops)
+        batcher.flush()
     finally:
-        if bar is not None:
-            bar.close()
-    result.times.decode = frames.seconds
-    result.times.faces = max(0.0, t_faces - frames.seconds)
-    result.frames_decoded = frames.count if not image else 1
-    result.times.frames = result.frames_decoded
-    result.times.video_s = result.frames_decoded / fps if fps else 0.0
-    result.times.total = time.perf_counter() - t_start
-    if not result.rows:
+        bar.close()
+    _finish_times(result, frames, clips, batcher, image, t_start)
+    if not result.faces:
         raise VideoError(f"{path}: no frame could be decoded")
     if not image and result.frames_decoded < info.frame_count:
         log.warning("%s: only %d of the %d frames the file announces could be decoded "
                     "(truncated?); segments end at frame %d", result.file, result.frames_decoded,
-                    info.frame_count, last_stop)
+                    info.frame_count, max(f.block.stop for f in result.faces))
     return result
+
+
+def _segment_faces(wf, segment: int, scale: float) -> list[SegmentFace]:
+    """The records of one segment from ``face_clips``' output: one per face clip (ordered
+    by track id), or one faceless record carrying the reason."""
+    if not wf.clips:
+        return [SegmentFace(segment, wf.block, reason=wf.reason)]
+    return [SegmentFace(segment, wf.block, track_id=int(c.track_id), detect_frac=float(c.detect_frac),
+                        boxes=tuple(_to_source(b, scale) for b in c.boxes), crops=c.crops)
+            for c in sorted(wf.clips, key=lambda c: c.track_id)]
+
+
+def _to_source(box: FaceBox, scale: float) -> FaceBox:
+    """A working-frame box in source pixels."""
+    if scale == 1.0:
+        return box
+    return FaceBox(box.left / scale, box.top / scale, box.right / scale, box.bottom / scale, box.score)
+
+
+def _store_probs(rec: SegmentFace, probs: np.ndarray) -> None:
+    rec.probs = probs
+    rec.crops = None  # classified: the crops are no longer needed
+
+
+def _finish_times(result: VideoPrediction, frames: "_Timed", clips: "_Timed", batcher: ClipBatcher,
+                  image: bool, t_start: float) -> None:
+    t = result.times
+    t.decode = frames.seconds
+    t.faces = max(0.0, clips.seconds - frames.seconds)
+    t.model = batcher.seconds
+    result.frames_decoded = frames.count if not image else 1
+    t.frames = result.frames_decoded
+    t.video_s = result.frames_decoded / result.info.fps if result.info.fps else 0.0
+    t.total = time.perf_counter() - t_start
 
 
 def _windows(frame_count: int, T: int, stride: int, image: bool) -> list[Block]:
@@ -346,274 +382,19 @@ class _Timed:
         return item
 
 
-class _BatchRunner:
-    """Collect face clips and run the model on ``batch_size`` of them at a time, writing
-    label, confidence and probabilities into the rows they belong to."""
-
-    def __init__(self, model, batch_size: int, T: int, labels: Sequence[str], rows: list[dict],
-                 times: StageTimes):
-        self.net = model.net
-        self.batch_size = batch_size
-        self.T = T
-        self.labels = tuple(labels)
-        self.rows = rows
-        self.times = times
-        self.pending: list[tuple[int, np.ndarray]] = []
-        try:
-            self.device = next(self.net.parameters()).device
-        except (StopIteration, AttributeError):
-            self.device = None
-
-    def add(self, row: int, crops: np.ndarray) -> None:
-        self.pending.append((row, pad_clip(crops, self.T)))
-        if len(self.pending) >= self.batch_size:
-            self.flush()
-
-    def flush(self) -> None:
-        if not self.pending:
-            return
-        import torch
-
-        t0 = time.perf_counter()
-        batch = np.stack([c for _, c in self.pending])  # (N, T, S, S) uint8
-        x = torch.from_numpy(batch).unsqueeze(1).float().div_(255.0)
-        if self.device is not None:
-            x = x.to(self.device)
-        with torch.inference_mode():
-            logits = self.net(x)
-        probs = torch.softmax(logits.float(), dim=1).cpu().numpy()
-        if probs.shape[1] != len(self.labels):
-            raise OmgclipError(f"the model gives {probs.shape[1]} outputs for "
-                               f"{len(self.labels)} labels")
-        for (row, _), p in zip(self.pending, probs):
-            k = int(p.argmax())
-            r = self.rows[row]
-            r["label"] = self.labels[k]
-            r["confidence"] = float(p[k])
-            r.update({f"p_{name}": float(v) for name, v in zip(self.labels, p)})
-        self.pending.clear()
-        self.times.model += time.perf_counter() - t0
-
-
-def pad_clip(crops: np.ndarray, T: int) -> np.ndarray:
-    """``(t, S, S)`` -> ``(T, S, S)``: a short clip repeats its last crop; a long one is cut."""
-    t = len(crops)
-    if t == T:
-        return crops
-    if t > T:
-        return crops[:T]
-    if t == 0:
-        raise ValueError("empty clip")
-    return np.concatenate([crops, np.repeat(crops[-1:], T - t, axis=0)])
-
-
-# ----------------------------------------------------------------------------- rows
-def _frame(rows: list[dict], labels: Sequence[str]):
-    import pandas as pd
-
-    cols = columns(labels)
-    df = pd.DataFrame(rows)
-    for c in cols:
-        if c not in df:
-            df[c] = math.nan
-    df = df[cols]
-    for c in ("segment", "start_frame", "end_frame", "track_id"):
-        df[c] = df[c].astype("int64")
-    for c in ("start_s", "end_s", "confidence", "detect_frac", *prob_columns(labels),
-              "x0", "y0", "x1", "y1"):
-        df[c] = df[c].astype("float64")
-    return df
-
-
-def smooth_probs(df, n: int, prob_cols: Sequence[str]):
-    """Each track's probabilities averaged over the ``n`` segments centred on each of its
-    rows (segments where it has no row are skipped); labels and confidences follow."""
-    if n <= 1 or df.empty:
-        return df
-    df = df.copy()
-    cols = list(prob_cols)
-    before, after = (n - 1) // 2, n // 2
-    face = df["track_id"] >= 0
-    for (_, _), group in df[face].groupby(["file", "track_id"], sort=False):
-        seg = group["segment"].to_numpy()
-        probs = group[cols].to_numpy(dtype=float)
-        out = np.empty_like(probs)
-        for i, s in enumerate(seg):
-            near = (seg >= s - before) & (seg <= s + after)
-            out[i] = probs[near].mean(axis=0)
-        df.loc[group.index, cols] = out
-        k = out.argmax(axis=1)
-        df.loc[group.index, "label"] = [c[2:] for c in np.asarray(cols)[k]]
-        df.loc[group.index, "confidence"] = out[np.arange(len(out)), k]
-    return df
-
-
-def write_rows(rows, out: str | os.PathLike) -> Path:
-    """Write rows atomically as CSV or JSON records (``pd.read_csv`` / ``pd.read_json``)."""
-    from omgclip.fsutil import atomic_write
-
-    out = Path(out)
-    suffix = out.suffix.lower()
-    if suffix == ".csv":
-        return atomic_write(out, lambda tmp: rows.to_csv(tmp, index=False))
-    if suffix == ".json":
-        return atomic_write(out, lambda tmp: rows.to_json(tmp, orient="records", indent=1,
-                                                          double_precision=6))
-    raise OmgclipError(f"--out must end in .csv or .json, got {out.name!r}")
-
-
-def format_table(rows, max_rows: int | None = 200) -> str:
-    """A readable terminal table (one line per row; long tables show their head and tail)
-    followed by a per-face summary of the most frequent emotions."""
-    if rows is None or len(rows) == 0:
-        return "(no rows)"
-    lines = [f"{'file':<{TABLE_FILE_WIDTH}} {'seg':>4} {'time (s)':>15} {'face':>4}  "
-             f"{'label':<24} {'conf':>5}"]
-    files = rows["file"].astype(str)
-
-    def line(i: int) -> str:
-        r = rows.iloc[i]
-        name = _shorten(Path(files.iloc[i]).name if "://" not in files.iloc[i] else files.iloc[i],
-                        TABLE_FILE_WIDTH)
-        face = "-" if r["track_id"] < 0 else str(int(r["track_id"]))
-        conf = "" if math.isnan(r["confidence"]) else f"{r['confidence']:.2f}"
-        span = f"{r['start_s']:7.2f}-{r['end_s']:<7.2f}"
-        return (f"{name:<{TABLE_FILE_WIDTH}} {int(r['segment']):>4} {span:>15} {face:>4}  "
-                f"{str(r['label']):<24} {conf:>5}")
-
-    n = len(rows)
-    if max_rows is None or n <= max_rows:
-        lines += [line(i) for i in range(n)]
-    else:
-        head = max_rows // 2
-        lines += [line(i) for i in range(head)]
-        lines.append(f"... {n - 2 * head} more rows (write them all with --out) ...")
-        lines += [line(i) for i in range(n - head, n)]
-    lines.append("")
-    lines += summary_lines(rows)
-    return "\n".join(lines)
-
-
-def summary_lines(rows) -> list[str]:
-    out = []
-    for name, group in rows.groupby("file", sort=False):
-        segments = group["segment"].nunique()
-        faces = group[group["track_id"] >= 0]
-        empty = segments - faces["segment"].nunique()
-        out.append(f"{name}: {segments} segments, {faces['track_id'].nunique()} face track(s)"
-                   + (f", {empty} segment(s) without a usable face" if empty else ""))
-        for tid, tg in faces.groupby("track_id"):
-            counts = tg["label"].value_counts()
-            top = ", ".join(f"{lab} {cnt / len(tg):.0%}" for lab, cnt in counts.head(3).items())
-            out.append(f"  face {int(tid)}: {len(tg)} segments: {top}")
-    return out
-
-
-def _shorten(text: str, width: int) -> str:
-    return text if len(text) <= width else "..." + text[-(width - 3):]
-
-
-# ----------------------------------------------------------------------------- inputs
-def _expand_inputs(inputs: Sequence[str]) -> tuple[list[str], list[str]]:
-    """Expand globs and folders; return (sources, one-line errors for inputs that match
-    nothing). URLs pass through; missing plain paths pass through (probe reports them)."""
-    sources: list[str] = []
-    errors: list[str] = []
-    for item in inputs:
-        item = str(item)
-        if is_url(item):
-            sources.append(item)
-            continue
-        p = Path(item).expanduser()
-        if p.exists() and p.is_dir():
-            found = sorted(str(c) for c in p.iterdir() if c.is_file() and _media_suffix(c))
-            if not found:
-                errors.append(f"{item}: folder holds no video or image files")
-            sources += found
-        elif not p.exists() and glob.has_magic(item):
-            found = sorted(m for m in glob.glob(str(p)) if Path(m).is_file())
-            if not found:
-                errors.append(f"{item}: no file matches")
-            sources += found
-        elif "://" in item:
-            errors.append(f"{item}: only http(s) URLs can be downloaded")
-        else:
-            sources.append(item)
-    seen: set[str] = set()
-    unique = [s for s in sources if not (s in seen or seen.add(s))]
-    return unique, errors
-
-
-def _media_suffix(p: Path) -> bool:
-    from omgclip.faces.video_io import IMAGE_SUFFIXES, VIDEO_SUFFIXES
-
-    s = p.suffix.lower()
-    return s in VIDEO_SUFFIXES or s in IMAGE_SUFFIXES
-
-
-def _resolve_source(source: str, cfg: PredictConfig) -> tuple[Path, str]:
-    """A local path for ``source`` (URLs are downloaded into the cache first) and the name
-    its rows carry (the URL itself, or the path as given)."""
-    if not is_url(source):
-        return Path(source).expanduser(), source
-    from omgclip.dataset.download import DownloadConfig, fetch_one
-
-    cache = Path(cfg.cache_dir).expanduser() if cfg.cache_dir else DEFAULT_CACHE_DIR.expanduser()
-    try:
-        path = fetch_one(source, DownloadConfig(out_dir=str(cache), progress=cfg.progress))
-    except OmgclipError as exc:
-        msg = _one_line(str(exc))
-        raise OmgclipError(msg if source in msg else f"{source}: {msg}") from None
-    return Path(path), source
-
-
-def _per_input_path(target: str, source: Path, several: bool) -> Path:
-    """With several inputs, ``out.mp4`` becomes ``out_<input stem>.mp4`` for each."""
-    target = Path(target).expanduser()
-    if not several:
-        return target
-    return target.with_name(f"{target.stem}_{source.stem}{target.suffix}")
-
-
-def _check_suffix(path: str | None, allowed: Sequence[str], option: str) -> None:
-    if path and Path(path).suffix.lower() not in allowed:
-        raise OmgclipError(f"{option} must end in {' or '.join(allowed)}, got {Path(path).name!r}")
-
-
-def _one_line(text: str) -> str:
-    return " ".join(text.split()) or "failed"
-
-
-def _progress_bar(total: int, name: str, enabled: bool):
-    if not enabled:
-        return None
-    from tqdm import tqdm
-
-    return tqdm(total=total, desc=_shorten(name, 30), unit="frame", leave=False)
-
-
-def _times_dict(t: StageTimes) -> dict:
-    return {"decode_s": t.decode, "faces_s": t.faces, "model_s": t.model, "output_s": t.output,
-            "total_s": t.total, "frames": t.frames, "video_s": t.video_s,
-            "realtime_factor": t.realtime_factor}
-
-
 # ----------------------------------------------------------------------------- annotation
-def _annotate(result: VideoPrediction, df, target: Path, face: FaceConfig) -> Path:
-    """Draw each face's box and label on the source video (or image)."""
+def _annotate(result: VideoPrediction, df, target: Path) -> Path:
+    """Draw each face's box and label (as in ``df``, i.e. after smoothing) on the source
+    video (or image). ``df`` has one row per record of ``result``, in the same order."""
     from omgclip.apps import annotate
-    from omgclip.faces.video_io import is_image, work_scale
 
-    scale = work_scale(result.info.width, face.work_width)
-    labels = df["label"].tolist()
-    confs = df["confidence"].tolist()
-    tids = df["track_id"].tolist()
+    if len(df) != len(result.faces):
+        raise AssertionError("rows and segment records differ in number")
     per_frame: dict[int, dict[int, annotate.Overlay]] = {}
-    for row, start, boxes in result.overlays:  # overlapping segments: the later one wins
-        for k, box in enumerate(boxes):
-            per_frame.setdefault(start + k, {})[int(tids[row])] = annotate.Overlay(
-                int(tids[row]), (box.left / scale, box.top / scale, box.right / scale,
-                                 box.bottom / scale), str(labels[row]), float(confs[row]))
+    for rec, label, conf in zip(result.faces, df["label"].tolist(), df["confidence"].tolist()):
+        for k, box in enumerate(rec.boxes):  # overlapping segments: the later one wins
+            per_frame.setdefault(rec.block.start + k, {})[rec.track_id] = annotate.Overlay(
+                rec.track_id, (box.left, box.top, box.right, box.bottom), str(label), float(conf))
     overlays = {f: list(d.values()) for f, d in per_frame.items()}
     if target.suffix.lower() != ".mp4":
         if not is_image(result.path):
@@ -622,11 +403,6 @@ def _annotate(result: VideoPrediction, df, target: Path, face: FaceConfig) -> Pa
     return annotate.write_annotated_video(result.path, target, overlays, fps=result.info.fps)
 
 
-def _is_image(path: Path) -> bool:
-    from omgclip.faces.video_io import is_image
-
-    return is_image(path)
-
-
-def _display_name(name: str) -> str:
-    return name if is_url(name) else Path(name).name
+def _check_suffix(path: str | None, allowed, option: str) -> None:
+    if path and Path(path).suffix.lower() not in allowed:
+        raise OmgclipError(f"{option} must end in {' or '.join(allowed)}, got {Path(path).name!r}")

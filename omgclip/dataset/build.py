@@ -26,6 +26,7 @@ from omgclip.errors import OmgclipError, VideoError
 from omgclip.faces.detect import FaceConfig
 from omgclip.fsutil import atomic_save_npy, atomic_write_json, atomic_write_text, to_jsonable
 from omgclip.labels import EMOTIONS, UNLABELED
+from omgclip.progress import progress_bar
 from omgclip.dataset.segment import (Block, cut_blocks, default_rare_strides, resample_indices,
                              stride_for, strides_from_frequencies, time_to_frames)
 
@@ -126,7 +127,7 @@ class BuildReport:
 
 # ----------------------------------------------------------------------------- planning
 def _load_manifests(cfg: BuildConfig):
-    from omgclip.dataset.manifest import load_manifest
+    from omgclip.dataset.omg import load_manifest
 
     utterances, skips, seen = [], [], set()
     for spec in cfg.manifests:
@@ -392,9 +393,7 @@ def _remove_stale_temps(out: Path) -> int:
 
 
 def _progress(total: int, enabled: bool, desc: str):
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, desc=desc, unit="video", disable=not enabled, dynamic_ncols=True)
+    return progress_bar(total=total, desc=desc, unit="video", enabled=enabled)
 
 
 def _pending(jobs: list[Job], out: Path) -> list[Job]:

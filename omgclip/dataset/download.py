@@ -23,7 +23,8 @@ from pathlib import Path
 from typing import Any, Callable, Iterable
 
 from omgclip.errors import OmgclipError
-from omgclip.dataset.manifest import FRAME_SEPARATOR, is_local_path, is_url
+from omgclip.progress import progress_bar
+from omgclip.dataset.sources import FRAME_SEPARATOR, is_local_path, is_url
 
 log = logging.getLogger(__name__)
 
@@ -93,7 +94,7 @@ def fetch_sources(sources: Iterable[str], cfg: DownloadConfig) -> DownloadResult
         try:
             path, fetched = _fetch_source(source, cfg)
         except OmgclipError as exc:
-            reason = _one_line(str(exc))
+            reason = _ytdlp_message(str(exc))
             log.warning("cannot fetch %s: %s", source, reason)
             result.failures.append(DownloadFailure(source, reason))
             continue
@@ -191,7 +192,7 @@ def _run_ytdlp(url: str, cfg: DownloadConfig, *, use_archive: bool) -> Path | No
                 ydl.add_post_processor(pp, when=when)
             ydl.extract_info(url, download=True)
     except YoutubeDLError as exc:
-        raise OmgclipError(_one_line(str(exc)) or type(exc).__name__) from None
+        raise OmgclipError(_ytdlp_message(str(exc)) or type(exc).__name__) from None
     return cached_path(url, cfg)
 
 
@@ -290,10 +291,10 @@ class _YtdlpLogger:
         self._log.debug("yt-dlp: %s", message)
 
     def warning(self, message: str) -> None:
-        self._log.debug("yt-dlp warning: %s", _one_line(message))
+        self._log.debug("yt-dlp warning: %s", _ytdlp_message(message))
 
     def error(self, message: str) -> None:
-        self._log.debug("yt-dlp error: %s", _one_line(message))
+        self._log.debug("yt-dlp error: %s", _ytdlp_message(message))
 
 
 def _progress_hook(url: str) -> Callable[[dict], None]:
@@ -307,7 +308,7 @@ def _progress_hook(url: str) -> Callable[[dict], None]:
     return hook
 
 
-def _one_line(message: str) -> str:
+def _ytdlp_message(message: str) -> str:
     """yt-dlp's message as one short line: no ANSI codes, ``ERROR:`` prefixes, extractor
     tags, ``(caused by ...)`` tails or bug-report boilerplate."""
     text = _ANSI.sub("", message or "").replace("\r", " ")
@@ -326,8 +327,4 @@ def _one_line(message: str) -> str:
 
 def _progress(items: list[str], cfg: DownloadConfig) -> Iterable[str]:
     """A tqdm bar over sources when ``cfg.progress``; yt-dlp itself prints nothing."""
-    if not cfg.progress:
-        return items
-    from tqdm import tqdm
-
-    return tqdm(items, desc="download", unit="source")
+    return progress_bar(items, desc="download", unit="source", enabled=cfg.progress)

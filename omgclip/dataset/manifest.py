@@ -11,41 +11,31 @@ See ``data_manifests/README.md`` for the full description. Every malformed row b
 :class:`RowSkip` (with its line number and a short reason) and loading goes on; only a file
 that cannot be read as a manifest at all raises :class:`~omgclip.errors.OmgclipError`.
 
-This module is pure: it reads files (and, for ``omg:<split>``, fetches one small CSV over
-HTTP once), but never imports torch, dlib or OpenCV.
+This module is a pure parser: it reads one local file and never touches the network or
+imports torch, dlib or OpenCV. ``omg:<split>`` specs are resolved (fetched once and cached)
+by :func:`omgclip.dataset.omg.load_manifest`.
 """
 
 from __future__ import annotations
 
 import csv
-import hashlib
 import io
 import logging
 import math
 import os
 import re
-import urllib.error
 import urllib.parse
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from omgclip.errors import OmgclipError
-from omgclip.fsutil import atomic_write
 from omgclip.labels import UNLABELED, parse_label
-from omgclip.faces.video_io import IMAGE_SUFFIXES, VIDEO_SUFFIXES
+from omgclip.dataset.sources import (FRAME_SEPARATOR, IMAGE_SUFFIXES, VIDEO_SUFFIXES, frame_list,
+                                     is_local_path, is_url)
 
 log = logging.getLogger(__name__)
 
-OMG_MANIFESTS: dict[str, str] = {
-    "train": "https://raw.githubusercontent.com/knowledgetechnologyuhh/OMGEmotionChallenge/"
-             "513f7d7fb2bed57cad12aadf6713291cc5f6c444/omg_TrainVideos.csv",
-    "validation": "https://raw.githubusercontent.com/knowledgetechnologyuhh/OMGEmotionChallenge/"
-                  "e4f6619bcdff2468e1d442cbc4f71084e6a7b279/omg_ValidationVideos.csv",
-    "test": "https://raw.githubusercontent.com/knowledgetechnologyuhh/OMGEmotionChallenge/"
-            "e70f0848608c54fa5becff89306cdc13daba26f5/omg_TestVideos_WithLabels.csv",
-}
-"""The official OMG-Emotion manifests (``omg:<split>``), pinned to a commit."""
+
 
 OMG_COLUMNS = ("link", "start", "end", "video", "utterance", "arousal", "valence", "EmotionMaxVote")
 OMG_REQUIRED = OMG_COLUMNS[:5]
@@ -53,8 +43,6 @@ OMG_LABEL_COLUMN = "EmotionMaxVote"
 OWN_REQUIRED = ("source", "start", "end", "label")
 OWN_OPTIONAL = ("group", "split", "id", "crop")
 CROP_MODES = ("detect", "none")
-FRAME_SEPARATOR = ";"
-DEFAULT_CACHE_DIR = Path("~/.cache/omgclip/manifests")
 
 EXPECTED_COLUMNS_TEXT = (
     f"expected an OMG header '{','.join(OMG_COLUMNS)}' (the test file: first five columns) "
@@ -62,8 +50,6 @@ EXPECTED_COLUMNS_TEXT = (
 )
 
 _SAFE_CHARS = re.compile(r"[^A-Za-z0-9._-]+")
-_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:")
-_WINDOWS_DRIVE = re.compile(r"^[A-Za-z]:[\\/]")
 _SPLIT_ALIASES = {
     "train": "train", "training": "train",
     "validation": "validation", "valid": "validation", "val": "validation", "dev": "validation",
@@ -102,7 +88,7 @@ class Utterance:
     @property
     def frame_paths(self) -> tuple[str, ...] | None:
         """The image files of a frame-list source (``;``-separated), else ``None``."""
-        return _frame_list(self.source)
+        return frame_list(self.source)
 
 
 @dataclass(frozen=True)
@@ -134,67 +120,8 @@ class _RowError(ValueError):
 
 # --------------------------------------------------------------------------- public API
 
-def is_url(text: str) -> bool:
-    """True only for ``http://`` or ``https://`` URLs with a host."""
-    if not isinstance(text, str):
-        return False
-    parsed = urllib.parse.urlsplit(text.strip())
-    return parsed.scheme.lower() in ("http", "https") and bool(parsed.netloc)
-
-
-def is_local_path(text: str) -> bool:
-    """True for a value usable as a local file path: not a URL, not empty, not starting
-    with ``-`` (an option to some tool), no other scheme (``ftp:``, ``file:``; a Windows
-    drive letter is fine)."""
-    if not isinstance(text, str):
-        return False
-    value = text.strip()
-    if not value or value.startswith("-") or "\x00" in value or is_url(value):
-        return False
-    return not _SCHEME.match(value) or bool(_WINDOWS_DRIVE.match(value))
-
-
-def load_manifest(spec: str | os.PathLike, split: str | None = None,
-                  cache_dir: str | Path | None = None) -> Manifest:
-    """Load a manifest from a CSV path, or ``omg:train`` / ``omg:validation`` / ``omg:test``
-    (downloaded once into ``cache_dir``, default ``~/.cache/omgclip/manifests``).
-
-    ``split`` overrides the split taken from an OMG file's name, and is the default for own
-    rows without a ``split`` value. Raises :class:`OmgclipError` for an unknown ``omg:`` name,
-    a missing file, or a file that is not a manifest.
-    """
-    split = _normalise_split_argument(split)
-    text_spec = os.fspath(spec)
-    if text_spec.lower().startswith("omg:"):
-        name = _omg_name(text_spec)
-        path = fetch_omg_manifest(name, cache_dir)
-        return read_manifest(path, split=split or name)
-    return read_manifest(Path(text_spec).expanduser(), split=split)
-
-
-def fetch_omg_manifest(name: str, cache_dir: str | Path | None = None) -> Path:
-    """Return the cached copy of the official ``name`` manifest, downloading it on first use."""
-    url = OMG_MANIFESTS[name]
-    if not is_url(url):
-        raise OmgclipError(f"omg:{name}: manifest URL is not http(s): {url}")
-    folder = Path(cache_dir if cache_dir is not None else DEFAULT_CACHE_DIR).expanduser()
-    path = folder / _cache_name(url)
-    if path.is_file():
-        log.debug("using cached manifest %s", path)
-        return path
-    log.info("downloading omg:%s manifest from %s", name, url)
-    data = _http_get(url, what=f"omg:{name} manifest")
-    try:
-        header = next(csv.reader(io.StringIO(data.decode("utf-8-sig"))), [])
-    except UnicodeDecodeError:
-        header = []
-    if _detect_format(header) != "omg":
-        raise OmgclipError(f"omg:{name}: {url} did not return an OMG manifest CSV")
-    return atomic_write(path, lambda tmp: tmp.write_bytes(data))
-
-
 def read_manifest(path: str | Path, split: str | None = None) -> Manifest:
-    """Parse a manifest CSV file (either format); see :func:`load_manifest`."""
+    """Parse a manifest CSV file (either format); see :func:`omgclip.dataset.omg.load_manifest`."""
     path = Path(path)
     if not path.exists():
         raise OmgclipError(f"manifest not found: {path}")
@@ -388,7 +315,7 @@ def _derived_id(row: _OwnRow, taken: set[str]) -> str:
 
 def _source_stem(source: str) -> str:
     """A readable name for a source: a file stem, a YouTube ``v=`` id, or a URL's last part."""
-    frames = _frame_list(source)
+    frames = frame_list(source)
     if frames:
         return Path(frames[0]).stem
     if is_url(source):
@@ -425,7 +352,7 @@ def _parse_source(value: str, base_dir: Path) -> str:
     if not value:
         raise _RowError("missing source")
     if FRAME_SEPARATOR in value:
-        return _parse_frame_list(value, base_dir)
+        return _parseframe_list(value, base_dir)
     return _parse_single_source(value, base_dir)
 
 
@@ -438,7 +365,7 @@ def _parse_single_source(value: str, base_dir: Path) -> str:
     return os.path.normpath(path if path.is_absolute() else base_dir / path)
 
 
-def _parse_frame_list(value: str, base_dir: Path) -> str:
+def _parseframe_list(value: str, base_dir: Path) -> str:
     entries = [e.strip() for e in value.split(FRAME_SEPARATOR) if e.strip()]
     if not entries:
         raise _RowError("missing source")
@@ -453,17 +380,8 @@ def _parse_frame_list(value: str, base_dir: Path) -> str:
     return FRAME_SEPARATOR.join(paths)
 
 
-def _frame_list(source: str) -> tuple[str, ...] | None:
-    if is_url(source):
-        return None
-    entries = tuple(e for e in source.split(FRAME_SEPARATOR) if e)
-    if len(entries) > 1 or (entries and Path(entries[0]).suffix.lower() in IMAGE_SUFFIXES):
-        return entries
-    return None
-
-
 def _check_no_times_for_frames(source: str, start: float | None, end: float | None) -> None:
-    if (start is not None or end is not None) and _frame_list(source) is not None:
+    if (start is not None or end is not None) and frame_list(source) is not None:
         raise _RowError("start/end given for a frame-list source")
 
 
@@ -558,38 +476,6 @@ def _split_from_name(filename: str) -> str | None:
     words = re.findall(r"[A-Z]?[a-z]+|[A-Z]+(?![a-z])|\d+", Path(filename).stem)
     found = {_SPLIT_ALIASES[w.lower()] for w in words if w.lower() in _SPLIT_ALIASES}
     return found.pop() if len(found) == 1 else None
-
-
-# --------------------------------------------------------------------------- omg: specs
-
-def _omg_name(spec: str) -> str:
-    name = spec.split(":", 1)[1].strip().lower()
-    name = _SPLIT_ALIASES.get(name, name)
-    if name not in OMG_MANIFESTS:
-        raise OmgclipError(f"unknown manifest {spec!r}: use one of "
-                           + ", ".join(f"omg:{k}" for k in OMG_MANIFESTS))
-    return name
-
-
-def _cache_name(url: str) -> str:
-    """``omg_TrainVideos-<hash>.csv``: the URL's file name plus a hash of the whole URL, so a
-    different pinned revision never reuses an older copy."""
-    name = PurePosixPath(urllib.parse.urlsplit(url).path).name or "manifest.csv"
-    digest = hashlib.sha1(url.encode("utf-8")).hexdigest()[:10]
-    stem, suffix = os.path.splitext(_safe_part(name))
-    return f"{stem}-{digest}{suffix or '.csv'}"
-
-
-def _http_get(url: str, *, what: str, timeout: float = 60.0) -> bytes:
-    request = urllib.request.Request(url, headers={"User-Agent": "omgclip"})
-    try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
-            return response.read()
-    except urllib.error.HTTPError as exc:
-        raise OmgclipError(f"cannot download {what} from {url}: HTTP Error {exc.code}: {exc.reason}") from None
-    except (urllib.error.URLError, OSError) as exc:
-        reason = getattr(exc, "reason", None) or exc
-        raise OmgclipError(f"cannot download {what} from {url}: {reason}") from None
 
 
 def _short(text: str, limit: int = 60) -> str:

@@ -14,14 +14,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
+from omgclip.dataset.sources import IMAGE_SUFFIXES, VIDEO_SUFFIXES, is_image  # noqa: F401 (re-exported)
 from omgclip.errors import VideoError
 
 log = logging.getLogger(__name__)
 
-#: File names that omgclip treats as still images / videos (manifests, predict inputs).
-IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".pgm", ".ppm"})
-VIDEO_SUFFIXES = frozenset({".mp4", ".avi", ".mkv", ".webm", ".flv", ".mov", ".m4v", ".mpg", ".mpeg",
-                            ".wmv"})
 
 
 def _cv2():
@@ -47,10 +44,6 @@ class VideoInfo:
     @property
     def duration(self) -> float:
         return self.frame_count / self.fps if self.fps else 0.0
-
-
-def is_image(path: str | os.PathLike) -> bool:
-    return Path(path).suffix.lower() in IMAGE_SUFFIXES
 
 
 def probe(path: str | os.PathLike) -> VideoInfo:

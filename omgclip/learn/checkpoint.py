@@ -177,3 +177,11 @@ def default_checkpoint() -> Path:
         raise OmgclipError(f"the bundled default model {DEFAULT_WEIGHTS} is missing (reinstall omgclip, "
                            f"or pass --checkpoint with a model from `omgclip train`)")
     return DEFAULT_WEIGHTS
+
+
+def load_for_inference(checkpoint: str | os.PathLike | None) -> LoadedModel:
+    """The model for prediction/export, in eval mode (``None``: the bundled default model)."""
+    path = Path(checkpoint).expanduser() if checkpoint else default_checkpoint()
+    loaded = load_model(path)  # OmgclipError (one line) for a missing or bad file
+    loaded.net.eval()
+    return loaded

@@ -14,7 +14,7 @@ Which rows are scored (``EvalConfig.split``), always labeled rows only:
 Clip level: the blocks of one utterance (same ``source`` and ``utterance``) vote by their mean
 class probability; the clip's true label is its blocks' (most common) label.
 
-Metric definitions (:func:`metrics_from_confusion`): accuracy = weighted average recall
+Metric definitions (:func:`omgclip.learn.metrics.metrics_from_confusion`): accuracy = weighted average recall
 (WAR); UAR = mean recall over the classes present in the true labels; macro-F1 = mean F1
 over the classes present in the true or the predicted labels (as scikit-learn); per-class
 precision / recall / F1 are 0 where undefined. Confusion matrix rows are true classes,
@@ -33,65 +33,14 @@ import numpy as np
 import torch
 
 from omgclip.errors import OmgclipError
-from omgclip.labels import EMOTIONS
+from omgclip.labels import EMOTIONS  # noqa: F401
+from omgclip.learn.inference import predict_probabilities  # noqa: F401 (re-exported)
+from omgclip.learn.metrics import metrics_from_confusion, metrics_from_predictions  # noqa: F401
 
 log = logging.getLogger(__name__)
 
 SPLIT_ALL = "all"
 SPLIT_HELDOUT = "heldout"
-
-
-# --------------------------------------------------------------------------- metrics
-def metrics_from_confusion(cm: Any, labels: Sequence[str] | None = None) -> dict:
-    """Metrics from a confusion matrix ``cm[true, predicted]`` of counts, ``(K, K)``.
-
-    Returns ``{'num_samples', 'accuracy', 'uar', 'macro_f1', 'per_class': {label:
-    {'precision', 'recall', 'f1', 'support'}}, 'confusion_matrix': [[...]]}``.
-    """
-    cm = np.asarray(cm, dtype=np.int64)
-    k = cm.shape[0]
-    if cm.shape != (k, k):
-        raise ValueError(f"confusion matrix must be square, got {cm.shape}")
-    labels = list(labels) if labels is not None else list(EMOTIONS[:k])
-    tp = np.diag(cm).astype(np.float64)
-    support = cm.sum(axis=1).astype(np.float64)
-    predicted = cm.sum(axis=0).astype(np.float64)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        precision = np.where(predicted > 0, tp / predicted, 0.0)
-        recall = np.where(support > 0, tp / support, 0.0)
-        f1 = np.where(precision + recall > 0, 2 * precision * recall / (precision + recall), 0.0)
-    n = int(cm.sum())
-    in_true = support > 0
-    in_either = in_true | (predicted > 0)
-    return {
-        "num_samples": n,
-        "accuracy": float(tp.sum() / n) if n else 0.0,
-        "uar": float(recall[in_true].mean()) if in_true.any() else 0.0,
-        "macro_f1": float(f1[in_either].mean()) if in_either.any() else 0.0,
-        "per_class": {
-            labels[c]: {"precision": float(precision[c]), "recall": float(recall[c]),
-                        "f1": float(f1[c]), "support": int(support[c])}
-            for c in range(k)
-        },
-        "confusion_matrix": cm.tolist(),
-    }
-
-
-def metrics_from_predictions(y_true: Any, y_pred: Any, num_classes: int,
-                             labels: Sequence[str] | None = None) -> dict:
-    """:func:`metrics_from_confusion` of the torchmetrics confusion matrix of class indices
-    ``y_true`` and ``y_pred`` (1-D, same length)."""
-    from torchmetrics.functional.classification import multiclass_confusion_matrix
-
-    t = torch.tensor(np.asarray(y_true, dtype=np.int64)).reshape(-1)
-    p = torch.tensor(np.asarray(y_pred, dtype=np.int64)).reshape(-1)
-    if t.shape != p.shape:
-        raise ValueError(f"y_true and y_pred differ in length ({t.numel()} vs {p.numel()})")
-    if t.numel() == 0:
-        cm = np.zeros((num_classes, num_classes), dtype=np.int64)
-    else:
-        cm = multiclass_confusion_matrix(p, t, num_classes=num_classes).numpy()
-    return metrics_from_confusion(cm, labels)
 
 
 # --------------------------------------------------------------------------- config
@@ -161,25 +110,6 @@ def _resolve_device(name: str) -> torch.device:
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise OmgclipError("device 'cuda' asked for, but no CUDA GPU is available; use --device cpu")
     return dev
-
-
-@torch.inference_mode()
-def predict_probabilities(net: torch.nn.Module, dataset, batch_size: int = 64, num_workers: int = 0,
-                          device: torch.device | str = "cpu") -> np.ndarray:
-    """Softmax probabilities ``(len(dataset), K)`` of ``net`` over ``dataset``, in order."""
-    from torch.utils.data import DataLoader
-
-    device = torch.device(device)
-    net = net.to(device).eval()
-    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers,
-                        pin_memory=device.type == "cuda")
-    out = []
-    for x, _ in loader:
-        x = x.to(device, non_blocking=True)
-        out.append(torch.softmax(net(x).float(), dim=1).cpu())
-    if not out:
-        return np.zeros((0, 0), dtype=np.float32)
-    return torch.cat(out).numpy()
 
 
 def _baseline(y_true: np.ndarray, majority: int, num_classes: int, labels, source: str) -> dict:

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from torchmetrics.classification import MulticlassConfusionMatrix
 
 from omgclip.dataset.format import DEFAULT_BLOCK_LEN, DEFAULT_CROP_SIZE
-from omgclip.learn.evaluate import metrics_from_confusion
+from omgclip.learn.metrics import metrics_from_confusion
 from omgclip.labels import EMOTIONS, NUM_CLASSES
 from omgclip.learn.models import DEFAULT_MODEL, create_model
 
@@ -27,7 +27,7 @@ class EmotionClassifier(pl.LightningModule):
     Loss: cross entropy, class-weighted by ``class_weights`` (see
     :class:`omgclip.learn.data.BlockDataModule`), the same on training and validation data.
     Validation metrics, all from one torchmetrics confusion matrix (so they are exact under
-    DDP) and defined as in :func:`omgclip.learn.evaluate.metrics_from_confusion`:
+    DDP) and defined as in :func:`omgclip.learn.metrics.metrics_from_confusion`:
     ``val_acc`` (accuracy = weighted average recall, WAR), ``val_uar`` (unweighted average
     recall, the mean per-class recall over classes present), ``val_f1`` (macro F1).
     Also logged: ``train_loss`` (epoch mean), ``val_loss``.

@@ -1,0 +1,65 @@
+"""Classification metrics, shared by training (the Lightning module) and ``omgclip evaluate``.
+
+Definitions: accuracy = weighted average recall (WAR); UAR = mean recall over the classes
+present in the true labels; macro-F1 = mean F1 over the classes present in the true or the
+predicted labels (as scikit-learn); per-class precision / recall / F1 are 0 where undefined.
+Confusion matrix rows are true classes, columns predicted ones.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import numpy as np
+
+from omgclip.labels import EMOTIONS
+
+
+def metrics_from_confusion(cm: Any, labels: Sequence[str] | None = None) -> dict:
+    """Metrics from a confusion matrix ``cm[true, predicted]`` of counts, ``(K, K)``.
+
+    Returns ``{'num_samples', 'accuracy', 'uar', 'macro_f1', 'per_class': {label:
+    {'precision', 'recall', 'f1', 'support'}}, 'confusion_matrix': [[...]]}``.
+    """
+    cm = np.asarray(cm, dtype=np.int64)
+    k = cm.shape[0]
+    if cm.shape != (k, k):
+        raise ValueError(f"confusion matrix must be square, got {cm.shape}")
+    labels = list(labels) if labels is not None else list(EMOTIONS[:k])
+    tp = np.diag(cm).astype(np.float64)
+    support = cm.sum(axis=1).astype(np.float64)
+    predicted = cm.sum(axis=0).astype(np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        precision = np.where(predicted > 0, tp / predicted, 0.0)
+        recall = np.where(support > 0, tp / support, 0.0)
+        f1 = np.where(precision + recall > 0, 2 * precision * recall / (precision + recall), 0.0)
+    n = int(cm.sum())
+    in_true = support > 0
+    in_either = in_true | (predicted > 0)
+    return {
+        "num_samples": n,
+        "accuracy": float(tp.sum() / n) if n else 0.0,
+        "uar": float(recall[in_true].mean()) if in_true.any() else 0.0,
+        "macro_f1": float(f1[in_either].mean()) if in_either.any() else 0.0,
+        "per_class": {
+            labels[c]: {"precision": float(precision[c]), "recall": float(recall[c]),
+                        "f1": float(f1[c]), "support": int(support[c])}
+            for c in range(k)
+        },
+        "confusion_matrix": cm.tolist(),
+    }
+
+
+def metrics_from_predictions(y_true: Any, y_pred: Any, num_classes: int,
+                             labels: Sequence[str] | None = None) -> dict:
+    """:func:`metrics_from_confusion` of the confusion matrix of class indices
+    ``y_true`` and ``y_pred`` (1-D, same length)."""
+    t = np.asarray(y_true, dtype=np.int64).reshape(-1)
+    p = np.asarray(y_pred, dtype=np.int64).reshape(-1)
+    if t.shape != p.shape:
+        raise ValueError(f"y_true and y_pred differ in length ({t.size} vs {p.size})")
+    if ((t < 0) | (t >= num_classes) | (p < 0) | (p >= num_classes)).any():
+        raise ValueError(f"class indices must lie in [0, {num_classes})")
+    cm = np.zeros((num_classes, num_classes), dtype=np.int64)
+    np.add.at(cm, (t, p), 1)
+    return metrics_from_confusion(cm, labels)
