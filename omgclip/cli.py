@@ -1,6 +1,8 @@
-"""``omgclip`` command line: argv -> a frozen config -> one call. No logic lives here.
+"""``omgclip`` command line.
 
-Expected mistakes (``OmgclipError``) print one line, ``omgclip: error: ...``, and exit 2.
+For developers: argv -> a frozen config -> one call; no logic lives here. Defaults come from
+the config dataclasses' fields (written once). Expected mistakes (``OmgclipError``) print one
+line, ``omgclip: error: ...``, and exit 2.
 """
 
 from __future__ import annotations
@@ -10,12 +12,39 @@ import logging
 import sys
 from typing import Callable, Sequence
 
+import dataclasses
+
 from omgclip import __version__
 from omgclip.errors import OmgclipError
-from omgclip.faces.detect import FaceConfig
 
-FACE_DEFAULTS = FaceConfig()
-log = logging.getLogger("omgclip")
+DESCRIPTION = """Which of 7 emotions (anger, disgust, fear, happy, neutral, sad, surprise) each face
+shows in each 20-frame stretch of a video: build a dataset from OMG-Emotion manifests (or
+your own), train a temporal model, and label new videos segment by segment."""
+
+EPILOG = """examples:
+  omgclip predict talk.mp4                      label a video with the bundled model
+  omgclip predict 'clips/*.mp4' --out rows.csv  many inputs, rows to CSV (or .json)
+  omgclip build-dataset --manifest omg:train --out data/omg
+  omgclip train --data data/omg --out runs
+  omgclip evaluate --checkpoint runs/<run>/best.pt --data data/omg
+run `omgclip COMMAND --help` for a command's options and examples."""
+
+
+def _default(config_cls, name: str):
+    """The default of field ``name`` of a config dataclass: defaults are written once."""
+    for f in dataclasses.fields(config_cls):
+        if f.name == name:
+            if f.default is not dataclasses.MISSING:
+                return f.default
+            if f.default_factory is not dataclasses.MISSING:  # type: ignore[misc]
+                return f.default_factory()  # type: ignore[misc]
+    raise KeyError(f"{config_cls.__name__} has no default for {name!r}")
+
+
+def _parser(sub, name: str, help: str, description: str, examples: str):
+    return sub.add_parser(name, help=help, description=description,
+                          epilog="examples:\n" + examples,
+                          formatter_class=argparse.RawDescriptionHelpFormatter)
 
 
 def _key_value_ints(items: Sequence[str] | None) -> dict[int, int] | None:
@@ -38,36 +67,46 @@ def _key_value_ints(items: Sequence[str] | None) -> dict[int, int] | None:
 
 # ----------------------------------------------------------------------------- build-dataset
 def _add_build(sub) -> None:
-    p = sub.add_parser("build-dataset", help="manifests -> downloaded videos -> 20-frame face blocks",
-                       description="Build a training-ready dataset of T-frame, SxS grayscale face "
-                                   "blocks from OMG-Emotion manifests or your own.")
+    from omgclip.dataset.build import BuildConfig
+    from omgclip.faces.detect import FaceConfig
+
+    B, F = BuildConfig, FaceConfig
+    p = _parser(sub, "build-dataset", "manifests -> downloaded videos -> 20-frame face blocks",
+                "Build a training-ready dataset of T-frame, SxS grayscale face blocks from "
+                "OMG-Emotion manifests or your own. Re-running the same command resumes.",
+                "  omgclip build-dataset --manifest omg:train --manifest omg:validation --out data/omg\n"
+                "  omgclip build-dataset --manifest my_clips.csv --out data/mine --limit 20 --workers 2")
     p.add_argument("--manifest", action="append", required=True, metavar="PATH|omg:SPLIT",
                    help="a manifest CSV, or omg:train / omg:validation / omg:test (repeatable)")
     p.add_argument("--out", required=True, help="dataset folder (created; re-running resumes)")
     p.add_argument("--video-dir", help="where downloaded videos go (default OUT/videos)")
-    p.add_argument("--workers", type=int, default=1, help="videos processed in parallel")
+    p.add_argument("--workers", type=int, default=_default(B, "workers"), help="videos processed in parallel")
     p.add_argument("--limit", type=int, help="only the first N utterances of each manifest")
-    p.add_argument("--block-len", type=int, default=20, help="frames per block")
-    p.add_argument("--stride", type=int, default=20, help="block stride for common classes")
+    p.add_argument("--block-len", type=int, default=_default(B, "block_len"), help="frames per block")
+    p.add_argument("--stride", type=int, default=_default(B, "stride"), help="block stride for common classes")
     p.add_argument("--rare-stride", action="append", metavar="CLASS=STRIDE",
                    help="stride for a rare class (repeatable; default: half of --stride for "
                         "disgust, fear and surprise, i.e. 1=10 2=10 6=10)")
     p.add_argument("--auto-stride", action="store_true",
                    help="choose per-class strides from the class frequencies instead")
-    p.add_argument("--split-by", choices=("manifest", "link"), default="manifest",
+    p.add_argument("--split-by", choices=("manifest", "link"), default=_default(B, "split_by"),
                    help="keep the manifest's split, or re-split train/validation by source link")
-    p.add_argument("--val-fraction", type=float, default=0.2, help="with --split-by link")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--detect-every", type=int, default=5, help="run the face detector every k frames")
-    p.add_argument("--detect-width", type=int, default=320, help="downscale key frames to this width")
-    p.add_argument("--min-detect-frac", type=float, default=0.5,
+    p.add_argument("--val-fraction", type=float, default=_default(B, "val_fraction"),
+                   help="share of source links moved to validation with --split-by link")
+    p.add_argument("--seed", type=int, default=_default(B, "seed"), help="seed of --split-by link")
+    p.add_argument("--detect-every", type=int, default=_default(F, "detect_every"),
+                   help="run the face detector every k-th frame; boxes are tracked in between")
+    p.add_argument("--detect-width", type=int, default=_default(F, "detect_width"),
+                   help="downscale key frames to this width for detection")
+    p.add_argument("--min-detect-frac", type=float, default=_default(F, "min_detect_frac"),
                    help="skip blocks with a smaller fraction of really detected frames")
-    p.add_argument("--max-gap", type=int, default=10, help="frames a face box may be carried over misses")
-    p.add_argument("--margin", type=float, default=FACE_DEFAULTS.margin,
+    p.add_argument("--max-gap", type=int, default=_default(F, "max_gap"),
+                   help="frames a face box may be carried over missed detections")
+    p.add_argument("--margin", type=float, default=_default(F, "margin"),
                    help="context around the dlib face box, per side, as a fraction of its size")
-    p.add_argument("--retries", type=int, default=3, help="download retries")
-    p.add_argument("--sleep", type=float, default=0.0, help="polite seconds between downloads")
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--retries", type=int, default=_default(B, "retries"), help="download retries")
+    p.add_argument("--sleep", type=float, default=_default(B, "sleep"), help="polite seconds between downloads")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(run=_run_build)
 
 
@@ -91,32 +130,43 @@ def _run_build(args) -> int:
 
 # ----------------------------------------------------------------------------- train
 def _add_train(sub) -> None:
-    p = sub.add_parser("train", help="train a 3D-CNN / ConvLSTM on a built dataset")
+    from omgclip.learn.train import TrainConfig as C
+
+    p = _parser(sub, "train", "train a 3D-CNN / ConvLSTM on a built dataset",
+                "Train a temporal model on the blocks of a built dataset, with person/link-"
+                "disjoint validation and early stopping on validation UAR.",
+                "  omgclip train --data data/omg --out runs --epochs 30\n"
+                "  omgclip train --data data/omg --out runs --model convlstm --max-time 60")
     p.add_argument("--data", required=True, help="a folder made by build-dataset")
-    p.add_argument("--out", required=True, help="run folder: checkpoints, logs, config")
-    p.add_argument("--model", help="a registered model (see `omgclip models`)")
-    p.add_argument("--epochs", type=int, default=30)
+    p.add_argument("--out", required=True, help="runs folder; each run gets a subfolder with "
+                                                "checkpoints, logs and its config")
+    p.add_argument("--model", help=f"a registered model (see `omgclip models`; default {_default(C, 'model')})")
+    p.add_argument("--epochs", type=int, default=_default(C, "epochs"), help="maximum epochs")
     p.add_argument("--max-time", help="stop after this long: minutes, or DD:HH:MM:SS")
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--lr", type=float, default=None)
-    p.add_argument("--weight-decay", type=float, default=None)
-    p.add_argument("--schedule", choices=("cosine", "onecycle", "constant"), default=None)
-    p.add_argument("--label-smoothing", type=float, default=None)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--workers", type=int, default=None, help="data-loading workers")
-    p.add_argument("--val-split", choices=("group", "manifest"), default="group",
+    p.add_argument("--batch-size", type=int, default=_default(C, "batch_size"), help="blocks per step")
+    p.add_argument("--lr", type=float, help=f"peak learning rate (default {_default(C, 'lr')})")
+    p.add_argument("--weight-decay", type=float, help=f"AdamW weight decay (default {_default(C, 'weight_decay')})")
+    p.add_argument("--schedule", choices=("cosine", "onecycle", "constant"),
+                   help=f"learning-rate schedule (default {_default(C, 'schedule')})")
+    p.add_argument("--label-smoothing", type=float,
+                   help=f"cross-entropy label smoothing (default {_default(C, 'label_smoothing')})")
+    p.add_argument("--seed", type=int, default=_default(C, "seed"), help="seed: same seed, same run")
+    p.add_argument("--workers", type=int, help="data-loading workers (default: min(4, cpus - 2))")
+    p.add_argument("--val-split", choices=("group", "manifest"), default=_default(C, "val_split"),
                    help="validation by whole groups (source link / person), or the manifest's split")
-    p.add_argument("--val-fraction", type=float, default=0.2)
-    p.add_argument("--balance", choices=("loss", "sampler", "none"), default="loss",
+    p.add_argument("--val-fraction", type=float, default=_default(C, "val_fraction"),
+                   help="share of groups held out for validation with --val-split group")
+    p.add_argument("--balance", choices=("loss", "sampler", "none"), default=_default(C, "balance"),
                    help="class imbalance: weighted loss (default) or a balanced sampler")
-    p.add_argument("--patience", type=int, default=8, help="early stopping on validation UAR")
-    p.add_argument("--accelerator", default="auto")
-    p.add_argument("--devices", default="auto")
-    p.add_argument("--strategy", default="auto", help="e.g. ddp for several GPUs")
+    p.add_argument("--patience", type=int, default=_default(C, "patience"),
+                   help="early stopping: epochs without a better validation UAR")
+    p.add_argument("--accelerator", default=_default(C, "accelerator"), help="auto, cpu, gpu, ...")
+    p.add_argument("--devices", default=_default(C, "devices"), help="devices to train on (auto, 1, 2, ...)")
+    p.add_argument("--strategy", default=_default(C, "strategy"), help="e.g. ddp for several GPUs")
     p.add_argument("--precision", help="Lightning precision (default: bf16-mixed on GPU, else 32-true)")
     p.add_argument("--run-name", help="run folder name inside --out (default: <UTC time>-<model>)")
     p.add_argument("--resume-from", help="a checkpoints/last.ckpt to continue from")
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(run=_run_train)
 
 
@@ -141,17 +191,23 @@ def _run_train(args) -> int:
 
 # ----------------------------------------------------------------------------- evaluate
 def _add_evaluate(sub) -> None:
-    p = sub.add_parser("evaluate", help="WAR, UAR, macro-F1, confusion matrix, majority baseline")
+    from omgclip.learn.evaluate import EvalConfig as E
+
+    p = _parser(sub, "evaluate", "WAR, UAR, macro-F1, confusion matrix, majority baseline",
+                "Score a model on a built dataset, per block and per clip, with the "
+                "majority-class baseline beside every number.",
+                "  omgclip evaluate --checkpoint runs/<run>/best.pt --data data/omg --split validation\n"
+                "  omgclip evaluate --data data/mine --split all --out eval.json --confusion-png cm.png")
     p.add_argument("--checkpoint", help="a .ckpt / .pt from train (default: the bundled model)")
-    p.add_argument("--data", required=True)
-    p.add_argument("--split", default="validation",
+    p.add_argument("--data", required=True, help="a folder made by build-dataset")
+    p.add_argument("--split", default=_default(E, "split"),
                    help="index rows of this split; 'heldout' = the groups the checkpoint's training "
                         "run held out; 'all' = every labeled row")
     p.add_argument("--out", help="write the metrics as JSON here")
     p.add_argument("--confusion-png", help="write the confusion matrix picture here")
-    p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--workers", type=int, default=None, help="data-loading workers")
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda, ...")
+    p.add_argument("--batch-size", type=int, default=_default(E, "batch_size"), help="blocks per forward pass")
+    p.add_argument("--workers", type=int, help="data-loading workers")
+    p.add_argument("--device", default=_default(E, "device"), help="auto, cpu, cuda, ...")
     p.set_defaults(run=_run_evaluate)
 
 
@@ -168,24 +224,35 @@ def _run_evaluate(args) -> int:
 
 # ----------------------------------------------------------------------------- predict
 def _add_predict(sub) -> None:
-    p = sub.add_parser("predict", help="per-segment emotion labels for videos, images or URLs")
-    p.add_argument("inputs", nargs="+", metavar="VIDEO|IMAGE|GLOB|URL")
+    from omgclip.apps.predict import PredictConfig as P
+
+    p = _parser(sub, "predict", "per-segment emotion labels for videos, images or URLs",
+                "Label the emotion of every face in every 20-frame segment: a table, CSV/JSON "
+                "rows, an annotated video and a timeline picture.",
+                "  omgclip predict talk.mp4\n"
+                "  omgclip predict 'clips/*.mp4' face.jpg --out rows.csv\n"
+                "  omgclip predict talk.mp4 --annotate labeled.mp4 --plot timeline.png --smooth 3")
+    p.add_argument("inputs", nargs="+", metavar="VIDEO|IMAGE|GLOB|URL",
+                   help="video or image files, folders, quoted globs or http(s) URLs")
     p.add_argument("--checkpoint", help="a trained model (default: the bundled one)")
     p.add_argument("--stride", type=int, help="segment stride in frames (default: the segment length)")
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--smooth", type=int, default=0, metavar="N",
+    p.add_argument("--batch-size", type=int, default=_default(P, "batch_size"),
+                   help="face clips per forward pass")
+    p.add_argument("--smooth", type=int, default=_default(P, "smooth"), metavar="N",
                    help="average each track's probabilities over N neighbouring segments")
     p.add_argument("--out", help="write rows to x.csv or x.json")
     p.add_argument("--annotate", metavar="OUT.mp4", help="write the video with boxes and labels")
     p.add_argument("--plot", metavar="TIMELINE.png", help="draw each track's emotion over time")
-    p.add_argument("--detect-every", type=int, default=5)
+    p.add_argument("--detect-every", type=int, default=_default(P, "detect_every"),
+                   help="run the face detector every k-th frame; boxes are tracked in between")
     p.add_argument("--cache-dir", help="where URLs are downloaded (default ~/.cache/omgclip/videos)")
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(run=_run_predict)
 
 
 def _run_predict(args) -> int:
-    from omgclip.apps.predict import PartialPredictError, PredictConfig, format_table, predict
+    from omgclip.apps.predict import PartialPredictError, PredictConfig, predict
+    from omgclip.apps.report import format_table
 
     cfg = PredictConfig(inputs=tuple(args.inputs), checkpoint=args.checkpoint, stride=args.stride,
                         batch_size=args.batch_size, smooth=args.smooth, out=args.out,
@@ -202,10 +269,14 @@ def _run_predict(args) -> int:
 
 # ----------------------------------------------------------------------------- export / models
 def _add_export(sub) -> None:
-    p = sub.add_parser("export", help="the model as ONNX or TorchScript, for use outside Python")
-    p.add_argument("--checkpoint", help="default: the bundled model")
-    p.add_argument("--format", choices=("onnx", "torchscript"), default="onnx")
-    p.add_argument("--out", required=True)
+    p = _parser(sub, "export", "the model as ONNX or TorchScript, for use outside Python",
+                "Export a model (input (N, 1, 20, 80, 80) in [0, 1], 7 logits); the file is "
+                "reloaded and checked against PyTorch.",
+                "  omgclip export --out model.onnx\n"
+                "  omgclip export --checkpoint runs/<run>/best.pt --format torchscript --out model.pt")
+    p.add_argument("--checkpoint", help="a trained model (default: the bundled one)")
+    p.add_argument("--format", choices=("onnx", "torchscript"), default="onnx", help="file format")
+    p.add_argument("--out", required=True, help="file to write (.onnx, or .pt/.ts for TorchScript)")
     p.set_defaults(run=_run_export)
 
 
@@ -218,7 +289,8 @@ def _run_export(args) -> int:
 
 
 def _add_models(sub) -> None:
-    p = sub.add_parser("models", help="list the registered model architectures")
+    p = _parser(sub, "models", "list the registered model architectures",
+                "List the model architectures `omgclip train --model` accepts.", "  omgclip models")
     p.set_defaults(run=_run_models)
 
 
@@ -235,7 +307,8 @@ _COMMANDS: tuple[Callable, ...] = (_add_build, _add_train, _add_evaluate, _add_p
 
 
 def make_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="omgclip", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="omgclip", description=DESCRIPTION, epilog=EPILOG,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"omgclip {__version__}")
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output")
     parser.add_argument("-q", "--quiet", action="store_true", help="warnings and errors only")

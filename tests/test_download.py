@@ -11,7 +11,7 @@ from omgclip.dataset.download import (
     ARCHIVE_FILE,
     DEFAULT_FORMAT,
     DownloadConfig,
-    _one_line,
+    _ytdlp_message,
     _ytdlp_params,
     cached_path,
     fetch_one,
@@ -206,7 +206,7 @@ def test_ytdlp_options(tmp_path: Path) -> None:
      "Downloaded 5 bytes, expected 9 bytes. Giving up after 1 retries"),
 ])
 def test_one_line_reason(message: str, expected: str) -> None:
-    assert _one_line(message) == expected
+    assert _ytdlp_message(message) == expected
 
 
 def test_cached_path_ignores_work_files(tmp_path: Path) -> None:

@@ -12,7 +12,8 @@ import torch
 
 from omgclip.learn.checkpoint import DEFAULT_WEIGHTS, default_checkpoint, load_model, save_weights
 from omgclip.errors import OmgclipError
-from omgclip.learn.evaluate import EvalConfig, evaluate, format_report, metrics_from_confusion, metrics_from_predictions
+from omgclip.learn.evaluate import EvalConfig, evaluate, format_report
+from omgclip.learn.metrics import metrics_from_confusion, metrics_from_predictions
 from omgclip.labels import EMOTIONS
 from omgclip.learn.models import create_model
 from test_data import make_dataset

@@ -23,8 +23,9 @@ from omgclip.cli import main  # noqa: E402
 from omgclip.errors import OmgclipError  # noqa: E402
 from omgclip.labels import EMOTIONS  # noqa: E402
 from omgclip.apps.predict import (  # noqa: E402
-    PartialPredictError, PredictConfig, columns, format_table, pad_clip, predict, predict_video,
-    smooth_probs, _windows)
+    PartialPredictError, PredictConfig, predict, predict_video, _windows)
+from omgclip.apps.report import columns, format_table, smooth_probs  # noqa: E402
+from omgclip.learn.inference import pad_clip  # noqa: E402
 from omgclip.dataset.segment import Block  # noqa: E402
 from omgclip.faces.video_io import count_frames, probe  # noqa: E402
 
@@ -152,7 +153,7 @@ def test_a_face_is_found_in_a_talking_head_video(talking_run):
 
 
 def test_csv_and_json_read_back_in_one_line(talking_run, tmp_path):
-    from omgclip.apps.predict import write_rows
+    from omgclip.apps.report import write_rows
 
     rows, out = talking_run
     back = pd.read_csv(out / "rows.csv")

@@ -22,6 +22,8 @@ from typing import Iterable, Mapping, Sequence
 
 from omgclip.errors import OmgclipError
 from omgclip.labels import EMOTIONS
+from omgclip.fsutil import atomic_write
+from omgclip.faces.video_io import iter_bgr_frames
 
 log = logging.getLogger(__name__)
 
@@ -88,8 +90,6 @@ def write_annotated_image(src: str | os.PathLike, dst: str | os.PathLike,
     """Draw ``overlays`` on a still image and write it (format from ``dst``'s suffix)."""
     import cv2
 
-    from omgclip.fsutil import atomic_write
-    from omgclip.faces.video_io import iter_bgr_frames
 
     _, frame = next(iter(iter_bgr_frames(src)))
     draw_overlays(frame, overlays)
@@ -113,7 +113,6 @@ def write_annotated_video(src: str | os.PathLike, dst: str | os.PathLike,
     """
     import cv2
 
-    from omgclip.faces.video_io import iter_bgr_frames
 
     dst = Path(dst)
     fps = fps if fps and fps > 0 else 1.0
@@ -164,7 +163,6 @@ def find_ffmpeg() -> str | None:
 
 def _reencode_h264(ffmpeg: str, raw: Path, src: Path, dst: Path) -> Path:
     """``raw`` -> H.264 yuv420p ``dst`` (atomically), with ``src``'s audio if it has any."""
-    from omgclip.fsutil import atomic_write
 
     video = ["-c:v", "libx264", "-preset", "veryfast", "-crf", "20", "-pix_fmt", "yuv420p",
              "-vf", "pad=ceil(iw/2)*2:ceil(ih/2)*2", "-fps_mode", "passthrough",
@@ -192,7 +190,6 @@ def _reencode_h264(ffmpeg: str, raw: Path, src: Path, dst: Path) -> Path:
 
 
 def _atomic_copy(src: Path, dst: Path) -> Path:
-    from omgclip.fsutil import atomic_write
 
     return atomic_write(dst, lambda tmp: shutil.copyfile(src, tmp))
 
@@ -210,7 +207,6 @@ def plot_timeline(rows, dst: str | os.PathLike, labels: Sequence[str] = EMOTIONS
     from matplotlib.figure import Figure
     from matplotlib.patches import Patch
 
-    from omgclip.fsutil import atomic_write
 
     labels = tuple(labels)
     prob_cols = [f"p_{name}" for name in labels]

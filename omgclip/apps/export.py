@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from omgclip.errors import OmgclipError
+from omgclip.fsutil import atomic_write
 
 log = logging.getLogger(__name__)
 
@@ -56,11 +57,10 @@ class ExportConfig:
 
 def export(cfg: ExportConfig) -> Path:
     """Export the model of ``cfg.checkpoint`` to ``cfg.out``; return the path written."""
-    from omgclip.fsutil import atomic_write
     from omgclip.learn.checkpoint import load_for_inference
 
     loaded = load_for_inference(cfg.checkpoint)
-    net = loaded.net.eval().cpu()
+    net = loaded.net.cpu()
     meta = export_metadata(loaded)
     shape = (1, int(loaded.block_len), int(loaded.crop_size), int(loaded.crop_size))
     gen = np.random.default_rng(0)

@@ -49,14 +49,12 @@ from typing import Any, Iterable, Iterator
 import numpy as np
 
 from omgclip.apps.inputs import display_name, expand_inputs, per_input_path, resolve_source
-from omgclip.apps.report import (OUT_SUFFIXES, columns, format_table, prob_columns,  # noqa: F401
-                                 smooth_probs, to_frame, write_rows)
+from omgclip.apps.report import OUT_SUFFIXES, prob_columns, smooth_probs, to_frame, write_rows
 from omgclip.dataset.segment import Block, consecutive_segments
 from omgclip.dataset.sources import is_image
 from omgclip.errors import OmgclipError, VideoError, one_line
 from omgclip.faces.detect import FaceBox, FaceConfig, FaceDetector, with_overrides
-from omgclip.learn.checkpoint import load_for_inference as load_predict_model  # noqa: F401
-from omgclip.learn.inference import ClipBatcher, pad_clip  # noqa: F401 (public re-export)
+from omgclip.learn.inference import ClipBatcher
 from omgclip.progress import progress_bar
 
 log = logging.getLogger(__name__)
@@ -266,6 +264,13 @@ def face_config_for(model, cfg: PredictConfig) -> FaceConfig:
             break
     return with_overrides(face, crop_size=int(model.crop_size), margin=margin,
                           detect_every=cfg.detect_every)
+
+
+def load_predict_model(checkpoint: str | os.PathLike | None):
+    """The model for prediction, in eval mode (``None``: the bundled default model)."""
+    from omgclip.learn.checkpoint import load_for_inference
+
+    return load_for_inference(checkpoint)
 
 
 # ----------------------------------------------------------------------------- one video

@@ -16,6 +16,7 @@ from typing import Sequence
 import numpy as np
 
 from omgclip.errors import OmgclipError
+from omgclip.fsutil import atomic_write
 
 TABLE_FILE_WIDTH = 28
 OUT_SUFFIXES = (".csv", ".json")
@@ -76,7 +77,6 @@ def smooth_probs(df, n: int, prob_cols: Sequence[str]):
 
 def write_rows(rows, out: str | os.PathLike) -> Path:
     """Write rows atomically as CSV or JSON records (``pd.read_csv`` / ``pd.read_json``)."""
-    from omgclip.fsutil import atomic_write
 
     out = Path(out)
     suffix = out.suffix.lower()

@@ -22,9 +22,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
-from omgclip.errors import OmgclipError
+from omgclip.errors import OmgclipError, VideoError
 from omgclip.progress import progress_bar
 from omgclip.dataset.sources import FRAME_SEPARATOR, is_local_path, is_url
+from omgclip.faces.video_io import probe
 
 log = logging.getLogger(__name__)
 
@@ -267,8 +268,6 @@ def _postprocessors(stem: str) -> list[tuple[str, Any]]:
 
 def is_readable_video(path: str | Path) -> bool:
     """True if the decoder (:func:`omgclip.faces.video_io.probe`) opens ``path`` and decodes a frame."""
-    from omgclip.errors import VideoError
-    from omgclip.faces.video_io import probe
 
     try:
         probe(path)

@@ -86,10 +86,16 @@ class FaceConfig:
     match_dist: float = 0.6      #: ... or with its centre within this many box widths
 
     def __post_init__(self) -> None:
-        if self.detect_every < 1 or self.crop_size < 8 or self.detect_width < 32:
-            raise ValueError("detect_every >= 1, crop_size >= 8 and detect_width >= 32 required")
+        from omgclip.errors import OmgclipError
+
+        if self.detect_every < 1:
+            raise OmgclipError(f"--detect-every must be at least 1, got {self.detect_every}")
+        if self.detect_width < 32:
+            raise OmgclipError(f"--detect-width must be at least 32 pixels, got {self.detect_width}")
+        if self.crop_size < 8:
+            raise OmgclipError(f"crop size must be at least 8 pixels, got {self.crop_size}")
         if not 0.0 <= self.min_detect_frac <= 1.0:
-            raise ValueError("min_detect_frac must be in [0, 1]")
+            raise OmgclipError(f"--min-detect-frac must be between 0 and 1, got {self.min_detect_frac}")
 
 
 DETECTORS = ("hog", "cnn")

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
-from omgclip.dataset.sources import IMAGE_SUFFIXES, VIDEO_SUFFIXES, is_image  # noqa: F401 (re-exported)
+from omgclip.dataset.sources import is_image
 from omgclip.errors import VideoError
 
 log = logging.getLogger(__name__)

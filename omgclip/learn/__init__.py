@@ -8,3 +8,6 @@ Modules: :mod:`~omgclip.learn.models` (plain ``nn.Module`` nets behind ``create_
 :mod:`~omgclip.learn.checkpoint` (safe loading, the bundled model). Public entry points:
 ``create_model``, ``train``, ``evaluate``, ``load_model``, ``default_checkpoint``.
 """
+
+DEFAULT_MODEL = "r2plus1d"
+"""The architecture ``train`` uses when none is named (kept here, torch-free, written once)."""

@@ -182,6 +182,4 @@ def default_checkpoint() -> Path:
 def load_for_inference(checkpoint: str | os.PathLike | None) -> LoadedModel:
     """The model for prediction/export, in eval mode (``None``: the bundled default model)."""
     path = Path(checkpoint).expanduser() if checkpoint else default_checkpoint()
-    loaded = load_model(path)  # OmgclipError (one line) for a missing or bad file
-    loaded.net.eval()
-    return loaded
+    return load_model(path)  # eval mode; OmgclipError (one line) for a missing or bad file

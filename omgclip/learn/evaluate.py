@@ -27,15 +27,13 @@ import dataclasses
 import logging
 import os
 from pathlib import Path
-from typing import Any, Sequence
 
 import numpy as np
-import torch
 
 from omgclip.errors import OmgclipError
-from omgclip.labels import EMOTIONS  # noqa: F401
-from omgclip.learn.inference import predict_probabilities  # noqa: F401 (re-exported)
-from omgclip.learn.metrics import metrics_from_confusion, metrics_from_predictions  # noqa: F401
+from omgclip.learn.inference import predict_probabilities
+from omgclip.learn.metrics import metrics_from_predictions
+from omgclip.fsutil import atomic_write, atomic_write_json
 
 log = logging.getLogger(__name__)
 
@@ -100,7 +98,9 @@ def select_rows(frame, split: str, meta: dict):
     return rows, f"labeled rows whose split is {split!r}"
 
 
-def _resolve_device(name: str) -> torch.device:
+def _resolve_device(name: str):
+    import torch
+
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
@@ -126,7 +126,6 @@ def evaluate(cfg: EvalConfig) -> dict:
     given. Returns the result dictionary (JSON-able; see :func:`format_report`)."""
     from omgclip.learn.checkpoint import default_checkpoint, load_model
     from omgclip.learn.data import BlockDataset, default_num_workers, load_index
-    from omgclip.fsutil import atomic_write_json
 
     ckpt = Path(cfg.checkpoint) if cfg.checkpoint is not None else default_checkpoint()
     model = load_model(ckpt)
@@ -245,7 +244,6 @@ def write_confusion_png(path: str | os.PathLike, result: dict) -> Path:
                      f"F1 {m['macro_f1']:.3f}", fontsize=10)
     fig.colorbar(im, ax=axes, shrink=0.8, label="recall (row-normalised)")
     fig.suptitle(f"{result['model']} on {result['split']} ({result['data']})", fontsize=11)
-    from omgclip.fsutil import atomic_write
 
     return atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=110))
 

@@ -30,7 +30,9 @@ from omgclip.labels import EMOTIONS, NUM_CLASSES
 
 log = logging.getLogger(__name__)
 
-DEFAULT_MODEL = "r2plus1d"  # == omgclip.learn.models.DEFAULT_MODEL (kept torch-free here)
+from omgclip.learn import DEFAULT_MODEL
+from omgclip.fsutil import atomic_write_json, to_jsonable
+from omgclip.dataset.format import CONFIG_FILE
 
 
 @dataclasses.dataclass(frozen=True)
@@ -197,7 +199,6 @@ def train(cfg: TrainConfig) -> TrainResult:
 
     from omgclip.learn.checkpoint import load_model, save_weights
     from omgclip.learn.data import BlockDataModule, DataConfig
-    from omgclip.fsutil import atomic_write_json
     from omgclip.learn.lit_module import EmotionClassifier
 
     _check_config(cfg)
@@ -276,7 +277,6 @@ def train(cfg: TrainConfig) -> TrainResult:
 
 
 def _write_run_files(run_dir: Path, cfg: TrainConfig, dm, precision: str) -> None:
-    from omgclip.fsutil import atomic_write_json, to_jsonable
 
     atomic_write_json(run_dir / "train_config.json", {
         "config": to_jsonable(cfg),
@@ -309,7 +309,6 @@ def _build_face_config(data_dir: Path) -> dict | None:
     """The face settings the dataset was built with (``build_config.json``), if recorded."""
     import json
 
-    from omgclip.dataset.format import CONFIG_FILE
 
     try:
         face = json.loads((data_dir / CONFIG_FILE).read_text()).get("face")

@@ -20,6 +20,6 @@ from omgclip.learn.models import c3d as _c3d  # noqa: E402,F401
 from omgclip.learn.models import convlstm as _convlstm  # noqa: E402,F401
 from omgclip.learn.models import r2plus1d as _r2plus1d  # noqa: E402,F401
 
-DEFAULT_MODEL = "r2plus1d"
+from omgclip.learn import DEFAULT_MODEL  # noqa: E402
 
 __all__ = ["DEFAULT_MODEL", "create_model", "list_models", "register_model"]
