@@ -191,10 +191,83 @@ def test_block_dataset_augment(dataset: Path):
     for i, x in enumerate(xs):
         assert x.shape == (1, 20, 80, 80) and x.dtype == torch.float32
         assert float(x.min()) >= 0.0 and float(x.max()) <= 1.0
-    assert any(not torch.equal(x, plain[i][0]) for i, x in enumerate(xs))
+    assert all(not torch.equal(x, plain[i][0]) for i, x in enumerate(xs))
     torch.manual_seed(0)
     again = D.BlockDataset(frame, dataset, augment=True, seed=1)
     assert all(torch.equal(a, again[i][0]) for i, a in enumerate(xs))  # reproducible
+    assert D.Augment() == D.Augment(shift=4, flip=True, brightness=0.1, contrast=0.2, time_shift=2)
+
+
+NO_AUG = dict(shift=0, flip=False, brightness=0.0, contrast=0.0, time_shift=0)
+
+
+def _draws(tmp_path: Path, block: np.ndarray, n: int = 40, **only) -> tuple[np.ndarray, list[np.ndarray]]:
+    """``n`` augmented versions of ``block`` (uint8 (20, 80, 80)) with only the named
+    transform(s) on; returns the block in [0, 1] and the draws as numpy (20, 80, 80)."""
+    np.save(tmp_path / "b.npy", block)
+    frame = pd.DataFrame({"path": ["b.npy"], "label": [0]})
+    ds = D.BlockDataset(frame, tmp_path, augment=True, seed=3, augmentation=D.Augment(**{**NO_AUG, **only}))
+    return block.astype(np.float32) / 255, [ds[0][0][0].numpy() for _ in range(n)]
+
+
+def test_augment_off_is_the_identity(tmp_path: Path):
+    rng = np.random.default_rng(0)
+    x, draws = _draws(tmp_path, rng.integers(0, 256, (20, 80, 80), dtype=np.uint8), n=3)
+    assert all(np.allclose(d, x, atol=1e-6) for d in draws)
+
+
+def test_augment_temporal_jitter_shifts_frames_in_order(tmp_path: Path):
+    block = np.repeat((10 * np.arange(20) + 5).astype(np.uint8)[:, None, None], 80, 1).repeat(80, 2)
+    x, draws = _draws(tmp_path, block, time_shift=2)
+    shifts = set()
+    for d in draws:
+        frames = np.round(d[:, 0, 0] * 255).astype(int)
+        k = (frames[10] - 105) // 10
+        assert -2 <= k <= 2 and np.array_equal(frames, 10 * np.clip(np.arange(20) + k, 0, 19) + 5)
+        shifts.add(int(k))
+    assert len(shifts) >= 3  # several shifts are drawn, never a reversal
+
+
+def test_augment_shift_moves_the_crop_by_at_most_4_pixels(tmp_path: Path):
+    r, c = np.meshgrid(np.arange(80), np.arange(80), indexing="ij")
+    block = np.broadcast_to((c + 2 * r).astype(np.uint8), (20, 80, 80)).copy()
+    x, draws = _draws(tmp_path, block, shift=4)
+    moves = set()
+    for d in draws:
+        img = np.round(d[0] * 255).astype(int)
+        found = [(a, b) for a in range(-4, 5) for b in range(-4, 5)
+                 if np.array_equal(img, np.clip(c + b, 0, 79) + 2 * np.clip(r + a, 0, 79))]
+        assert len(found) == 1, "not a pure shift"
+        moves.add(found[0])
+        assert all(np.array_equal(d[t], d[0]) for t in range(20))  # the same for every frame
+    assert len(moves) >= 5
+
+
+def test_augment_flip_mirrors_about_half_the_time(tmp_path: Path):
+    block = np.broadcast_to(np.arange(80, dtype=np.uint8) * 3, (20, 80, 80)).copy()
+    x, draws = _draws(tmp_path, block, flip=True)
+    flipped = [np.allclose(d, x[:, :, ::-1], atol=1e-6) for d in draws]
+    assert all(f or np.allclose(d, x, atol=1e-6) for f, d in zip(flipped, draws))
+    assert 8 <= sum(flipped) <= 32
+
+
+def test_augment_brightness_and_contrast(tmp_path: Path):
+    block = np.broadcast_to((100 + np.arange(80)).astype(np.uint8), (20, 80, 80)).copy()
+    x, draws = _draws(tmp_path, block, brightness=0.1)
+    offsets = [float((d - x).mean()) for d in draws]
+    assert all(np.allclose(d - x, o, atol=1e-6) for d, o in zip(draws, offsets))  # one offset per draw
+    assert max(map(abs, offsets)) <= 0.1 + 1e-6 and np.std(offsets) > 0.02
+    x, draws = _draws(tmp_path, block, contrast=0.2)
+    gains = [float(d.std() / x.std()) for d in draws]
+    assert all(np.isclose(float(d.mean()), float(x.mean()), atol=1e-5) for d in draws)  # mean kept
+    assert min(gains) >= 0.8 - 1e-4 and max(gains) <= 1.2 + 1e-4 and np.std(gains) > 0.04
+
+
+def test_only_training_batches_are_augmented(dataset: Path):
+    dm = D.BlockDataModule(D.DataConfig(data_dir=dataset, batch_size=4, num_workers=0))
+    dm.setup("fit")
+    assert dm.train_dataloader().dataset.augment is True
+    assert dm.val_dataloader().dataset.augment is False
 
 
 # --------------------------------------------------------------------------- splits
