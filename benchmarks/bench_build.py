@@ -9,6 +9,7 @@ Also: how many frames each finds a face in, and the median IoU of the two boxes 
 do. Prints a table and writes JSON.
 
     python benchmarks/bench_build.py [--videos a.mp4 b.mp4] [--max-frames N] [--json PATH]
+    python benchmarks/bench_build.py --scaling [--repeats 3]     # see bench_build_scaling.py
 
 Target (issue #2): >= 20x the naive rate on 2 cores, median IoU >= 0.7, no fewer faces.
 """
@@ -96,6 +97,12 @@ def bench(path: Path, max_frames: int | None, cfg: FaceConfig) -> dict:
 
 
 def main(argv=None) -> int:
+    if argv is None:
+        argv = sys.argv[1:]
+    if "--scaling" in argv:  # --workers 1 / --workers 2 / --scheduler local:2 on one manifest
+        from bench_build_scaling import main as scaling
+
+        return scaling([a for a in argv if a != "--scaling"])
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--videos", nargs="*", type=Path, default=DEFAULT_VIDEOS)
     ap.add_argument("--max-frames", type=int, default=300, help="per video (the naive way is slow)")

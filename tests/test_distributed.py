@@ -78,13 +78,14 @@ def _snapshot(out: Path) -> dict[str, bytes]:
 def test_cluster_build_is_byte_identical_to_a_local_build(manifest, cluster, local_build, tmp_path):
     out = tmp_path / "ds"
     report = build_dataset(BuildConfig(manifests=(str(manifest),), out=str(out), progress=False,
-                                       scheduler=cluster.scheduler_address))
+                                       scheduler=cluster.scheduler_address, download_interval=0.05))
     local = _snapshot(local_build)
     assert sum(k.endswith(".npy") for k in local) >= 2 * len(CLIPS)
     assert _snapshot(out) == local
     assert [f["source"].rsplit("/", 1)[1] for f in report.failures] == ["gone.mp4"]
     assert "404" in report.failures[0]["reason"]
     assert (out / "videos").is_dir() and len(list((out / "videos").glob("*.mp4"))) == len(CLIPS)
+    assert (out / "videos" / ".throttle" / "127.0.0.1").is_file()  # the workers took turns
 
 
 def _kill_a_busy_worker(address: str, build: threading.Thread, timeout: float = 120) -> str:

@@ -59,6 +59,7 @@ class BuildConfig:
     manifest_cache: str | None = None
     scheduler: str | None = None          #: Dask scheduler ('tcp://host:port', 'local[:N]'); None: local pool
     task_retries: int = 2                 #: with a scheduler: reruns of a task that raised
+    download_interval: float = 0.0        #: seconds between download starts per host (throttle)
 
 
     def __post_init__(self) -> None:
@@ -76,6 +77,8 @@ class BuildConfig:
             raise OmgclipError("--val-fraction must be between 0 and 1")
         if self.task_retries < 0:
             raise OmgclipError("--task-retries must be 0 or more")
+        if not self.download_interval >= 0:
+            raise OmgclipError("--download-interval must be 0 or more seconds")
         if self.scheduler is not None:
             from omgclip.dataset.distributed import parse_scheduler
 
@@ -112,6 +115,7 @@ class BuildReport:
     skips_by_reason: dict
     failures: list
     manifest_skips: int
+    task_seconds: dict = field(default_factory=dict)  #: source -> seconds of its task in this run
 
     def summary(self) -> str:
         lines = [f"{self.blocks} blocks in {self.out}"]
@@ -354,10 +358,8 @@ def build_source(job: Job, cfg: BuildConfig, out: str, threads: int = 1) -> Sour
     job = dataclasses.replace(job, utterances=todo)
     t0 = time.perf_counter()
     if job.path is None and todo[0][0].is_url:
-        from omgclip.dataset.download import fetch_one
-
         try:
-            job = dataclasses.replace(job, path=str(fetch_one(job.source, _download_config(cfg, out_path))))
+            job = dataclasses.replace(job, path=str(_download(job.source, cfg, out_path)))
         except OmgclipError as exc:
             reason = " ".join(str(exc).split()) or type(exc).__name__
             log.warning("cannot fetch %s: %s", job.source, reason)
@@ -365,6 +367,18 @@ def build_source(job: Job, cfg: BuildConfig, out: str, threads: int = 1) -> Sour
     t1 = time.perf_counter()
     (_image_list_job if job.path is None else _video_job)(job, cfg, out_path)
     return SourceResult(job.source, None, t1 - t0, time.perf_counter() - t1)
+
+
+def _download(url: str, cfg: BuildConfig, out: Path) -> Path:
+    """The finished file of ``url``: from an earlier run, or downloaded now (after the
+    per-host throttle's turn, when ``cfg.download_interval`` is set)."""
+    from omgclip.dataset.download import cached_path, fetch_one
+    from omgclip.dataset.throttle import host_of, wait_turn
+
+    dl = _download_config(cfg, out)
+    if cfg.download_interval > 0 and cached_path(url, dl) is None:
+        wait_turn(dl.out_dir, host_of(url), cfg.download_interval)
+    return fetch_one(url, dl)
 
 
 # ----------------------------------------------------------------------------- the run
@@ -502,9 +516,12 @@ def build_dataset(cfg: BuildConfig) -> BuildReport:
     splits = assign_splits(utterances, cfg.split_by, cfg.val_fraction, cfg.seed)
     jobs = _plan_jobs(utterances, strides, cfg)
     log.info("%d utterances from %d sources", len(utterances), len(jobs))
-    failed = {r.source: r.failure for r in _run_jobs(jobs, cfg, out) if r.failure}
+    results = _run_jobs(jobs, cfg, out)
+    failed = {r.source: r.failure for r in results if r.failure}
     _remove_stale_temps(out)  # left by a task killed mid-write, that then ran again
     rows, skips = _collect(utterances, out, splits)
     failures = [{"source": j.source, "reason": failed[j.source]} for j in jobs if j.source in failed]
     _write_tables(out, rows, skips, failures)
-    return _report(cfg, out, rows, skips, failures, manifest_skips, strides)
+    report = _report(cfg, out, rows, skips, failures, manifest_skips, strides)
+    report.task_seconds = {r.source: r.download_s + r.faces_s for r in results}
+    return report

@@ -175,6 +175,14 @@ def map_tasks(client, func: Callable, items: Sequence, *, kwargs: dict, retries:
             bar.update()
 
 
+def _known_work(job) -> float:
+    """Seconds of video a job's utterances span, from the manifest (inf where an utterance
+    is a whole video of unknown length, so that those go first too)."""
+    spans = [(u.end - u.start) if u.start is not None and u.end is not None else float("inf")
+             for u, _ in job.utterances]
+    return sum(spans)
+
+
 def run_on_cluster(jobs: list, cfg, out: str) -> list:
     """build-dataset's engine on Dask: :func:`omgclip.dataset.build.build_source` for each
     job; returns one ``SourceResult`` per job (a failed task's reason as its failure)."""
@@ -183,6 +191,7 @@ def run_on_cluster(jobs: list, cfg, out: str) -> list:
     scheduler = parse_scheduler(cfg.scheduler)
     if not jobs:
         return []
+    jobs = sorted(jobs, key=_known_work, reverse=True)  # long videos first: a short tail
     log.info("sending %d source(s) to %s", len(jobs), scheduler.describe())
     results = []
     with connect(scheduler) as client:
