@@ -149,3 +149,46 @@ def test_temp_files_of_a_killed_run_are_removed(tmp_path, clip):
     _build(tmp_path, m)
     assert not any(p.exists() for p in stale)
     assert not list(out.rglob("*.tmp"))
+
+
+_KILL_MID_WRITE = """
+import os, signal, sys, runpy
+import numpy as np
+real_save, calls = np.save, [0]
+def save(file, arr, *a, **k):
+    calls[0] += 1
+    if calls[0] == int(os.environ["KILL_AT"]):   # the Nth block: write half of it, then die
+        real_save(file, arr[: len(arr) // 2], *a, **k)
+        file.flush()
+        os.kill(os.getpid(), signal.SIGKILL)
+    return real_save(file, arr, *a, **k)
+np.save = save
+sys.argv = ["omgclip"] + sys.argv[1:]
+runpy.run_module("omgclip", run_name="__main__")
+"""
+
+
+def _snapshot(out: Path) -> dict[str, bytes]:
+    files = {p.relative_to(out).as_posix(): p.read_bytes() for p in (out / fmt.BLOCKS_DIR).rglob("*")
+             if p.is_file()}
+    files[fmt.INDEX_FILE] = (out / fmt.INDEX_FILE).read_bytes()
+    return files
+
+
+def test_kill_minus_9_in_the_middle_of_a_block_write(tmp_path, clip):
+    import subprocess
+    import sys
+
+    m = _manifest(tmp_path / "m.csv", clip, [("happy", "a"), ("fear", "b"), ("sad", "c")])
+    argv = ["-q", "build-dataset", "--manifest", str(m), "--no-progress", "--out"]
+    subprocess.run([sys.executable, "-m", "omgclip", *argv, str(tmp_path / "clean")], check=True, timeout=120)
+    killed = tmp_path / "killed"
+    env = {**os.environ, "KILL_AT": "8"}  # utterance 'a' has 5 blocks: die inside 'b'
+    proc = subprocess.run([sys.executable, "-c", _KILL_MID_WRITE, *argv, str(killed)], env=env, timeout=120)
+    assert proc.returncode == -9
+    half = list(killed.rglob(".*.tmp"))
+    assert len(half) == 1 and half[0].suffix == ".tmp"        # it died holding a half-written block
+    assert not (killed / fmt.INDEX_FILE).exists()
+    subprocess.run([sys.executable, "-m", "omgclip", *argv, str(killed)], check=True, timeout=120)
+    assert _snapshot(killed) == _snapshot(tmp_path / "clean")
+    assert not list(killed.rglob("*.tmp"))
