@@ -31,6 +31,7 @@ HERE = Path(__file__).resolve().parent
 SHARED = HERE.parents[0].parent / "shared" / "data"
 DEFAULT_VIDEO = SHARED / "unlabeled_faces/videos/pyfeat_WolfgangLanger_Pexels.mp4"
 DEFAULT_JSON = HERE / "results" / "bench_predict.json"
+HAMILTON = SHARED / "unlabeled_faces/videos/face_recognition_short_hamilton_clip.mp4"
 TARGET_RTF = 5.0
 
 
@@ -113,6 +114,44 @@ def bench_one(path: Path, model, repeat: int, batch_size: int) -> dict:
     }
 
 
+def compare_detectors(video: Path, every: int = 5) -> list[dict]:
+    """``--detector hog`` vs ``cnn``: faces found and seconds per key frame of the whole-frame
+    cascade (predict's full pass) on the Hamilton clip's audience shot (frames 211-274:
+    three-quarter and profile faces) and on the first 100 frames of the benchmark video."""
+    from omgclip.faces.detect import FaceConfig, FaceDetector
+    from omgclip.faces.video_io import iter_gray_frames, probe
+
+    out = []
+    for name, path, start, stop in (("hamilton audience", HAMILTON, 211, 275),
+                                    (video.name, video, 0, 100)):
+        if not path.is_file():
+            continue
+        fps = probe(path).fps
+        frames = [g for i, g in iter_gray_frames(path, 640, start, stop) if i % every == 0]
+        for kind in ("hog", "cnn"):
+            det = FaceDetector(FaceConfig(), kind=kind)
+            det.detect(frames[0])  # loads the model
+            t0 = time.perf_counter()
+            found = [len(det.detect(g)) for g in frames]
+            per_frame = (time.perf_counter() - t0) / len(frames)
+            out.append({"clip": name, "detector": kind, "key_frames": len(frames),
+                        "faces": sum(found), "faces_per_frame": sum(found) / len(frames),
+                        "frames_with_face": sum(f > 0 for f in found), "max_faces": max(found),
+                        "s_per_key_frame": per_frame,
+                        "detect_only_rtf": every / fps / per_frame if per_frame > 0 else float("nan")})
+    return out
+
+
+def print_detectors(rows: list[dict]) -> None:
+    print("face detectors (whole-frame cascade at 640 px wide, every 5th frame):")
+    print(f"{'clip':<34} {'det':<4} {'frames':>6} {'with face':>9} {'faces/frame':>11} "
+          f"{'max':>4} {'s/frame':>8} {'RTF (detect)':>12}")
+    for r in rows:
+        print(f"{r['clip'][:34]:<34} {r['detector']:<4} {r['key_frames']:>6} {r['frames_with_face']:>9} "
+              f"{r['faces_per_frame']:>11.2f} {r['max_faces']:>4} {r['s_per_key_frame']:>8.3f} "
+              f"{r["detect_only_rtf"]:>11.2f}x")
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--video", type=Path, default=DEFAULT_VIDEO)
@@ -121,6 +160,8 @@ def main(argv=None) -> int:
     ap.add_argument("--repeat", type=int, default=3, help="runs per size; the fastest is reported")
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--json", type=Path, default=DEFAULT_JSON)
+    ap.add_argument("--skip-detectors", action="store_true",
+                    help="leave out the hog vs cnn detector comparison (~1-2 min)")
     args = ap.parse_args(argv)
     if not args.video.is_file():
         print(f"bench_predict: {args.video} not found (needs the shared data folder)", file=sys.stderr)
@@ -162,12 +203,15 @@ def main(argv=None) -> int:
     ok = results[0]["rtf"] >= TARGET_RTF
     print(f"target >= {TARGET_RTF:.0f}x real time at {results[0]['size']}: "
           f"{'met' if ok else 'NOT met'} ({results[0]['rtf']:.1f}x)")
+    detectors = [] if args.skip_detectors else compare_detectors(args.video)
+    if detectors:
+        print_detectors(detectors)
     atomic_write_json(args.json, {
         "benchmark": "predict", "target_rtf": TARGET_RTF, "target_met": ok,
         "model": model_desc, "threads": args.threads, "repeat": args.repeat,
         "batch_size": args.batch_size, "machine": platform.platform(),
         "cpu_count": os.cpu_count(), "torch": torch.__version__, "opencv": cv2.__version__,
-        "results": results,
+        "results": results, "detectors": detectors,
     })
     print(f"wrote {args.json}")
     return 0
