@@ -5,8 +5,8 @@
   frame. Written with OpenCV's ``mp4v`` codec, then -- when an ffmpeg binary is found
   (``PATH`` or ``imageio-ffmpeg``) -- re-encoded to H.264 / yuv420p (plays everywhere),
   keeping the input's audio when it has some. The file appears atomically.
-* :func:`plot_timeline`: each face track's emotion over time (matplotlib, Agg, no
-  global pyplot state).
+* :func:`plot_timeline`: each person's emotion over time, one lane per person (or per face
+  track for rows without ``person_id``) (matplotlib, Agg, no global pyplot state).
 """
 
 from __future__ import annotations
@@ -52,17 +52,27 @@ def emotion_bgr(label: str) -> tuple[int, int, int]:
 
 @dataclass(frozen=True)
 class Overlay:
-    """One face to draw on one frame: box ``(x0, y0, x1, y1)`` in source pixels."""
+    """One face to draw on one frame: box ``(x0, y0, x1, y1)`` in source pixels.
+    Tagged with the person (``P3``, or the known person's name) where ``person_id`` >= 0,
+    else with the track id."""
 
     track_id: int
     box: tuple[float, float, float, float]
     label: str
     confidence: float
+    person_id: int = -1
+    person: str = ""
+
+    @property
+    def tag(self) -> str:
+        if self.person:
+            return self.person
+        return f"P{self.person_id}" if self.person_id >= 0 else str(self.track_id)
 
 
 # ----------------------------------------------------------------------------- drawing
 def draw_overlays(frame, overlays: Iterable[Overlay]):
-    """Draw boxes and ``face N: label 0.87`` tags onto a BGR frame (in place; returned)."""
+    """Draw boxes and ``P1: label 0.87`` tags onto a BGR frame (in place; returned)."""
     import cv2
 
     h, w = frame.shape[:2]
@@ -74,7 +84,7 @@ def draw_overlays(frame, overlays: Iterable[Overlay]):
         x0, y0, x1, y1 = (int(round(v)) for v in ov.box)
         cv2.rectangle(frame, (x0, y0), (x1, y1), colour, thick, cv2.LINE_AA)
         conf = "" if ov.confidence != ov.confidence else f" {ov.confidence:.2f}"  # NaN check
-        text = f"{ov.track_id}: {ov.label}{conf}"
+        text = f"{ov.tag}: {ov.label}{conf}"
         (tw, th), base = cv2.getTextSize(text, font, font_scale, max(1, thick - 1))
         ty = y0 - base - 2 if y0 - th - base - 4 >= 0 else min(h - base - 2, y1 + th + 4)
         tx = max(0, min(x0, w - tw - 2))
@@ -197,11 +207,12 @@ def _atomic_copy(src: Path, dst: Path) -> Path:
 # ----------------------------------------------------------------------------- timeline
 def plot_timeline(rows, dst: str | os.PathLike, labels: Sequence[str] = EMOTIONS,
                   title: str | None = None) -> Path:
-    """Each face track's emotion over time, written to ``dst`` (.png/.pdf/.svg).
+    """Each person's emotion over time, written to ``dst`` (.png/.pdf/.svg).
 
-    Top panel: one lane per track, each segment coloured by its label (paler = less
-    confident); grey hatching where no face was usable. Below, for the longest tracks
-    (up to 6): the stacked class probabilities per segment.
+    Top panel: one lane per person (``person_id``; all of a person's tracks share the lane;
+    rows without that column: one lane per ``track_id``), each segment coloured by its label
+    (paler = less confident); grey hatching where no face was usable. Below, for the
+    persons seen longest (up to 6): the stacked class probabilities per segment.
     """
     import numpy as np
     from matplotlib.figure import Figure
@@ -214,10 +225,12 @@ def plot_timeline(rows, dst: str | os.PathLike, labels: Sequence[str] = EMOTIONS
     x0 = rows["start_s"] if timed else rows["segment"]
     x1 = rows["end_s"] if timed else rows["segment"] + 1
     rows = rows.assign(_x0=x0.to_numpy(), _w=(x1 - x0).to_numpy())
-    faces = rows[rows["track_id"] >= 0]
-    tracks = list(faces["track_id"].value_counts().sort_index().index)
-    panels = sorted(tracks, key=lambda t: -(faces["track_id"] == t).sum())[:MAX_TRACK_PANELS]
+    key = "person_id" if "person_id" in rows.columns else "track_id"
+    faces = rows[rows[key] >= 0]
+    tracks = list(faces[key].value_counts().sort_index().index)
+    panels = sorted(tracks, key=lambda t: -(faces[key] == t).sum())[:MAX_TRACK_PANELS]
     panels.sort()
+    names = _lane_names(faces, key)
 
     n_lanes = max(1, len(tracks))
     heights = [0.6 + 0.35 * n_lanes] + [1.4] * len(panels)
@@ -225,25 +238,25 @@ def plot_timeline(rows, dst: str | os.PathLike, labels: Sequence[str] = EMOTIONS
     axes = fig.subplots(len(heights), 1, sharex=True, squeeze=False,
                         gridspec_kw={"height_ratios": heights})[:, 0]
     ax = axes[0]
-    empty = rows[rows["track_id"] < 0]
+    empty = rows[rows[key] < 0]
     for _, r in empty.iterrows():
         ax.axvspan(r["_x0"], r["_x0"] + r["_w"], facecolor="0.93", edgecolor="0.7", hatch="//",
                    lw=0, zorder=0)
     for lane, tid in enumerate(tracks):
-        tr = faces[faces["track_id"] == tid]
+        tr = faces[faces[key] == tid]
         for _, r in tr.iterrows():
             rgb = np.array(emotion_rgb(r["label"])) / 255
             conf = r["confidence"] if r["confidence"] == r["confidence"] else 1.0
             ax.broken_barh([(r["_x0"], r["_w"])], (lane - 0.4, 0.8),
                            facecolors=[(*rgb, 0.35 + 0.65 * float(conf))], edgecolor="none")
-    ax.set_yticks(range(len(tracks)), [f"face {t}" for t in tracks] if tracks else [])
+    ax.set_yticks(range(len(tracks)), [names[t] for t in tracks] if tracks else [])
     ax.set_ylim(-0.6, n_lanes - 0.4)
     ax.invert_yaxis()
-    ax.set_title(("emotion per face over time" + (f" - {title}" if title else ""))
+    ax.set_title((f"emotion per {'person' if key == 'person_id' else 'face'} over time" + (f" - {title}" if title else ""))
                  + ("" if tracks else " (no face found)"), fontsize=11, loc="left")
     for k, tid in enumerate(panels, start=1):
         a = axes[k]
-        tr = faces[faces["track_id"] == tid]
+        tr = faces[faces[key] == tid]
         bottom = np.zeros(len(tr))
         for name, col in zip(labels, prob_cols):
             vals = tr[col].fillna(0).to_numpy()
@@ -251,7 +264,7 @@ def plot_timeline(rows, dst: str | os.PathLike, labels: Sequence[str] = EMOTIONS
                   color=np.array(emotion_rgb(name)) / 255, linewidth=0)
             bottom += vals
         a.set_ylim(0, 1)
-        a.set_ylabel(f"face {tid}\nP(emotion)", fontsize=9)
+        a.set_ylabel(f"{names[tid]}\nP(emotion)", fontsize=9)
     axes[-1].set_xlabel("time (s)" if timed else "segment")
     axes[-1].set_xlim(0, float((rows["_x0"] + rows["_w"]).max()))
     handles = [Patch(color=np.array(emotion_rgb(n)) / 255, label=n) for n in labels]
@@ -260,7 +273,19 @@ def plot_timeline(rows, dst: str | os.PathLike, labels: Sequence[str] = EMOTIONS
     fig.legend(handles=handles, loc="outside lower center", ncol=len(handles), fontsize=9,
                frameon=False)
     if len(tracks) > len(panels):
-        log.info("timeline: probability panels for the %d longest of %d tracks", len(panels),
+        log.info("timeline: probability panels for the %d longest of %d lanes", len(panels),
                  len(tracks))
     fmt = Path(dst).suffix.lower().lstrip(".") or "png"
     return atomic_write(dst, lambda tmp: fig.savefig(tmp, format=fmt, dpi=110))
+
+
+def _lane_names(faces, key: str) -> dict:
+    """``person 0 (Maria)`` / ``person 1`` / ``face 3`` for each lane id."""
+    out = {}
+    for lane, group in faces.groupby(key):
+        if key != "person_id":
+            out[lane] = f"face {int(lane)}"
+            continue
+        named = [n for n in group.get("person", []) if isinstance(n, str) and n]
+        out[lane] = f"person {int(lane)}" + (f" ({named[0]})" if named else "")
+    return out
