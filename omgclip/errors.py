@@ -5,6 +5,13 @@ class OmgclipError(Exception):
     """An expected mistake (bad input, missing file, wrong checkpoint): shown as one line."""
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised like Ctrl-C (see :func:`omgclip.fsutil.sigterm_raises`) so that
+    ``finally`` blocks remove temporary files before the process ends."""
+
+    exit_code = 143
+
+
 class VideoError(OmgclipError):
     """A video that cannot be opened or decoded."""
 

@@ -15,7 +15,6 @@ import logging
 import os
 import shutil
 import subprocess
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Mapping, Sequence
@@ -119,42 +118,54 @@ def write_annotated_video(src: str | os.PathLike, dst: str | os.PathLike,
                           reencode: bool = True) -> Path:
     """Write ``src`` with ``overlays[frame_index]`` drawn on each frame to ``dst`` (.mp4).
 
-    Every decoded input frame becomes one output frame. Returns ``dst``.
+    Every decoded input frame becomes one output frame. Returns ``dst``. The mp4v
+    intermediate is a tagged temporary file in ``dst``'s folder (see :mod:`omgclip.fsutil`).
     """
-    import cv2
-
+    from omgclip.fsutil import commit_temp, temp_path
 
     dst = Path(dst)
     fps = fps if fps and fps > 0 else 1.0
-    with tempfile.TemporaryDirectory(prefix="omgclip-annotate-") as tmpdir:
-        raw = Path(tmpdir) / "mp4v.mp4"
-        writer = None
-        written = 0
-        try:
-            for index, frame in iter_bgr_frames(src):
-                if writer is None:
-                    h, w = frame.shape[:2]
-                    writer = cv2.VideoWriter(str(raw), cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h))
-                    if not writer.isOpened():
-                        raise OmgclipError(f"{dst}: OpenCV cannot write an mp4v video here")
-                writer.write(draw_overlays(frame, overlays.get(index, ())))
-                written += 1
-        finally:
-            if writer is not None:
-                writer.release()
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    raw = temp_path(dst, suffix=".mp4")  # beside dst, not in /tmp: removed on any exit
+    try:
+        written = _write_mp4v(src, raw, dst, overlays, fps)
         if written == 0:
             raise OmgclipError(f"{src}: no frame could be decoded for annotation")
         ffmpeg = find_ffmpeg() if reencode else None
-        if ffmpeg is None:
-            if reencode:
-                log.warning("no ffmpeg found: %s stays mp4v (some players cannot play it); "
-                            "`pip install imageio-ffmpeg` for H.264", dst)
-            return _atomic_copy(raw, dst)
-        try:
-            return _reencode_h264(ffmpeg, raw, Path(src), dst)
-        except OmgclipError as exc:
-            log.warning("%s; keeping the mp4v encoding", exc)
-            return _atomic_copy(raw, dst)
+        if ffmpeg is not None:
+            try:
+                return _reencode_h264(ffmpeg, raw, Path(src), dst)
+            except OmgclipError as exc:
+                log.warning("%s; keeping the mp4v encoding", exc)
+        elif reencode:
+            log.warning("no ffmpeg found: %s stays mp4v (some players cannot play it); "
+                        "`pip install imageio-ffmpeg` for H.264", dst)
+        return commit_temp(raw, dst)
+    finally:
+        raw.unlink(missing_ok=True)
+
+
+def _write_mp4v(src, raw: Path, dst: Path, overlays: Mapping[int, Sequence[Overlay]],
+                fps: float) -> int:
+    """Every frame of ``src`` with its overlays, as OpenCV mp4v into ``raw``; the count."""
+    import cv2
+
+
+    writer = None
+    written = 0
+    try:
+        for index, frame in iter_bgr_frames(src):
+            if writer is None:
+                h, w = frame.shape[:2]
+                writer = cv2.VideoWriter(str(raw), cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h))
+                if not writer.isOpened():
+                    raise OmgclipError(f"{dst}: OpenCV cannot write an mp4v video here")
+            writer.write(draw_overlays(frame, overlays.get(index, ())))
+            written += 1
+    finally:
+        if writer is not None:
+            writer.release()
+    return written
 
 
 def find_ffmpeg() -> str | None:
@@ -197,11 +208,6 @@ def _reencode_h264(ffmpeg: str, raw: Path, src: Path, dst: Path) -> Path:
             last = str(exc)
             log.debug("%s", last)
     raise OmgclipError(last)
-
-
-def _atomic_copy(src: Path, dst: Path) -> Path:
-
-    return atomic_write(dst, lambda tmp: shutil.copyfile(src, tmp))
 
 
 # ----------------------------------------------------------------------------- timeline

@@ -7,9 +7,12 @@ memory bounded. Boxes in that working frame convert to source pixels with ``scal
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
+import sys
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
@@ -59,6 +62,7 @@ def probe(path: str | os.PathLike) -> VideoInfo:
         raise VideoError(f"{p}: is a folder, not a video")
     if p.stat().st_size == 0:
         raise VideoError(f"{p}: empty file (0 bytes)")
+    _check_readable(p)
     if is_image(p):
         img = _read_image(p, cv2.IMREAD_GRAYSCALE)
         return VideoInfo(str(p), 0.0, 1, img.shape[1], img.shape[0])
@@ -96,10 +100,56 @@ def to_work_gray(frame, scale: float):
     return gray
 
 
+def _check_readable(path: Path) -> None:
+    """OpenCV says only "cannot open" for a file it may not read; say why."""
+    try:
+        with open(path, "rb"):
+            pass
+    except PermissionError:
+        raise VideoError(f"{path}: permission denied (cannot read the file)") from None
+    except IsADirectoryError:
+        raise VideoError(f"{path}: is a folder, not a video") from None
+    except OSError as exc:
+        raise VideoError(f"{path}: cannot read the file ({exc.strerror or exc})") from None
+
+
+_damage_reported: set[str] = set()
+
+
+@contextlib.contextmanager
+def _native_stderr_caught(said: list[str]):
+    """libpng and libjpeg print straight to file descriptor 2 ("libpng error: Read Error",
+    "Premature end of JPEG file"), beside omgclip's one-line errors. Catch those lines
+    (into ``said``, as one line) so the caller can put them in its error or warning."""
+    try:
+        saved = os.dup(2)
+    except OSError:  # no stderr at all
+        yield
+        return
+    with tempfile.TemporaryFile() as sink:
+        sys.stderr.flush()
+        os.dup2(sink.fileno(), 2)
+        try:
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            sink.seek(0)
+            text = " ".join(sink.read(4000).decode("utf-8", "replace").split())
+            if text:
+                said.append(text[:300])
+
+
 def _read_image(path: Path, flags: int):
-    img = _cv2().imread(str(path), flags)
+    _check_readable(path)
+    said: list[str] = []
+    with _native_stderr_caught(said):
+        img = _cv2().imread(str(path), flags)
     if img is None:
-        raise VideoError(f"{path}: not a readable image")
+        raise VideoError(f"{path}: not a readable image" + (f" ({said[0]})" if said else ""))
+    if said and str(path) not in _damage_reported:  # once per file, not per read
+        _damage_reported.add(str(path))
+        log.warning("%s: the image is damaged and decodes only in part (%s)", path, said[0])
     return img
 
 

@@ -1,0 +1,75 @@
+"""Interrupted runs leave nothing behind: temporary files live beside their outputs (never in
+/tmp), Ctrl-C and SIGTERM remove them, and the next run removes what ``kill -9`` left."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+_ANNOTATE = """
+import sys
+from omgclip.apps.annotate import write_annotated_video
+write_annotated_video(sys.argv[1], sys.argv[2], {}, fps=25.0)
+"""
+
+
+def _synthetic_video(path: Path, frames: int = 300, size=(240, 320)) -> Path:
+    """A faceless video that is cheap to encode: a grey field with a moving square."""
+    import cv2
+
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 25.0, size[::-1])
+    for i in range(frames):
+        frame = np.full((*size, 3), 90, np.uint8)
+        x = (3 * i) % (size[1] - 40)
+        frame[100:140, x:x + 40] = (40, 200, 240)
+        writer.write(frame)
+    writer.release()
+    return path
+
+
+def _wait_for(pred, timeout: float = 120.0):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        found = pred()
+        if found:
+            return found
+        time.sleep(0.005)
+    raise AssertionError("timed out waiting")
+
+
+@pytest.fixture(scope="module")
+def noise_video(tmp_path_factory) -> Path:
+    return _synthetic_video(tmp_path_factory.mktemp("src") / "noise.mp4")
+
+
+def test_annotate_keeps_its_intermediate_beside_the_output_and_the_next_run_sweeps_it(
+        noise_video, tmp_path):
+    from omgclip.apps.annotate import write_annotated_video
+    from omgclip.faces.video_io import count_frames
+
+    out, systmp = tmp_path / "out", tmp_path / "systmp"
+    out.mkdir()
+    systmp.mkdir()
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "TMPDIR": str(systmp)}
+    proc = subprocess.Popen([sys.executable, "-c", _ANNOTATE, str(noise_video), str(out / "a.mp4")],
+                            env=env, cwd=ROOT, stderr=subprocess.PIPE, text=True)
+    try:
+        _wait_for(lambda: any(out.iterdir()) or any(systmp.iterdir()))
+        time.sleep(0.05)
+    finally:
+        proc.kill()  # kill -9: no clean-up code runs
+        proc.communicate(timeout=60)
+    assert list(systmp.iterdir()) == [], "annotation wrote temporary files into /tmp"
+    left = [p.name for p in out.iterdir()]
+    assert left and all(n.startswith(".a.mp4.omgclip-") for n in left), left
+    write_annotated_video(noise_video, out / "a.mp4", {}, fps=25.0)  # the next run
+    assert [p.name for p in out.iterdir()] == ["a.mp4"]
+    assert count_frames(out / "a.mp4") == count_frames(noise_video)
