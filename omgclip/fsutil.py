@@ -36,6 +36,8 @@ _TAG = "omgclip"
 _TEMP_NAME = re.compile(r"^\..*\.omgclip-(?P<host>[0-9a-f]{8})-(?P<pid>\d+)-[a-z0-9_]+(\.[^/]*)?$")
 _swept: set[str] = set()
 _swept_lock = threading.Lock()
+_live: set[str] = set()  # temporary files of this process not yet committed or discarded
+_live_lock = threading.Lock()
 
 
 # ----------------------------------------------------------------------------- temporary files
@@ -47,16 +49,55 @@ def _host_tag() -> str:
 def temp_path(path: str | os.PathLike, suffix: str = ".tmp") -> Path:
     """Create (empty, usual permissions) and return a tagged temporary file beside ``path``.
 
-    The caller renames it over ``path`` or removes it. ``suffix`` lets tools that pick a
-    format from the name (OpenCV's video writer) see the right one.
+    The caller renames it over ``path`` (:func:`commit_temp`) or removes it
+    (:func:`discard_temp`). Until then it is listed as live, so that an interrupt anywhere
+    (even before the caller's ``try``) removes it (see :func:`sigterm_raises`). ``suffix``
+    lets tools that pick a format from the name (OpenCV's video writer) see the right one.
     """
     path = Path(path)
     sweep_stale_temps(path.parent)
     prefix = f".{path.name[:80]}.{_TAG}-{_host_tag()}-{os.getpid()}-"
-    fd, name = tempfile.mkstemp(prefix=prefix, suffix=suffix, dir=path.parent)
+    with _signals_held():
+        fd, name = tempfile.mkstemp(prefix=prefix, suffix=suffix, dir=path.parent)
+        with _live_lock:
+            _live.add(name)
     os.close(fd)
     os.chmod(name, _file_mode())  # mkstemp makes 0600; give the file the usual permissions
     return Path(name)
+
+
+def discard_temp(tmp: str | os.PathLike) -> None:
+    """Remove a temporary file made by :func:`temp_path` (no error if it is gone)."""
+    with _live_lock:
+        _live.discard(os.fspath(tmp))
+    Path(tmp).unlink(missing_ok=True)
+
+
+def remove_live_temps() -> int:
+    """Remove every temporary file of this process that was neither committed nor
+    discarded (an interrupt came in between). Returns how many were removed."""
+    with _live_lock:
+        names = list(_live)
+        _live.clear()
+    for name in names:
+        with contextlib.suppress(OSError):
+            os.unlink(name)
+    return len(names)
+
+
+@contextlib.contextmanager
+def _signals_held() -> Iterator[None]:
+    """Hold SIGINT/SIGTERM for a few lines (delivered right after), in the main thread."""
+    held = {signal.SIGINT, signal.SIGTERM}
+    if threading.current_thread() is not threading.main_thread() or not hasattr(
+            signal, "pthread_sigmask"):
+        yield
+        return
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, held)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
 
 
 def sweep_stale_temps(folder: str | os.PathLike, *, force: bool = False) -> list[Path]:
@@ -116,16 +157,23 @@ def commit_temp(tmp: str | os.PathLike, path: str | os.PathLike) -> Path:
     with open(tmp, "rb+") as fh:
         os.fsync(fh.fileno())
     os.replace(tmp, path)
+    with _live_lock:
+        _live.discard(os.fspath(tmp))
     return Path(path)
 
 
 @contextlib.contextmanager
 def sigterm_raises() -> Iterator[None]:
     """Inside the block, SIGTERM raises :class:`~omgclip.errors.Terminated` (a
-    ``KeyboardInterrupt``) in the main thread, so temporary files are removed as for
-    Ctrl-C. Elsewhere than the main thread this does nothing."""
+    ``KeyboardInterrupt``) in the main thread, so ``finally`` blocks run as for Ctrl-C; a
+    block left by any exception removes this process's live temporary files. Outside the
+    main thread only the latter."""
     if threading.current_thread() is not threading.main_thread():
-        yield
+        try:
+            yield
+        except BaseException:
+            remove_live_temps()
+            raise
         return
 
     def handler(signum, frame):
@@ -134,6 +182,9 @@ def sigterm_raises() -> Iterator[None]:
     previous = signal.signal(signal.SIGTERM, handler)
     try:
         yield
+    except BaseException:
+        remove_live_temps()
+        raise
     finally:
         signal.signal(signal.SIGTERM, previous)
 
@@ -149,7 +200,7 @@ def atomic_write(path: str | os.PathLike, writer: Callable[[Path], None]) -> Pat
         writer(tmp)
         commit_temp(tmp, path)
     except BaseException:
-        tmp.unlink(missing_ok=True)
+        discard_temp(tmp)
         raise
     return path
 
@@ -234,7 +285,7 @@ def _probe_write(folder: Path, option: str, shown: Path) -> None:
     """Create and remove a temporary file: ``os.access`` says yes to root on anything but a
     read-only mount, and nothing on full disks or odd mounts."""
     try:
-        temp_path(folder / "probe").unlink()
+        discard_temp(temp_path(folder / "probe"))
     except OSError as exc:
         reason = "permission denied" if exc.errno in (errno.EACCES, errno.EPERM) else (
             exc.strerror or str(exc))

@@ -15,6 +15,9 @@ import pytest
 from omgclip.errors import VideoError
 
 ROOT = Path(__file__).resolve().parents[1]
+# libav reads its log level at the process's first capture or writer; these tests may make
+# one before omgclip does (see omgclip.faces.video_io._cv2).
+os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
 
 
 def _unprivileged() -> list[str]:
@@ -85,3 +88,18 @@ def test_unreadable_input_says_permission_denied(name, pictures, tmp_path):
     src.chmod(0)
     proc = _cli("predict", "--no-progress", str(src), prefix=_unprivileged())
     _assert_one_line(proc, "permission denied")
+
+
+def test_libav_lines_go_into_the_error_even_when_cv2_was_set_up_first(tmp_path):
+    """Another library may have made the process's first capture before omgclip could set
+    libav's log level; probe still keeps libav's "moov atom not found" off stderr."""
+    env = {k: v for k, v in os.environ.items() if k != "OPENCV_FFMPEG_LOGLEVEL"}
+    env["PYTHONPATH"] = str(ROOT)
+    (tmp_path / "notes.mp4").write_text("this is text, not a video\n" * 50)
+    code = ("import sys, cv2\ncv2.VideoCapture(sys.argv[2]).release()\n"
+            "from omgclip.faces.video_io import probe\n"
+            "try:\n    probe(sys.argv[1])\nexcept Exception as exc:\n    print(exc)\n")
+    proc = subprocess.run([sys.executable, "-c", code, str(tmp_path / "notes.mp4"),
+                           str(tmp_path / "absent.mp4")], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.stderr == "" and "not a readable video (moov atom not found)" in proc.stdout, proc

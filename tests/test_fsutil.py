@@ -141,3 +141,13 @@ def test_same_file_sees_links_and_dots(tmp_path):
     assert same_file(a, tmp_path / "link.mp4") and same_file(a, tmp_path / "hard.mp4")
     assert same_file(a, tmp_path / "sub" / ".." / "a.mp4")
     assert not same_file(a, tmp_path / "b.mp4")
+
+
+def test_an_interrupt_before_the_callers_try_still_removes_the_temp(tmp_path):
+    from omgclip.fsutil import sigterm_raises
+
+    with pytest.raises(KeyboardInterrupt):
+        with sigterm_raises():
+            temp_path(tmp_path / "a.mp4", suffix=".mp4")
+            raise KeyboardInterrupt  # as if Ctrl-C came between mkstemp and the try
+    assert list(tmp_path.iterdir()) == []

@@ -13,6 +13,9 @@ import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
+# libav reads its log level at the process's first capture or writer; these tests may make
+# one before omgclip does (see omgclip.faces.video_io._cv2).
+os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
 
 _ANNOTATE = """
 import sys

@@ -121,7 +121,7 @@ def write_annotated_video(src: str | os.PathLike, dst: str | os.PathLike,
     Every decoded input frame becomes one output frame. Returns ``dst``. The mp4v
     intermediate is a tagged temporary file in ``dst``'s folder (see :mod:`omgclip.fsutil`).
     """
-    from omgclip.fsutil import commit_temp, temp_path
+    from omgclip.fsutil import commit_temp, discard_temp, temp_path
 
     dst = Path(dst)
     fps = fps if fps and fps > 0 else 1.0
@@ -142,7 +142,7 @@ def write_annotated_video(src: str | os.PathLike, dst: str | os.PathLike,
                         "`pip install imageio-ffmpeg` for H.264", dst)
         return commit_temp(raw, dst)
     finally:
-        raw.unlink(missing_ok=True)
+        discard_temp(raw)
 
 
 def _write_mp4v(src, raw: Path, dst: Path, overlays: Mapping[int, Sequence[Overlay]],

@@ -11,6 +11,7 @@ import contextlib
 import logging
 import math
 import os
+import re
 import sys
 import tempfile
 from dataclasses import dataclass
@@ -66,17 +67,21 @@ def probe(path: str | os.PathLike) -> VideoInfo:
     if is_image(p):
         img = _read_image(p, cv2.IMREAD_GRAYSCALE)
         return VideoInfo(str(p), 0.0, 1, img.shape[1], img.shape[0])
-    cap = cv2.VideoCapture(str(p))
-    try:
-        if not cap.isOpened():
-            raise VideoError(f"{p}: not a readable video")
-        ok, frame = cap.read()
-        if not ok or frame is None:
-            raise VideoError(f"{p}: no frame could be decoded (not a video, or truncated)")
+    said: list[str] = []  # libav's own lines, should cv2 have been set up before us
+    with _native_stderr_caught(said):
+        cap = cv2.VideoCapture(str(p))
+        opened = cap.isOpened()
+        ok, frame = cap.read() if opened else (False, None)
         fps = float(cap.get(cv2.CAP_PROP_FPS) or 0.0)
         count = int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
-    finally:
         cap.release()
+    why = f" ({said[0]})" if said else ""
+    if said:
+        log.debug("%s: decoder said: %s", p, said[0])
+    if not opened:
+        raise VideoError(f"{p}: not a readable video{why}")
+    if not ok or frame is None:
+        raise VideoError(f"{p}: no frame could be decoded (not a video, or truncated){why}")
     if not fps or math.isnan(fps) or fps <= 0 or fps > 1000:
         raise VideoError(f"{p}: the video reports no usable frame rate ({fps})")
     return VideoInfo(str(p), fps, max(count, 1), frame.shape[1], frame.shape[0])
@@ -114,6 +119,7 @@ def _check_readable(path: Path) -> None:
 
 
 _damage_reported: set[str] = set()
+_LIBAV_PREFIX = re.compile(r"\[[^\]\n]* @ 0x[0-9a-fA-F]+\]\s*")  # "[mov,mp4,... @ 0x55f1...] "
 
 
 @contextlib.contextmanager
@@ -135,7 +141,8 @@ def _native_stderr_caught(said: list[str]):
             os.dup2(saved, 2)
             os.close(saved)
             sink.seek(0)
-            text = " ".join(sink.read(4000).decode("utf-8", "replace").split())
+            text = sink.read(4000).decode("utf-8", "replace")
+            text = " ".join(_LIBAV_PREFIX.sub("", text).split())
             if text:
                 said.append(text[:300])
 
