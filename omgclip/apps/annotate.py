@@ -21,7 +21,7 @@ from typing import Iterable, Mapping, Sequence
 
 from omgclip.errors import OmgclipError
 from omgclip.labels import EMOTIONS
-from omgclip.fsutil import atomic_write
+from omgclip.fsutil import atomic_write, commit_temp, discard_temp, temp_path
 from omgclip.faces.video_io import iter_bgr_frames
 
 log = logging.getLogger(__name__)
@@ -121,7 +121,6 @@ def write_annotated_video(src: str | os.PathLike, dst: str | os.PathLike,
     Every decoded input frame becomes one output frame. Returns ``dst``. The mp4v
     intermediate is a tagged temporary file in ``dst``'s folder (see :mod:`omgclip.fsutil`).
     """
-    from omgclip.fsutil import commit_temp, discard_temp, temp_path
 
     dst = Path(dst)
     fps = fps if fps and fps > 0 else 1.0
