@@ -15,27 +15,16 @@ import numpy as np
 import pandas as pd
 import pytest
 
-# libav's own stderr lines for broken files ("moov atom not found") are read from this at
-# the first VideoCapture of the process; set it before any test decodes anything so that
-# the one-line error checks below see only omgclip's line.
-
-from omgclip.cli import main  # noqa: E402
-from omgclip.errors import OmgclipError  # noqa: E402
-from omgclip.labels import EMOTIONS  # noqa: E402
-from omgclip.apps.predict import (  # noqa: E402
+from omgclip.cli import main
+from omgclip.errors import OmgclipError
+from omgclip.labels import EMOTIONS
+from omgclip.apps.predict import (
     PartialPredictError, PredictConfig, predict, predict_video, _windows)
-from omgclip.apps.report import columns, format_table, smooth_probs  # noqa: E402
-from omgclip.learn.inference import pad_clip  # noqa: E402
-from omgclip.dataset.segment import Block  # noqa: E402
-from omgclip.faces.video_io import count_frames, probe  # noqa: E402
+from omgclip.apps.report import columns, format_table, smooth_probs
+from omgclip.learn.inference import pad_clip
+from omgclip.dataset.segment import Block
+from omgclip.faces.video_io import count_frames, probe
 
-try:
-    from _http import Route, serve
-except ImportError:  # run from the repository root as a package
-    from tests._http import Route, serve
-
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
-VIDEOS = DATA / "unlabeled_faces" / "videos"
 TALKING = "pyfeat_WolfgangLanger_Pexels.mp4"      # 640x360, 23.976 fps, 472 frames, one face
 SHORT = "pyfeat_single_face.mp4"                  # 640x360, 30 fps, 72 frames
 HAMILTON = "face_recognition_short_hamilton_clip.mp4"  # 640x360, several people
@@ -44,10 +33,8 @@ PROBS = [f"p_{e}" for e in EMOTIONS]
 
 # ----------------------------------------------------------------------------- fixtures
 @pytest.fixture(scope="session")
-def videos() -> Path:
-    if not (VIDEOS / TALKING).is_file():
-        pytest.skip(f"real face videos not found at {VIDEOS} (a clone without ../shared/data)")
-    return VIDEOS
+def videos(shared_data) -> Path:
+    return shared_data / "unlabeled_faces" / "videos"
 
 
 @pytest.fixture(scope="session")
@@ -72,18 +59,6 @@ def still_image(videos, tmp_path_factory) -> Path:
     assert ok
     path = tmp_path_factory.mktemp("still") / "face.jpg"
     cv2.imwrite(str(path), frame)
-    return path
-
-
-def _write_video(path: Path, frames, fps: float = 25.0) -> Path:
-    import cv2
-
-    frames = list(frames)
-    h, w = frames[0].shape[:2]
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h))
-    for f in frames:
-        writer.write(f)
-    writer.release()
     return path
 
 
@@ -220,8 +195,8 @@ def test_still_image(still_image, checkpoint, tmp_path):
     assert (tmp_path / "face.png").stat().st_size > 0
 
 
-def test_video_shorter_than_a_segment(videos, checkpoint, tmp_path):
-    path = _write_video(tmp_path / "short.mp4", _first_frames(videos / SHORT, 13), fps=30)
+def test_video_shorter_than_a_segment(write_video, videos, checkpoint, tmp_path):
+    path = write_video(tmp_path / "short.mp4", _first_frames(videos / SHORT, 13), fps=30)
     rows = predict(PredictConfig(inputs=(str(path),), checkpoint=checkpoint, progress=False))
     assert rows["segment"].nunique() == 1
     assert (rows["start_frame"].iloc[0], rows["end_frame"].iloc[0]) == (0, 13)
@@ -246,11 +221,11 @@ def test_truncated_video_ends_where_the_data_ends(videos, checkpoint, tmp_path):
     _check_tiling(rows, decoded, probe(cut).fps)
 
 
-def test_video_without_a_face_gives_explicit_rows(checkpoint, tmp_path, capsys):
+def test_video_without_a_face_gives_explicit_rows(write_video, checkpoint, tmp_path, capsys):
     rng = np.random.default_rng(0)
     frames = [np.full((240, 320, 3), 90, np.uint8) + rng.integers(0, 8, (240, 320, 3), dtype=np.uint8)
               for _ in range(45)]
-    path = _write_video(tmp_path / "empty_room.mp4", frames, fps=25)
+    path = write_video(tmp_path / "empty_room.mp4", frames, fps=25)
     out = tmp_path / "rows.csv"
     assert main(["predict", "--checkpoint", checkpoint, "--no-progress", "--out", str(out), str(path)]) == 0
     rows = pd.read_csv(out)
@@ -261,155 +236,95 @@ def test_video_without_a_face_gives_explicit_rows(checkpoint, tmp_path, capsys):
     assert "no face" in capsys.readouterr().out
 
 
-def test_stride_and_smoothing(videos, checkpoint):
-    path = str(videos / SHORT)
-    rows = predict(PredictConfig(inputs=(path,), checkpoint=checkpoint, progress=False, stride=10))
-    seg = rows.drop_duplicates("segment")
-    assert seg["start_frame"].tolist()[:4] == [0, 10, 20, 30]
-    assert seg["end_frame"].max() == count_frames(videos / SHORT)
-    smooth = predict(PredictConfig(inputs=(path,), checkpoint=checkpoint, progress=False, smooth=3))
-    raw = predict(PredictConfig(inputs=(path,), checkpoint=checkpoint, progress=False))
-    assert len(smooth) == len(raw)
+@pytest.fixture(scope="module")
+def short_raw(videos, checkpoint):
+    return predict(PredictConfig(inputs=(str(videos / SHORT),), checkpoint=checkpoint, progress=False))
+
+
+def test_stride_windows_overlap_and_reach_the_end(videos, checkpoint):
+    rows = predict(PredictConfig(inputs=(str(videos / SHORT),), checkpoint=checkpoint, progress=False,
+                                 stride=10))
+    seg = rows.drop_duplicates("segment").sort_values("segment")
+    decoded = count_frames(videos / SHORT)  # 72
+    assert seg["start_frame"].tolist() == list(range(0, decoded, 10))
+    assert seg["end_frame"].tolist() == [min(s + 20, decoded) for s in range(0, decoded, 10)]
+    assert rows.loc[rows["start_frame"] == 0, "track_id"].ge(0).all()
+
+
+def test_smooth_averages_each_faces_neighbouring_segments(videos, checkpoint, short_raw):
+    smooth = predict(PredictConfig(inputs=(str(videos / SHORT),), checkpoint=checkpoint, progress=False,
+                                   smooth=3))
+    raw = short_raw
+    assert len(smooth) == len(raw) and (raw["track_id"] >= 0).sum() >= 3
+    expect = smooth_probs(raw, 3, PROBS)
+    np.testing.assert_allclose(smooth[PROBS].to_numpy(float), expect[PROBS].to_numpy(float), atol=1e-6)
+    assert not np.allclose(smooth[PROBS].to_numpy(float), raw[PROBS].to_numpy(float), atol=1e-6)
     faces = smooth[smooth["track_id"] >= 0]
     np.testing.assert_allclose(faces[PROBS].sum(axis=1), 1.0, atol=1e-5)
     assert (faces["label"] == faces[PROBS].idxmax(axis=1).str[2:]).all()
+    np.testing.assert_allclose(faces["confidence"], faces[PROBS].max(axis=1))
 
 
-def test_url_input_is_downloaded_into_the_cache(videos, checkpoint, tmp_path):
-    body = (videos / SHORT).read_bytes()
-    with serve({"/clip.mp4": Route(body)}) as server:
-        url = server.url("/clip.mp4")
-        rows = predict(PredictConfig(inputs=(url,), checkpoint=checkpoint, progress=False,
-                                     cache_dir=str(tmp_path / "cache")))
-    assert (rows["file"] == url).all()
-    assert rows["end_frame"].max() == count_frames(videos / SHORT)
-    assert any((tmp_path / "cache").iterdir())
+@pytest.fixture(scope="module")
+def two_faces_wide(videos, tmp_path_factory):
+    """1280x720, 30 frames: the single-face clip's frames x 130..450 on the left and the
+    talking head's x 260..580 on the right, each enlarged 2x (so the faces are as big in the
+    640-wide working frame as in the originals)."""
+    import cv2
+
+    left, right = _first_frames(videos / SHORT, 30), _first_frames(videos / TALKING, 30)
+    path = tmp_path_factory.mktemp("wide") / "two_faces.mp4"
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 30, (1280, 720))
+    for a, b in zip(left, right):
+        writer.write(np.concatenate([cv2.resize(a[:, 130:450], (640, 720)),
+                                     cv2.resize(b[:, 260:580], (640, 720))], axis=1))
+    writer.release()
+    assert count_frames(path) == 30
+    return path
 
 
-def test_several_inputs_a_bad_one_is_reported_and_the_others_run(videos, checkpoint, tmp_path, capfd):
-    good = _write_video(tmp_path / "good.mp4", _first_frames(videos / SHORT, 25), fps=30)
-    out = tmp_path / "rows.csv"
-    argv = ["predict", "--checkpoint", checkpoint, "--no-progress", "--out", str(out),
-            str(good), str(tmp_path / "missing.mp4")]
-    code = main(argv)
-    captured = capfd.readouterr()
-    assert code == 2 and "Traceback" not in captured.err
-    assert captured.err.strip().splitlines()[-1].startswith("omgclip: error: 1 of 2 inputs failed")
-    assert "missing.mp4" in captured.err and "good.mp4" in captured.out
-    back = pd.read_csv(out)
-    assert set(back["file"]) == {str(good)} and back["end_frame"].max() == 25
-    with pytest.raises(PartialPredictError) as info:
-        predict(PredictConfig(inputs=(str(good), str(tmp_path / "missing.mp4")),
-                              checkpoint=checkpoint, progress=False))
-    assert len(info.value.rows) == 2
+def test_two_faces_in_one_segment_both_labeled_with_boxes_in_source_pixels(two_faces_wide, checkpoint,
+                                                                           short_raw):
+    rows = predict(PredictConfig(inputs=(str(two_faces_wide),), checkpoint=checkpoint, progress=False))
+    assert rows["segment"].tolist() == [0, 0, 1, 1]  # 30 frames: 20 + 10, two faces in each
+    faces = rows[rows["track_id"] >= 0]
+    assert len(faces) == 4 and faces.groupby("segment")["track_id"].nunique().tolist() == [2, 2]
+    assert faces["label"].isin(EMOTIONS).all()
+    cx = (faces["x0"] + faces["x1"]) / 2
+    left, right = faces[cx < 640], faces[cx >= 640]
+    assert len(left) == 2 and len(right) == 2 and left["track_id"].nunique() == right["track_id"].nunique() == 1
+    # boxes are in the 1280x720 source's pixels (the frames were decoded at 640x360): the
+    # left face is where it is in the original, moved and enlarged as the frame was
+    alone = short_raw[(short_raw["segment"] == 0) & (short_raw["track_id"] >= 0)].iloc[0]
+    here = left[left["segment"] == 0].iloc[0]
+    expect = {"x0": 2 * (alone["x0"] - 130), "x1": 2 * (alone["x1"] - 130), "y0": 2 * alone["y0"],
+              "y1": 2 * alone["y1"]}
+    width = expect["x1"] - expect["x0"]
+    assert width > 200
+    for c, v in expect.items():
+        assert abs(here[c] - v) < 0.12 * width, (c, here[c], v)
+    assert (right["x0"] > 640).all() and (right["y1"] > 400).all()
 
 
-def test_batches_across_segments(videos, checkpoint):
-    from omgclip.apps.predict import load_predict_model
-
-    model = load_predict_model(checkpoint)
-    sizes = []
-    forward = model.net.forward
-
-    def spy(x):
-        sizes.append(x.shape[0])
-        assert tuple(x.shape[1:]) == (1, 20, 80, 80)
-        assert float(x.min()) >= 0 and float(x.max()) <= 1
-        return forward(x)
-
-    model.net.forward = spy
-    cfg = PredictConfig(inputs=("unused",), batch_size=8, progress=False)
-    result = predict_video(videos / TALKING, model, cfg)
-    clips = sum(1 for r in result.rows if r["track_id"] >= 0)
-    assert sizes[:-1] == [8] * (len(sizes) - 1) and sum(sizes) == clips
-    assert result.times.decode > 0 and result.times.faces > 0 and result.times.model > 0
-
-
-# ----------------------------------------------------------------------------- one-line errors
-@pytest.mark.parametrize("case", ["missing", "not_a_video", "empty", "no_glob_match", "bad_out",
-                                  "unreachable_url", "ftp_url"])
-def test_bad_input_is_one_line_error(case, checkpoint, tmp_path, capfd):
-    args = ["predict", "--checkpoint", checkpoint, "--no-progress"]
-    if case == "missing":
-        args.append(str(tmp_path / "nothere.mp4"))
-    elif case == "not_a_video":
-        (tmp_path / "notes.mp4").write_text("this is text, not a video\n" * 50)
-        args.append(str(tmp_path / "notes.mp4"))
-    elif case == "empty":
-        (tmp_path / "empty.mp4").write_bytes(b"")
-        args.append(str(tmp_path / "empty.mp4"))
-    elif case == "no_glob_match":
-        args.append(str(tmp_path / "*.mp4"))
-    elif case == "bad_out":
-        args += ["--out", str(tmp_path / "rows.txt"), str(tmp_path / "x.mp4")]
-    elif case == "unreachable_url":
-        with serve({}) as server:
-            url = server.url("/gone.mp4")  # answers 404
-        args += ["--cache-dir", str(tmp_path / "cache"), url]  # the server is shut: refused
-    elif case == "ftp_url":
-        args.append("ftp://127.0.0.1/x.mp4")
-    line = _one_line_error(capfd, args)
-    assert len(line) < 400
-    assert not list(tmp_path.glob("*.csv"))
-
-
-@pytest.mark.parametrize("case", ["junk", "missing", "not_ours"])
-def test_bad_checkpoint_is_one_line_error(case, still_image, tmp_path, capfd):
-    path = tmp_path / "model.pt"
-    if case == "junk":
-        path.write_bytes(b"\x00not a checkpoint" * 100)
-    elif case == "not_ours":
-        import torch
-
-        torch.save({"weights": torch.zeros(3)}, path)
-    out = tmp_path / "rows.csv"
-    _one_line_error(capfd, ["predict", "--checkpoint", str(path), "--no-progress",
-                            "--out", str(out), str(still_image)])
-    assert not out.exists()
-
-
-# ----------------------------------------------------------------------------- pure helpers
-def test_pad_clip_repeats_the_last_crop():
-    clip = np.arange(3 * 4 * 4, dtype=np.uint8).reshape(3, 4, 4)
-    padded = pad_clip(clip, 5)
-    assert padded.shape == (5, 4, 4)
-    assert (padded[:3] == clip).all() and (padded[3] == clip[2]).all() and (padded[4] == clip[2]).all()
-    assert pad_clip(clip, 3) is clip
-
-
-@pytest.mark.parametrize("count", [1, 19, 20, 21, 100, 105])
-def test_windows_start_whole_and_extend(count):
-    ws = _windows(count, 20, 20, image=False)
-    assert ws[0] == Block(0, 20)
-    assert all(a.stop == b.start for a, b in zip(ws, ws[1:]))
-    assert all(w.length == 20 for w in ws)
-
-
-def test_smooth_probs_averages_each_track_over_neighbours():
-    probs = np.eye(7)[[3, 3, 0, 3, 3]]
-    rows = pd.DataFrame({"file": "v", "segment": [0, 1, 2, 3, 4], "track_id": 0, "label": "",
-                         "confidence": 0.0, **{c: probs[:, i] for i, c in enumerate(PROBS)}})
-    out = smooth_probs(rows, 3, PROBS)
-    np.testing.assert_allclose(out.loc[2, PROBS].to_numpy(float), (probs[1] + probs[2] + probs[3]) / 3)
-    np.testing.assert_allclose(out.loc[0, PROBS].to_numpy(float), (probs[0] + probs[1]) / 2)
-    assert out["label"].tolist() == ["happy"] * 5
-    assert out.loc[2, "confidence"] == pytest.approx(2 / 3)
-
-
-def test_format_table_lists_rows_and_a_summary():
-    rows = pd.DataFrame({"file": ["a.mp4", "a.mp4"], "segment": [0, 1], "start_s": [0.0, 0.8],
-                         "end_s": [0.8, 1.6], "start_frame": [0, 20], "end_frame": [20, 40],
-                         "track_id": [0, -1], "label": ["happy", "no face"],
-                         "confidence": [0.9, math.nan]})
-    text = format_table(rows)
-    assert "happy" in text and "no face" in text and "face 0" in text
-    assert format_table(rows.iloc[:0]) == "(no rows)"
-
-
-def test_config_rejects_bad_options():
+@pytest.mark.parametrize("options", [{"inputs": ()}, {"annotate": "x.avi"}, {"stride": 0},
+                                     {"smooth": -1}, {"batch_size": 0}])
+def test_config_rejects_bad_options(options):
     with pytest.raises(OmgclipError):
-        PredictConfig(inputs=())
-    with pytest.raises(OmgclipError):
-        PredictConfig(inputs=("a.mp4",), annotate="x.avi")
-    with pytest.raises(OmgclipError):
-        PredictConfig(inputs=("a.mp4",), stride=0)
+        PredictConfig(**{"inputs": ("a.mp4",), **options})
+
+
+@pytest.mark.parametrize("n, window", [(2, (0, 1)), (3, (-1, 1)), (4, (-1, 2)), (5, (-2, 2))])
+def test_smoothing_windows_are_n_segments_wide(n, window):
+    """Segment s averages segments s + window[0] .. s + window[1] of the same face (an even
+    n leans forward); other faces and missing segments do not count."""
+    rng = np.random.default_rng(0)
+    probs = rng.dirichlet(np.ones(7), size=9)
+    rows = pd.DataFrame({"file": "v", "segment": [0, 1, 2, 3, 4, 5, 6, 8, 3], "track_id": [0] * 8 + [1],
+                         "label": "", "confidence": 0.0, **{c: probs[:, i] for i, c in enumerate(PROBS)}})
+    out = smooth_probs(rows, n, PROBS)
+    segs = rows["segment"].to_numpy()
+    for i in range(8):
+        near = [j for j in range(8) if window[0] <= segs[j] - segs[i] <= window[1]]
+        np.testing.assert_allclose(out.loc[i, PROBS].to_numpy(float), probs[near].mean(axis=0), err_msg=str(i))
+    np.testing.assert_allclose(out.loc[8, PROBS].to_numpy(float), probs[8])  # alone on its track
+    assert smooth_probs(rows, 1, PROBS) is rows
