@@ -15,11 +15,6 @@ from omgclip.dataset.manifest import RowSkip, Utterance
 from omgclip.dataset.omg import load_manifest
 from omgclip.dataset.sources import is_local_path, is_url
 
-try:
-    from _http import Route, serve
-except ImportError:  # tests collected as a package
-    from tests._http import Route, serve
-
 PROJECT = Path(__file__).resolve().parents[1]
 OMG_HEADER = "link,start,end,video,utterance,arousal,valence,EmotionMaxVote"
 OWN_HEADER = "source,start,end,label,group,split,id,crop"
@@ -244,26 +239,38 @@ def test_example_manifest_in_repo_loads_cleanly() -> None:
 
 # --------------------------------------------------------------------------- errors
 
-def test_missing_or_unreadable_files(tmp_path: Path) -> None:
-    with pytest.raises(OmgclipError, match="manifest not found"):
-        load_manifest(str(tmp_path / "nope.csv"))
+def _bytes_file(name: str, data: bytes):
+    def make(tmp: Path) -> Path:
+        (tmp / name).write_bytes(data)
+        return tmp / name
+    return make
+
+
+# (id, makes the bad manifest in a folder -> its path, words of the one-line error)
+BAD_MANIFEST_FILES = [
+    ("missing", lambda tmp: tmp / "nope.csv", "manifest not found"),
+    ("unknown_columns", _bytes_file("junk.csv", b"name,age\nbob,3\n"), "source,start,end,label"),
+    ("binary", _bytes_file("video.csv", b"\x00\x00\x00\x18ftypmp42" + bytes(range(256))), "expected"),
+    ("latin1", _bytes_file("latin.csv", "source,start,end,label\nk\xe4se.mp4,,,happy\n".encode("latin-1")),
+     "UTF-8"),
+    ("empty", _bytes_file("empty.csv", b""), "expected"),
+    ("a_folder", lambda tmp: tmp, "not a file"),
+]
+
+
+@pytest.mark.parametrize("make, words", [c[1:] for c in BAD_MANIFEST_FILES], ids=[c[0] for c in BAD_MANIFEST_FILES])
+def test_missing_or_unreadable_files(tmp_path: Path, make, words) -> None:
+    path = make(tmp_path)
+    with pytest.raises(OmgclipError, match=words) as err:
+        load_manifest(str(path))
+    assert "\n" not in str(err.value)
+
+
+def test_unknown_columns_name_both_formats(tmp_path: Path) -> None:
     junk = _write(tmp_path / "junk.csv", "name,age", "bob,3")
     with pytest.raises(OmgclipError, match="source,start,end,label") as err:
         load_manifest(str(junk))
-    assert "link,start,end,video,utterance" in str(err.value) and "\n" not in str(err.value)
-    binary = tmp_path / "video.csv"
-    binary.write_bytes(b"\x00\x00\x00\x18ftypmp42" + bytes(range(256)))
-    with pytest.raises(OmgclipError, match="expected"):
-        load_manifest(binary)
-    latin = tmp_path / "latin.csv"
-    latin.write_bytes("source,start,end,label\nk\xe4se.mp4,,,happy\n".encode("latin-1"))
-    with pytest.raises(OmgclipError, match="UTF-8"):
-        load_manifest(latin)
-    empty = _write(tmp_path / "empty.csv", "")
-    with pytest.raises(OmgclipError, match="expected"):
-        load_manifest(empty)
-    with pytest.raises(OmgclipError, match="not a file"):
-        load_manifest(tmp_path)
+    assert "link,start,end,video,utterance" in str(err.value)
 
 
 def test_unknown_omg_name_and_bad_split() -> None:
@@ -282,10 +289,11 @@ def test_bom_and_header_case_are_tolerated(tmp_path: Path) -> None:
 
 # --------------------------------------------------------------------------- omg:<split> download
 
-def test_omg_spec_downloads_once_and_reuses(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_omg_spec_downloads_once_and_reuses(loopback, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     body = (OMG_HEADER + "\nhttps://youtu.be/a,0,2,v1,utterance_1.mp4,0.1,0.2,4\n").encode()
-    with serve({"/pinned/omg_TrainVideos.csv": Route(body, content_type="text/csv"),
-                "/pinned/not_csv.csv": Route(b"<html>rate limited</html>", content_type="text/html")}) as server:
+    with loopback() as server:
+        server.add("/pinned/omg_TrainVideos.csv", body, content_type="text/csv")
+        server.add("/pinned/not_csv.csv", b"<html>rate limited</html>", content_type="text/html")
         monkeypatch.setitem(omg_mod.OMG_MANIFESTS, "train", server.url("/pinned/omg_TrainVideos.csv"))
         monkeypatch.setitem(omg_mod.OMG_MANIFESTS, "validation", server.url("/pinned/missing.csv"))
         monkeypatch.setitem(omg_mod.OMG_MANIFESTS, "test", server.url("/pinned/not_csv.csv"))
