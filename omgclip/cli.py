@@ -75,7 +75,8 @@ def _add_build(sub) -> None:
                 "Build a training-ready dataset of T-frame, SxS grayscale face blocks from "
                 "OMG-Emotion manifests or your own. Re-running the same command resumes.",
                 "  omgclip build-dataset --manifest omg:train --manifest omg:validation --out data/omg\n"
-                "  omgclip build-dataset --manifest my_clips.csv --out data/mine --limit 20 --workers 2")
+                "  omgclip build-dataset --manifest my_clips.csv --out data/mine --limit 20 --workers 2\n"
+                "  omgclip build-dataset --manifest big.csv --out /shared/data/big --scheduler tcp://head:8786")
     p.add_argument("--manifest", action="append", required=True, metavar="PATH|omg:SPLIT",
                    help="a manifest CSV, or omg:train / omg:validation / omg:test (repeatable)")
     p.add_argument("--out", required=True, help="dataset folder (created; re-running resumes)")
@@ -106,6 +107,15 @@ def _add_build(sub) -> None:
                    help="context around the dlib face box, per side, as a fraction of its size")
     p.add_argument("--retries", type=int, default=_default(B, "retries"), help="download retries")
     p.add_argument("--sleep", type=float, default=_default(B, "sleep"), help="polite seconds between downloads")
+    p.add_argument("--download-interval", type=float, default=_default(B, "download_interval"), metavar="S",
+                   help="at least S seconds between download starts from one host, over every process "
+                        "using the same --video-dir (avoids HTTP 429 from YouTube)")
+    p.add_argument("--scheduler", metavar="ADDRESS",
+                   help="run one task per video on a Dask cluster: tcp://HOST:PORT of a dask scheduler, "
+                        "or local[:N] for N local worker processes; --out must be on a filesystem "
+                        "shared by every worker (needs omgclip[dask])")
+    p.add_argument("--task-retries", type=int, default=_default(B, "task_retries"),
+                   help="with --scheduler: reruns of a task that failed")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(run=_run_build)
 
@@ -122,7 +132,8 @@ def _run_build(args) -> int:
         face=FaceConfig(detect_every=args.detect_every, detect_width=args.detect_width,
                         min_detect_frac=args.min_detect_frac, max_gap=args.max_gap,
                         margin=args.margin),
-        retries=args.retries, sleep=args.sleep, progress=not args.no_progress)
+        retries=args.retries, sleep=args.sleep, progress=not args.no_progress,
+        download_interval=args.download_interval, scheduler=args.scheduler, task_retries=args.task_retries)
     report = build_dataset(cfg)
     print(report.summary())
     return 0
@@ -162,7 +173,9 @@ def _add_train(sub) -> None:
                    help="early stopping: epochs without a better validation UAR")
     p.add_argument("--accelerator", default=_default(C, "accelerator"), help="auto, cpu, gpu, ...")
     p.add_argument("--devices", default=_default(C, "devices"), help="devices to train on (auto, 1, 2, ...)")
-    p.add_argument("--strategy", default=_default(C, "strategy"), help="e.g. ddp for several GPUs")
+    p.add_argument("--strategy", default=_default(C, "strategy"), help="e.g. ddp for several GPUs or nodes")
+    p.add_argument("--num-nodes", type=int, default=_default(C, "num_nodes"),
+                   help="machines taking part (DDP; each runs --devices processes)")
     p.add_argument("--precision", help="Lightning precision (default: bf16-mixed on GPU, else 32-true)")
     p.add_argument("--run-name", help="run folder name inside --out (default: <UTC time>-<model>)")
     p.add_argument("--resume-from", help="a checkpoints/last.ckpt to continue from")
@@ -177,13 +190,15 @@ def _run_train(args) -> int:
                   batch_size=args.batch_size, seed=args.seed, val_split=args.val_split,
                   val_fraction=args.val_fraction, balance=args.balance, patience=args.patience,
                   accelerator=args.accelerator, devices=args.devices, strategy=args.strategy,
-                  progress=not args.no_progress)
+                  num_nodes=args.num_nodes, progress=not args.no_progress)
     optional = dict(model=args.model, lr=args.lr, num_workers=args.workers,
                     weight_decay=args.weight_decay, schedule=args.schedule,
                     label_smoothing=args.label_smoothing, precision=args.precision,
                     run_name=args.run_name, resume_from=args.resume_from)
     fields.update({k: v for k, v in optional.items() if v is not None})
     result = train(TrainConfig(**fields))
+    if result.best_weights is None:  # a DDP process other than global rank 0: it reports nothing
+        return 0
     print(f"best checkpoint: {result.best_checkpoint}  (validation UAR {result.best_val_uar:.3f})")
     print(f"compact weights for predict/evaluate: {result.best_weights}")
     return 0
@@ -246,6 +261,9 @@ def _add_predict(sub) -> None:
     p.add_argument("--detect-every", type=int, default=_default(P, "detect_every"),
                    help="run the face detector every k-th frame; boxes are tracked in between")
     p.add_argument("--cache-dir", help="where URLs are downloaded (default ~/.cache/omgclip/videos)")
+    p.add_argument("--scheduler", metavar="ADDRESS",
+                   help="one task per input on a Dask cluster (tcp://HOST:PORT or local[:N]); rows "
+                        "come back here, --annotate/--plot files are written by the workers")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(run=_run_predict)
 
@@ -257,7 +275,8 @@ def _run_predict(args) -> int:
     cfg = PredictConfig(inputs=tuple(args.inputs), checkpoint=args.checkpoint, stride=args.stride,
                         batch_size=args.batch_size, smooth=args.smooth, out=args.out,
                         annotate=args.annotate, plot=args.plot, detect_every=args.detect_every,
-                        cache_dir=args.cache_dir, progress=not args.no_progress)
+                        cache_dir=args.cache_dir, progress=not args.no_progress,
+                        scheduler=args.scheduler)
     try:
         rows = predict(cfg)
     except PartialPredictError as exc:  # print what did work, then exit non-zero

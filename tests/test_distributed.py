@@ -54,7 +54,7 @@ def cluster():
     """A real scheduler and two single-threaded worker processes (each with a nanny that
     restarts it when it dies), on 127.0.0.1 only."""
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
-                                  dashboard_address=None) as c:
+                                  dashboard_address="127.0.0.1:0") as c:
         yield c
 
 
@@ -141,11 +141,24 @@ def test_a_task_that_keeps_failing_is_reported_not_raised(cluster):
 
 
 @slow
-def test_local_cluster_spec_builds_too(manifest, local_build, tmp_path):
-    """``--scheduler local:2`` starts (and stops) its own cluster."""
+def test_cli_with_a_local_cluster_builds_the_same(manifest, local_build, tmp_path, capsys):
+    """``omgclip build-dataset --scheduler local:2`` starts (and stops) its own cluster."""
+    from omgclip.cli import main
+
     out = tmp_path / "ds"
-    build_dataset(BuildConfig(manifests=(str(manifest),), out=str(out), progress=False, scheduler="local:2"))
+    assert main(["build-dataset", "--manifest", str(manifest), "--out", str(out), "--scheduler", "local:2",
+                 "--task-retries", "1", "--no-progress"]) == 0
+    assert "1 source(s) failed" in capsys.readouterr().out
     assert _snapshot(out) == _snapshot(local_build)
+
+
+def test_cli_refuses_a_bad_address_in_one_line(tmp_path, capsys):
+    from omgclip.cli import main
+
+    assert main(["build-dataset", "--manifest", "m.csv", "--out", str(tmp_path / "x"), "--scheduler",
+                 "tcp://nowhere"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("omgclip: error: --scheduler 'tcp://nowhere'") and "\n" not in err
 
 
 def test_workers_must_see_the_output_folder(cluster, tmp_path):
@@ -189,3 +202,25 @@ def test_unreachable_scheduler_is_one_clear_error(monkeypatch):
     with pytest.raises(OmgclipError, match="cannot reach the Dask scheduler"):
         with connect(parse_scheduler(f"tcp://127.0.0.1:{port}")):
             pass
+
+
+@slow
+def test_predict_on_the_cluster_gives_the_local_rows(shared_data, cluster, tmp_path, monkeypatch):
+    import pandas as pd
+
+    from omgclip.apps.predict import PartialPredictError, PredictConfig, predict
+
+    videos = shared_data / "mead_clips" / "videos"
+    monkeypatch.chdir(videos)  # relative inputs: sent as absolute paths, rows keep the name given
+    inputs = ("M030_front_happy_level3_001.mp4", "W009_front_angry_level3_001.mp4", "missing.mp4")
+    local = cluster_err = None
+    with pytest.raises(PartialPredictError) as local:
+        predict(PredictConfig(inputs=inputs, progress=False))
+    with pytest.raises(PartialPredictError) as cluster_err:
+        predict(PredictConfig(inputs=inputs, progress=False, scheduler=cluster.scheduler_address,
+                              out=str(tmp_path / "rows.csv")))
+    here, there = local.value.rows, cluster_err.value.rows
+    assert list(there.file.unique()) == list(inputs[:2])
+    pd.testing.assert_frame_equal(there, here)
+    assert "missing.mp4" in str(cluster_err.value) and "1 of 3 inputs failed" in str(cluster_err.value)
+    assert len(pd.read_csv(tmp_path / "rows.csv")) == len(here)

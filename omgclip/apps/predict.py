@@ -78,6 +78,7 @@ class PredictConfig:
     detect_every: int | None = 5           #: run the face detector every k-th frame
     cache_dir: str | None = None           #: where URL inputs are downloaded
     progress: bool = True                  #: tqdm bar over frames
+    scheduler: str | None = None           #: Dask scheduler: one task per input (see predict_cluster)
     face: FaceConfig | None = None         #: face settings (detect_every above overrides)
 
     def __post_init__(self) -> None:
@@ -91,6 +92,10 @@ class PredictConfig:
             raise OmgclipError(f"--smooth must be 0 or more, got {self.smooth}")
         if self.detect_every is not None and self.detect_every < 1:
             raise OmgclipError(f"--detect-every must be at least 1, got {self.detect_every}")
+        if self.scheduler is not None:
+            from omgclip.dataset.distributed import parse_scheduler
+
+            parse_scheduler(self.scheduler)
         _check_suffix(self.out, OUT_SUFFIXES, "--out")
         _check_suffix(self.annotate, ANNOTATE_SUFFIXES, "--annotate")
         _check_suffix(self.plot, PLOT_SUFFIXES, "--plot")
@@ -196,6 +201,28 @@ def predict(cfg: PredictConfig):
     several = len(sources) + len(errors) > 1
     if not several and errors:
         raise OmgclipError(errors[0])
+    if cfg.scheduler:
+        from omgclip.apps.predict_cluster import predict_on_cluster
+
+        frames_out, timings = predict_on_cluster(sources, cfg, several, errors)
+    else:
+        frames_out, timings = _predict_here(sources, model, cfg, face, several, errors)
+    if not frames_out:
+        raise OmgclipError("no input could be processed: " + "; ".join(errors))
+    rows = pd.concat(frames_out, ignore_index=True) if len(frames_out) > 1 else frames_out[0]
+    rows.attrs["timings"] = timings
+    if cfg.out:
+        write_rows(rows, cfg.out)
+    if errors:
+        raise PartialPredictError(
+            f"{len(errors)} of {len(errors) + len(frames_out)} inputs failed: " + "; ".join(errors),
+            rows)
+    return rows
+
+
+def _predict_here(sources: list[str], model, cfg: PredictConfig, face: FaceConfig, several: bool,
+                  errors: list[str]) -> tuple[list, list[dict]]:
+    """Every input in this process: (row frames, timings); failures appended to ``errors``."""
     frames_out: list = []
     timings: list[dict] = []
     detector = FaceDetector(face)
@@ -215,17 +242,7 @@ def predict(cfg: PredictConfig):
         log.info("%s: %d segments, %d frames in %.1fs (%.1fx real time)", result.file,
                  df["segment"].nunique(), result.frames_decoded, result.times.total,
                  result.times.realtime_factor)
-    if not frames_out:
-        raise OmgclipError("no input could be processed: " + "; ".join(errors))
-    rows = pd.concat(frames_out, ignore_index=True) if len(frames_out) > 1 else frames_out[0]
-    rows.attrs["timings"] = timings
-    if cfg.out:
-        write_rows(rows, cfg.out)
-    if errors:
-        raise PartialPredictError(
-            f"{len(errors)} of {len(errors) + len(frames_out)} inputs failed: " + "; ".join(errors),
-            rows)
-    return rows
+    return frames_out, timings
 
 
 def _predict_one(source: str, model, cfg: PredictConfig, face: FaceConfig, detector: FaceDetector,

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Mapping
 
 from omgclip.dataset import format as fmt
-from omgclip.errors import OmgclipError, VideoError
+from omgclip.errors import OmgclipError, VideoError, one_line
 from omgclip.faces.detect import FaceConfig
 from omgclip.fsutil import atomic_save_npy, atomic_write_json, atomic_write_text, to_jsonable
 from omgclip.labels import EMOTIONS, UNLABELED
@@ -361,7 +361,7 @@ def build_source(job: Job, cfg: BuildConfig, out: str, threads: int = 1) -> Sour
         try:
             job = dataclasses.replace(job, path=str(_download(job.source, cfg, out_path)))
         except OmgclipError as exc:
-            reason = " ".join(str(exc).split()) or type(exc).__name__
+            reason = one_line(str(exc), type(exc).__name__)
             log.warning("cannot fetch %s: %s", job.source, reason)
             return SourceResult(job.source, failure=reason, download_s=time.perf_counter() - t0)
     t1 = time.perf_counter()

@@ -29,7 +29,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
-from omgclip.errors import OmgclipError
+from omgclip.errors import OmgclipError, one_line
+from omgclip.progress import progress_bar
 
 log = logging.getLogger(__name__)
 
@@ -102,7 +103,7 @@ def connect(scheduler: Scheduler) -> Iterator[Any]:
     if scheduler.address is None:
         with dask.config.set({"distributed.scheduler.allowed-failures": ALLOWED_FAILURES}):
             with distributed.LocalCluster(n_workers=scheduler.local_workers, threads_per_worker=1,
-                                          processes=True, host="127.0.0.1", dashboard_address=None,
+                                          processes=True, host="127.0.0.1", dashboard_address="127.0.0.1:0",
                                           silence_logs=logging.ERROR) as cluster:
                 with distributed.Client(cluster) as client:
                     yield client
@@ -111,7 +112,7 @@ def connect(scheduler: Scheduler) -> Iterator[Any]:
         client = distributed.Client(scheduler.address, timeout=CONNECT_TIMEOUT_S)
     except (OSError, TimeoutError) as exc:
         raise OmgclipError(f"cannot reach the Dask scheduler at {scheduler.address}: "
-                           f"{' '.join(str(exc).split()) or type(exc).__name__}") from None
+                           f"{one_line(str(exc), type(exc).__name__)}") from None
     with client:
         try:
             client.wait_for_workers(1, timeout=WORKER_WAIT_S)
@@ -155,20 +156,19 @@ def map_tasks(client, func: Callable, items: Sequence, *, kwargs: dict, retries:
     (with a progress bar). A task that still fails after ``retries`` re-runs (or after its
     workers died ``allowed-failures`` times) yields its error as one line, never raises."""
     from distributed import as_completed
-    from tqdm.auto import tqdm
 
     run = uuid.uuid4().hex[:8]
     keys = [f"{name}-{run}-{i:06d}" for i in range(len(items))]
     futures = client.map(func, items, key=keys, retries=retries, pure=False, **kwargs)
     by_key = dict(zip(keys, items))
-    with tqdm(total=len(items), desc=name, unit="video", disable=not progress, dynamic_ncols=True) as bar:
+    with progress_bar(total=len(items), desc=name, unit="video", enabled=progress) as bar:
         for future in as_completed(futures):
             item = by_key[future.key]
             if future.status == "finished":
                 yield TaskOutcome(item, result=future.result())
             else:
                 exc = future.exception()
-                reason = f"task failed: {type(exc).__name__}: {' '.join(str(exc).split())}"
+                reason = f"task failed: {type(exc).__name__}: {one_line(str(exc), '')}".rstrip(": ")
                 log.warning("%s: %s", key(item), reason)
                 yield TaskOutcome(item, error=reason)
             future.release()
