@@ -53,6 +53,7 @@ class LiveConfig:
     reconnect: int = 5              #: reopen a dropped stream at most this many times
     reconnect_delay: float = 1.0    #: seconds before the first reopen (doubling, at most 8)
     buffer: int = 2                 #: frames that may wait; older ones are dropped
+    timeout: float = 10.0           #: seconds a stream may take to open or to give a frame
     pace: bool = True               #: play a file at its frame rate (False: as fast as possible)
     detect_every: int | None = 5    #: run the face detector on every k-th processed frame
     face: FaceConfig | None = None
@@ -68,6 +69,8 @@ class LiveConfig:
             raise OmgclipError(f"--duration must be more than 0 seconds, got {self.duration}")
         if self.reconnect < 0 or self.reconnect_delay < 0:
             raise OmgclipError("--reconnect and --reconnect-delay must be 0 or more")
+        if not self.timeout > 0:
+            raise OmgclipError(f"--timeout must be more than 0 seconds, got {self.timeout}")
         if self.buffer < 1:
             raise OmgclipError(f"--buffer must be at least 1, got {self.buffer}")
         if self.detect_every is not None and self.detect_every < 1:
@@ -275,7 +278,7 @@ def run_live(cfg: LiveConfig, model=None) -> LiveSummary:
     out = cfg.out if cfg.out or not cfg.headless else "-"
     window = None if cfg.headless else _open_window(cfg.source)
     source = FrameSource(cfg.source, buffer=cfg.buffer, pace=cfg.pace, reconnect=cfg.reconnect,
-                         reconnect_delay=cfg.reconnect_delay).start()
+                         reconnect_delay=cfg.reconnect_delay, timeout=cfg.timeout).start()
     sink = RowSink(out, live_columns(labeler.labels)) if out else None
     summary = LiveSummary(cfg.source)
     restore = _sigterm_as_interrupt()

@@ -75,7 +75,7 @@ class FrameSource:
     ``stats.ended``), ``stop()`` ends it."""
 
     def __init__(self, source: str, buffer: int = 2, pace: bool = True, reconnect: int = 5,
-                 reconnect_delay: float = 1.0, opener: Callable | None = None):
+                 reconnect_delay: float = 1.0, timeout: float = 10.0, opener: Callable | None = None):
         self.kind, self.target = parse_source(source)
         self.source = source
         self.buffer = max(1, int(buffer))
@@ -83,7 +83,7 @@ class FrameSource:
         self.drop = self.kind != "file" or self.pace
         self.reconnect = max(0, int(reconnect))
         self.reconnect_delay = reconnect_delay
-        self._opener = opener or _default_opener
+        self._opener = opener or (lambda target: _default_opener(target, timeout))
         self.stats = SourceStats()
         self.fps = 0.0
         self.frame_count = 0
@@ -130,7 +130,7 @@ class FrameSource:
 
     # -------------------------------------------------------------- the thread
     def _run(self) -> None:
-        cap, index, t0 = self._cap, 0, time.monotonic()
+        cap, index, t0, streak = self._cap, 0, time.monotonic(), 0
         try:
             while not self._stop.is_set():
                 ok, image = cap.read()
@@ -139,10 +139,11 @@ class FrameSource:
                         self._end(END_OF_STREAM)
                         return
                     cap.release()
-                    cap = self._reopen()
+                    cap, streak = self._reopen(streak)
                     if cap is None:
                         return
                     continue
+                streak = 0
                 now = time.monotonic()
                 clock = index / self.fps if self._finite() and self.fps else now - t0
                 self._put(LiveFrame(index, image, now, time.time(), clock))
@@ -158,26 +159,29 @@ class FrameSource:
                 cap.release()
 
     def _finite(self) -> bool:
-        """A file, or a stream with a known length (a file served over HTTP): its end is
-        the end, not a drop to reconnect from."""
-        return self.kind == "file" or self.frame_count > 0
+        """A file, or a file served over HTTP (a known length): its end is the end, not a
+        drop to reconnect from."""
+        return self.kind == "file" or (self.frame_count > 0 and str(self.target).lower().startswith("http"))
 
-    def _reopen(self):
-        delay = self.reconnect_delay
-        for attempt in range(1, self.reconnect + 1):
-            log.warning("%s: no frame; reconnecting (try %d of %d) in %.1f s", self.source, attempt,
-                        self.reconnect, delay)
+    def _reopen(self, streak: int):
+        """Reopen after a failed read: ``(capture, failures in a row)``, or ``(None, n)``
+        once ``reconnect`` tries in a row have given no frame."""
+        cap = None
+        while cap is None:
+            if streak >= self.reconnect:
+                self._end(f"stream lost ({self.reconnect} reconnect tries failed)" if self.reconnect
+                          else "stream lost (reconnecting is off)")
+                return None, streak
+            delay = min(8.0, self.reconnect_delay * 2 ** streak)
+            log.warning("%s: no frame; reconnecting (try %d of %d) in %.1f s", self.source,
+                        streak + 1, self.reconnect, delay)
             if self._stop.wait(delay):
                 self._end("stopped")
-                return None
+                return None, streak
+            streak += 1
             self.stats.reconnects += 1
             cap = self._opener(self.target)
-            if cap is not None:
-                return cap
-            delay = min(8.0, delay * 2)
-        self._end(f"stream lost ({self.reconnect} reconnect tries failed)" if self.reconnect
-                  else "stream lost (reconnecting is off)")
-        return None
+        return cap, streak
 
     def _put(self, frame: LiveFrame) -> None:
         with self._cond:
@@ -199,7 +203,7 @@ class FrameSource:
             self._cond.notify_all()
 
 
-def _default_opener(target):
+def _default_opener(target, timeout: float):
     from omgclip.faces.video_io import open_capture
 
-    return open_capture(target)
+    return open_capture(target, open_timeout_s=timeout, read_timeout_s=timeout)

@@ -259,3 +259,14 @@ def open_capture(source: "str | int", open_timeout_s: float = 10.0, read_timeout
         cap.release()
         return None
     return cap
+
+
+def decode_image_bytes(data: bytes):
+    """An encoded picture (JPEG, PNG, ...) -> ``(H, W, 3)`` BGR uint8, or ``None`` if it is
+    not one (the browser's webcam frames in ``omgclip serve``)."""
+    import numpy as np
+
+    if not data:
+        return None
+    img = _cv2().imdecode(np.frombuffer(data, np.uint8), _cv2().IMREAD_COLOR)
+    return img if img is not None and img.size else None
