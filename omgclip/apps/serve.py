@@ -83,6 +83,7 @@ class BodyLimit:
         limit = MAX_FRAME_BYTES if scope["path"] == "/api/live/frame" else self.limit
         length = dict(scope.get("headers") or []).get(b"content-length")
         if length is not None and length.isdigit() and int(length) > limit:
+            await _drain(receive)
             return await _send_413(send, limit)
         seen, started = 0, False
 
@@ -104,7 +105,19 @@ class BodyLimit:
             await self.app(scope, counted, watch)
         except _TooLarge:
             if not started:
+                await _drain(receive)
                 await _send_413(send, limit)
+
+
+async def _drain(receive, most: int = 64 * 1024 * 1024) -> None:
+    """Read (and drop) what the client still sends before answering, so that it sees the
+    answer instead of a reset connection (past ``most`` bytes it may see the reset)."""
+    seen = 0
+    while seen <= most:
+        message = await receive()
+        if message["type"] != "http.request" or not message.get("more_body"):
+            return
+        seen += len(message.get("body", b""))
 
 
 async def _send_413(send, limit: int) -> None:
@@ -161,6 +174,7 @@ def _routes(app, service, cfg: ServeConfig) -> None:
     @app.get("/healthz")
     def healthz():
         return {"status": "ok", "model": service.model.model_name,
+                "max_upload_mb": cfg.max_upload_mb,
                 "labels": list(service.model.labels), "queue": service.waiting(),
                 "queue_size": service.queue_size}
 
