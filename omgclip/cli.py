@@ -27,6 +27,8 @@ EPILOG = """examples:
   omgclip build-dataset --manifest omg:train --out data/omg
   omgclip train --data data/omg --out runs
   omgclip evaluate --checkpoint runs/<run>/best.pt --data data/omg
+  omgclip live 0                                label your webcam live
+  omgclip serve                                 a web page at http://127.0.0.1:7860/
 run `omgclip COMMAND --help` for a command's options and examples."""
 
 
@@ -286,6 +288,93 @@ def _run_predict(args) -> int:
     return 0
 
 
+# ----------------------------------------------------------------------------- live / serve
+def _add_live(sub) -> None:
+    from omgclip.apps.live import LiveConfig as L
+
+    p = _parser(sub, "live", "label faces live from a webcam, a video file or a stream",
+                "Follow every face of a camera, file or stream (rtsp://, http(s)://) and label it "
+                "from its last 20 frames, every --hop frames. Ends at the end of the stream, after "
+                "--duration, or on Ctrl-C; rows are always flushed. Frames that processing cannot "
+                "keep up with are dropped (and counted), so labels stay current.",
+                "  omgclip live 0                                  webcam 0, in a window\n"
+                "  omgclip live rtsp://cam.local/stream --headless --out rows.jsonl\n"
+                "  omgclip live talk.mp4 --headless --out - --duration 30 --smooth 3")
+    p.add_argument("source", metavar="CAMERA|FILE|URL",
+                   help="a camera index (0), a video file, or an rtsp:// or http(s):// stream")
+    p.add_argument("--checkpoint", help="a trained model (default: the bundled one)")
+    p.add_argument("--hop", type=int, default=_default(L, "hop"),
+                   help="a label every HOP frames per face, once 20 frames are in its window")
+    p.add_argument("--smooth", type=int, default=_default(L, "smooth"), metavar="N",
+                   help="average each face's last N probability vectors")
+    p.add_argument("--headless", action="store_true", help="no window; rows go to --out")
+    p.add_argument("--out", help="rows.jsonl, rows.csv, or - for JSON lines on stdout "
+                                 "(default with --headless: -)")
+    p.add_argument("--duration", type=float, metavar="S", help="stop after S seconds")
+    p.add_argument("--reconnect", type=int, default=_default(L, "reconnect"), metavar="N",
+                   help="reopen a stream that stops at most N times in a row")
+    p.add_argument("--reconnect-delay", type=float, default=_default(L, "reconnect_delay"),
+                   metavar="S", help="seconds before the first reopen (doubling, at most 8)")
+    p.add_argument("--timeout", type=float, default=_default(L, "timeout"), metavar="S",
+                   help="seconds a stream may take to open or to deliver a frame")
+    p.add_argument("--buffer", type=int, default=_default(L, "buffer"),
+                   help="frames that may wait for processing; older ones are dropped")
+    p.add_argument("--no-pace", action="store_true",
+                   help="read a file as fast as it can be processed (no drops) instead of at its "
+                        "frame rate")
+    p.add_argument("--detect-every", type=int, default=_default(L, "detect_every"),
+                   help="run the face detector every k-th frame; boxes are carried in between")
+    p.set_defaults(run=_run_live)
+
+
+def _run_live(args) -> int:
+    from omgclip.apps.live import LiveConfig, run_live
+
+    summary = run_live(LiveConfig(
+        source=args.source, checkpoint=args.checkpoint, hop=args.hop, smooth=args.smooth,
+        headless=args.headless, out=args.out, duration=args.duration, reconnect=args.reconnect,
+        reconnect_delay=args.reconnect_delay, timeout=args.timeout, buffer=args.buffer,
+        pace=not args.no_pace, detect_every=args.detect_every))
+    print(summary.line(), file=sys.stderr)
+    return 0
+
+
+def _add_serve(sub) -> None:
+    from omgclip.apps.serve import ServeConfig as S
+
+    p = _parser(sub, "serve", "a web page and JSON API for predictions (needs omgclip[web])",
+                "Serve a page (upload a video or paste a URL; see the table, the timeline and the "
+                "annotated video; download CSV/JSON; or label your webcam live) and a JSON API: "
+                "POST /api/predict (multipart field 'file') -> {\"rows\": [...]}, GET /healthz.",
+                "  omgclip serve                                   http://127.0.0.1:7860/\n"
+                "  curl -F file=@talk.mp4 http://127.0.0.1:7860/api/predict")
+    p.add_argument("--host", default=_default(S, "host"),
+                   help="address to bind (loopback by default; anything else is reachable by "
+                        "others, without authentication)")
+    p.add_argument("--port", type=int, default=_default(S, "port"))
+    p.add_argument("--checkpoint", help="a trained model (default: the bundled one)")
+    p.add_argument("--max-upload-mb", type=float, default=_default(S, "max_upload_mb"),
+                   help="larger uploads get HTTP 413")
+    p.add_argument("--queue-size", type=int, default=_default(S, "queue_size"),
+                   help="jobs that may wait for the model; more get HTTP 503")
+    p.add_argument("--detect-every", type=int, default=_default(S, "detect_every"))
+    p.set_defaults(run=_run_serve)
+
+
+def _run_serve(args) -> int:
+    try:
+        from omgclip.apps.serve import ServeConfig, serve
+        import fastapi  # noqa: F401
+        import uvicorn  # noqa: F401
+    except ImportError as exc:
+        raise OmgclipError(f"omgclip serve needs the web extra ({exc.name} is missing): "
+                           f"pip install 'omgclip[web]'") from None
+    serve(ServeConfig(host=args.host, port=args.port, checkpoint=args.checkpoint,
+                      max_upload_mb=args.max_upload_mb, queue_size=args.queue_size,
+                      detect_every=args.detect_every))
+    return 0
+
+
 # ----------------------------------------------------------------------------- export / models
 def _add_export(sub) -> None:
     p = _parser(sub, "export", "the model as ONNX or TorchScript, for use outside Python",
@@ -321,8 +410,8 @@ def _run_models(args) -> int:
     return 0
 
 
-_COMMANDS: tuple[Callable, ...] = (_add_build, _add_train, _add_evaluate, _add_predict, _add_export,
-                                   _add_models)
+_COMMANDS: tuple[Callable, ...] = (_add_build, _add_train, _add_evaluate, _add_predict, _add_live,
+                                   _add_serve, _add_export, _add_models)
 
 
 def make_parser() -> argparse.ArgumentParser:

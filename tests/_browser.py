@@ -57,9 +57,7 @@ def omgclip_server(args: Sequence[str] = ()) -> Iterator[str]:
     port = free_port()
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
     log = tempfile.TemporaryFile()
-    code = ("import sys; from omgclip.apps.serve import ServeConfig, serve; "
-            "serve(ServeConfig(port=int(sys.argv[1])))")
-    proc = subprocess.Popen([sys.executable, "-c", code, str(port), *args],
+    proc = subprocess.Popen([sys.executable, "-m", "omgclip", "serve", "--port", str(port), *args],
                             env=env, stdout=log, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
     try:

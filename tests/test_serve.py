@@ -121,20 +121,20 @@ def test_missing_file_field_is_400(server, mead_video):
     assert status == 400 and "multipart field 'file'" in answer["detail"]
 
 
-def test_full_queue_is_503(server, mead_video):
-    """Queue of 1: while one job runs and one waits, a third request is turned away."""
+def test_full_queue_is_503(server, shared_data):
+    """Queue of 1: while one job runs (a 20 s clip: seconds of work) and one waits, the
+    others, sent at the same moment, are turned away."""
     base, _ = server
-    data = mead_video.read_bytes()
+    clip = shared_data / "unlabeled_faces" / "videos" / "styletalk_source_Obama_clip1.mp4"
+    data = clip.read_bytes()
     results: list[tuple[int, dict]] = []
 
     def send():
-        results.append(upload(base + "/api/predict", mead_video.name, data))
+        results.append(upload(base + "/api/predict", clip.name, data))
 
-    threads = []
-    for _ in range(4):
-        threads.append(threading.Thread(target=send))
-        threads[-1].start()
-        time.sleep(0.15)
+    threads = [threading.Thread(target=send) for _ in range(4)]
+    for t in threads:
+        t.start()
     for t in threads:
         t.join(timeout=300)
     codes = sorted(code for code, _ in results)

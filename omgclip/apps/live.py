@@ -207,24 +207,14 @@ class LiveLabeler:
 
 
 def classify(model, clips: np.ndarray, lock: threading.Lock | None = None) -> np.ndarray:
-    """``(N, T, S, S)`` uint8 crops -> ``(N, C)`` class probabilities."""
-    import torch
+    """``(N, T, S, S)`` uint8 crops -> ``(N, C)`` class probabilities (under ``lock``, when
+    several streams share the model)."""
+    from omgclip.learn.inference import clip_probabilities
 
-    x = torch.from_numpy(np.ascontiguousarray(clips)).unsqueeze(1).float().div_(255.0)
-    with (lock or _NO_LOCK), torch.inference_mode():
-        logits = model.net(x)
-    return torch.softmax(logits.float(), dim=1).numpy()
-
-
-class _NoLock:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
-
-
-_NO_LOCK = _NoLock()
+    if lock is None:
+        return clip_probabilities(model.net, clips)
+    with lock:
+        return clip_probabilities(model.net, clips)
 
 
 def _source_box(box: FaceBox, scale: float) -> tuple[float, float, float, float]:

@@ -4,9 +4,9 @@ A :class:`FrameSource` reads a camera, a file or a stream (through
 :func:`omgclip.faces.video_io.open_capture`, the decoder) in its own thread into a small
 buffer. When the buffer is full -- processing is slower than the source -- the oldest frame
 is dropped and counted, so a frame waits at most ``buffer`` frames before it is processed
-and latency stays bounded. A file is played at its own frame rate (``pace``), as a camera
-would deliver it; with ``pace=False`` it is read as fast as it is processed and nothing is
-dropped. A stream that stops delivering is reopened up to ``reconnect`` times, waiting
+and latency stays bounded. A file (also one served over HTTP) is played at its own frame
+rate (``pace``), as a camera would deliver it; with ``pace=False`` it is read as fast as it
+is processed and nothing is dropped. A stream that stops delivering is reopened up to ``reconnect`` times, waiting
 ``reconnect_delay`` seconds (doubling, at most 8 s) between tries.
 """
 
@@ -79,8 +79,8 @@ class FrameSource:
         self.kind, self.target = parse_source(source)
         self.source = source
         self.buffer = max(1, int(buffer))
-        self.pace = pace and self.kind == "file"
-        self.drop = self.kind != "file" or self.pace
+        self.pace_files = pace
+        self.pace = self.drop = True  # set in start(), once the length is known
         self.reconnect = max(0, int(reconnect))
         self.reconnect_delay = reconnect_delay
         self._opener = opener or (lambda target: _default_opener(target, timeout))
@@ -101,6 +101,8 @@ class FrameSource:
         fps = float(self._cap.get(5) or 0.0)  # cv2.CAP_PROP_FPS
         self.fps = fps if 0 < fps < 1000 and not math.isnan(fps) else 0.0
         self.frame_count = max(0, int(self._cap.get(7) or 0))  # cv2.CAP_PROP_FRAME_COUNT
+        self.pace = self.pace_files and self._finite()
+        self.drop = self.pace or not self._finite()
         self._thread = threading.Thread(target=self._run, name="omgclip-capture", daemon=True)
         self._thread.start()
         return self

@@ -44,7 +44,7 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 import numpy as np
 
@@ -292,9 +292,11 @@ def load_predict_model(checkpoint: str | os.PathLike | None):
 
 # ----------------------------------------------------------------------------- one video
 def predict_video(path: str | os.PathLike, model, cfg: PredictConfig, face: FaceConfig | None = None,
-                  name: str | None = None, detector: FaceDetector | None = None) -> VideoPrediction:
+                  name: str | None = None, detector: FaceDetector | None = None,
+                  on_frame: Callable[[int], None] | None = None) -> VideoPrediction:
     """Segments, faces and model outputs for one local video or image.
 
+    ``on_frame(index)`` is called for each decoded frame (``serve``'s progress).
     Raises ``VideoError`` for a file that cannot be read at all.
     """
     from omgclip.faces.clips import face_clips
@@ -314,7 +316,7 @@ def predict_video(path: str | os.PathLike, model, cfg: PredictConfig, face: Face
                        enabled=cfg.progress and not image)
     clips = _Timed(face_clips(frames, _windows(info.frame_count, T, cfg.stride or T, image), face,
                               detector or FaceDetector(face), follow="all", extend=not image,
-                              on_frame=lambda i: bar.update(1)))
+                              on_frame=_on_frame(bar, on_frame)))
     segment = 0
     try:
         for wf in clips:
@@ -337,6 +339,17 @@ def predict_video(path: str | os.PathLike, model, cfg: PredictConfig, face: Face
                     "(truncated?); segments end at frame %d", result.file, result.frames_decoded,
                     info.frame_count, max(f.block.stop for f in result.faces))
     return result
+
+
+def _on_frame(bar, hook: Callable[[int], None] | None) -> Callable[[int], None]:
+    if hook is None:
+        return lambda i: bar.update(1)
+
+    def both(i: int) -> None:
+        bar.update(1)
+        hook(i)
+
+    return both
 
 
 def _segment_faces(wf, segment: int, scale: float) -> list[SegmentFace]:

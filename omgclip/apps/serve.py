@@ -188,7 +188,7 @@ def _routes(app, service, cfg: ServeConfig) -> None:
                 await run_in_threadpool(_store, upload.file, path)
                 name = Path(upload.filename).name
             elif url and pictures:
-                from omgclip.dataset.manifest import is_url
+                from omgclip.dataset.sources import is_url
 
                 if not is_url(url):
                     raise Refused(400, f"{url}: not an http(s) URL")

@@ -135,35 +135,45 @@ class PredictService:
                 job.done.set()
 
     def _run(self, job: Job) -> None:
-        from omgclip.apps import predict as P
+        from omgclip.apps.inputs import resolve_source
+        from omgclip.apps.predict import predict_video
+        from omgclip.apps.report import to_frame
         from omgclip.faces.video_io import probe
 
         job.folder.mkdir(parents=True, exist_ok=True)
+        path = job.input
         if job.url:
-            path, _ = P._resolve_source(job.url, P.PredictConfig(inputs=(job.url,), progress=False,
-                                                                  cache_dir=str(job.folder / "download")))
-        else:
-            path = job.input
+            path, _ = resolve_source(job.url, str(job.folder / "download"), progress=False)
         job.frames_total = probe(path).frame_count
-        result = P.predict_video(path, self.model, self.cfg, face=self.face, name=job.name,
-                                 detector=self.detector)
-        job.frames_done = job.frames_total
-        df = P._frame(result.rows, self.model.labels)
-        if job.pictures:  # the page's job: downloads and pictures too
-            P.write_rows(df, job.folder / "rows.csv")
-            P.write_rows(df, job.folder / "rows.json")
-            job.files.update(csv="rows.csv", json="rows.json")
-            from omgclip.apps.annotate import plot_timeline
 
-            plot_timeline(df, job.folder / "timeline.png", labels=self.model.labels,
-                          title=Path(job.name).name)
-            job.files["timeline"] = "timeline.png"
-            if not P._is_image(Path(path)):
-                P._annotate(result, df, job.folder / "annotated.mp4", self.face)
-                job.files["video"] = "annotated.mp4"
+        def on_frame(index: int) -> None:
+            job.frames_done = index + 1
+
+        result = predict_video(path, self.model, self.cfg, face=self.face, name=job.name,
+                               detector=self.detector, on_frame=on_frame)
+        job.frames_done = job.frames_total = result.frames_decoded
+        df = to_frame(result.rows, self.model.labels)
+        if job.pictures:
+            self._pictures(job, result, df, path)
         job.rows = json.loads(df.to_json(orient="records", double_precision=6))
-        if job.url:
-            shutil.rmtree(job.folder / "download", ignore_errors=True)
+        shutil.rmtree(job.folder / "download", ignore_errors=True)
+
+    def _pictures(self, job: Job, result, df, path: Path) -> None:
+        """The page's job: downloads, the timeline and the annotated video."""
+        from omgclip.apps.annotate import plot_timeline
+        from omgclip.apps.predict import _annotate
+        from omgclip.apps.report import write_rows
+        from omgclip.dataset.sources import is_image
+
+        write_rows(df, job.folder / "rows.csv")
+        write_rows(df, job.folder / "rows.json")
+        job.files.update(csv="rows.csv", json="rows.json")
+        plot_timeline(df, job.folder / "timeline.png", labels=self.model.labels,
+                      title=Path(job.name).name)
+        job.files["timeline"] = "timeline.png"
+        if not is_image(Path(path)):
+            _annotate(result, df, job.folder / "annotated.mp4")
+            job.files["video"] = "annotated.mp4"
 
     def close(self) -> None:
         try:
