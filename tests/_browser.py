@@ -93,7 +93,7 @@ def chromium(extra_args: Sequence[str] = ()) -> Iterator[object]:
     opts.binary_location = CHROMIUM
     for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                 "--disable-quic", "--no-first-run", "--window-size=1000,1150",
+                 "--disable-quic", "--no-first-run", "--window-size=1000,1250",
                  f"--user-data-dir={profile}", *extra_args):
         opts.add_argument(flag)
     driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=opts)
