@@ -145,14 +145,19 @@ _RUN_DIR_ENV = "OMGCLIP_RUN_DIR"
 
 
 def _is_launcher_rank_zero() -> bool:
-    """False in the worker processes that Lightning's DDP launcher starts (it re-runs the
-    command with ``LOCAL_RANK`` / ``NODE_RANK`` set)."""
-    return int(os.environ.get("LOCAL_RANK", "0")) == 0 and int(os.environ.get("NODE_RANK", "0")) == 0
+    """False in every DDP process but the first (see :mod:`omgclip.learn.launch`)."""
+    from omgclip.learn.launch import global_rank
+
+    return global_rank() == 0
 
 
 def _make_run_dir(cfg: TrainConfig) -> Path:
+    from omgclip.learn.launch import external_launch
+
     if not _is_launcher_rank_zero() and os.environ.get(_RUN_DIR_ENV):
         return Path(os.environ[_RUN_DIR_ENV])  # DDP worker: the run folder rank 0 made
+    if external_launch():
+        return _shared_run_dir(cfg)
     out = Path(cfg.out)
     if cfg.run_name:
         if Path(cfg.run_name).name != cfg.run_name:
@@ -168,6 +173,25 @@ def _make_run_dir(cfg: TrainConfig) -> Path:
         while run_dir.exists():
             n += 1
             run_dir = out / f"{stamp}-{cfg.model}-{n}"
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OmgclipError(f"cannot create run folder {run_dir}: {exc.strerror or exc}") from None
+    return run_dir
+
+
+def _shared_run_dir(cfg: TrainConfig) -> Path:
+    """torchrun / srun: every process derives the same folder from --run-name or the job id
+    (none refuses an existing folder: another process may have just made it)."""
+    from omgclip.learn.launch import launch_id
+
+    name = cfg.run_name or (f"{cfg.model}-{launch_id()}" if launch_id() else None)
+    if name is None:
+        raise OmgclipError("under torchrun without --rdzv-id, give --run-name: every process "
+                           "must use the same run folder")
+    if Path(name).name != name:
+        raise OmgclipError(f"run name {name!r} must be a plain folder name")
+    run_dir = Path(cfg.out) / name
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
