@@ -29,10 +29,6 @@ def _live(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, timeout=timeout)
 
 
-def _rows(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text().splitlines()]
-
-
 def test_live_over_http(mead_video, loopback, tmp_path):
     """An mp4 streamed over HTTP, as web servers and cameras send one: its index first
     (``-movflags +faststart``), so it plays while it arrives."""
@@ -42,12 +38,11 @@ def test_live_over_http(mead_video, loopback, tmp_path):
     streamable = tmp_path / "clip.mp4"
     subprocess.run([ffmpeg, "-v", "error", "-y", "-i", str(mead_video), "-c", "copy",
                     "-movflags", "+faststart", str(streamable)], check=True, timeout=60)
-    out = tmp_path / "rows.jsonl"
     with loopback({"/clip.mp4": streamable.read_bytes()}) as server:
-        proc = _live(server.url("/clip.mp4"), "--headless", "--out", str(out))
+        proc = _live(server.url("/clip.mp4"), "--headless", "--out", "-")
     assert proc.returncode == 0, proc.stderr
     assert "ended: end of stream" in proc.stderr and "0 reconnects" in proc.stderr
-    rows = _rows(out)
+    rows = [json.loads(line) for line in proc.stdout.splitlines()]  # JSON lines on stdout
     # 94 frames played at 25 fps; a label every 10 processed frames once 20 are in the window
     assert 4 <= len(rows) <= 8
     assert all(r["label"] in EMOTIONS and r["track_id"] == 0 for r in rows)

@@ -167,6 +167,27 @@ def test_webcam_frames_get_labels(server, mead_video):
     assert status == 400
 
 
+def test_page_job_from_a_url(server, mead_video, loopback):
+    """The page's URL box: the server downloads the link (yt-dlp, here from 127.0.0.1),
+    labels it, and offers the rows and pictures; the download itself is not kept."""
+    base, service = server
+    with loopback({"/talk.mp4": mead_video.read_bytes()}) as web:
+        body = f"url={urllib.request.quote(web.url('/talk.mp4'), safe='')}".encode()
+        status, job = post(base + "/api/jobs", body, "application/x-www-form-urlencoded")
+        assert status == 200, job
+        deadline = time.monotonic() + 120
+        while job["state"] in ("queued", "running") and time.monotonic() < deadline:
+            time.sleep(0.3)
+            with urllib.request.urlopen(f"{base}/api/jobs/{job['id']}") as r:
+                job = json.loads(r.read())
+    assert job["state"] == "done", job
+    assert len(job["rows"]) == 5 and job["rows"][0]["file"] == web.url("/talk.mp4")
+    assert set(job["files"]) == {"csv", "json", "timeline", "video"}
+    with urllib.request.urlopen(base + job["files"]["timeline"]) as r:
+        assert r.read(8) == b"\x89PNG\r\n\x1a\n"
+    assert not (service.root / "jobs" / job["id"] / "download").exists()
+
+
 def test_service_removes_its_temp_folder(mead_video):
     with running() as (base, service):
         status, _ = upload(base + "/api/jobs", mead_video.name, mead_video.read_bytes())
