@@ -192,3 +192,24 @@ def test_kill_minus_9_in_the_middle_of_a_block_write(tmp_path, clip):
     subprocess.run([sys.executable, "-m", "omgclip", *argv, str(killed)], check=True, timeout=120)
     assert _snapshot(killed) == _snapshot(tmp_path / "clean")
     assert not list(killed.rglob("*.tmp"))
+
+
+def test_the_command_line_flags_reach_the_build(tmp_path, clip):
+    """--rare-stride, --auto-stride, --split-by link and --val-fraction through `omgclip`."""
+    from omgclip.cli import main
+
+    rows = [("happy", f"h{i}", 0.0, 2.0) for i in range(6)] + [("fear", "f0", 0.0, 2.0), ("sad", "s0", 0.0, 2.0)]
+    m = _manifest(tmp_path / "m.csv", clip, rows)
+
+    def build(name: str, *flags: str) -> pd.DataFrame:
+        assert main(["-q", "build-dataset", "--manifest", str(m), "--out", str(tmp_path / name),
+                     "--no-progress", *flags]) == 0
+        return pd.read_csv(tmp_path / name / fmt.INDEX_FILE)
+
+    index = build("rare", "--rare-stride", "fear=15", "--rare-stride", "sad=6")
+    assert _starts(index, "u06") == [0, 15, 30] and _starts(index, "u07") == [0, 6, 12, 18, 24, 30]
+    assert _starts(index, "u00") == [0, 20]
+    index = build("auto", "--auto-stride")                       # fear and sad 6x rarer: 20 / 6 -> 3
+    assert _starts(index, "u06") == list(range(0, 31, 3)) and _starts(index, "u00") == [0, 20]
+    index = build("link", "--split-by", "link", "--val-fraction", "0.5")
+    assert index.groupby("split").group.nunique().to_dict() == {"train": 4, "validation": 4}
