@@ -14,8 +14,7 @@ from omgclip.errors import OmgclipError
 
 def _starts(folder: str, host: str, interval: float, n: int, queue) -> None:
     for _ in range(n):
-        wait_turn(folder, host, interval)
-        queue.put(time.time())
+        queue.put(wait_turn(folder, host, interval).start)  # the start recorded under the lock
 
 
 def test_download_starts_from_one_host_are_spaced_across_processes(tmp_path):
@@ -32,11 +31,11 @@ def test_download_starts_from_one_host_are_spaced_across_processes(tmp_path):
     gaps = [b - a for a, b in zip(starts, starts[1:])]
     assert min(gaps) >= interval - 0.02, gaps
     # another host has its own turn: no wait
-    assert wait_turn(tmp_path, "example.org", interval) == 0.0
+    assert wait_turn(tmp_path, "example.org", interval).waited == 0.0
 
 
 def test_no_interval_no_wait_and_no_file(tmp_path):
-    assert wait_turn(tmp_path, "h", 0.0) == 0.0
+    assert wait_turn(tmp_path, "h", 0.0).waited == 0.0
     assert not (tmp_path / ".throttle").exists()
 
 

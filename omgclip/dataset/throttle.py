@@ -14,6 +14,7 @@ import logging
 import os
 import re
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -28,11 +29,19 @@ def host_of(url: str) -> str:
     return re.sub(r"[^a-z0-9.-]", "_", host)
 
 
-def wait_turn(folder: str | os.PathLike, host: str, interval: float) -> float:
+@dataclass(frozen=True)
+class Turn:
+    """One download start: the seconds waited for it and the start time recorded (epoch s)."""
+
+    waited: float
+    start: float
+
+
+def wait_turn(folder: str | os.PathLike, host: str, interval: float) -> Turn:
     """Block until ``interval`` seconds have passed since the last recorded start for
-    ``host`` in ``folder``, then record now. Returns the seconds waited."""
+    ``host`` in ``folder``, then record now (under the lock, so starts are spaced exactly)."""
     if interval <= 0:
-        return 0.0
+        return Turn(0.0, time.time())
     import fcntl
 
     path = Path(folder) / THROTTLE_DIR / host
@@ -48,9 +57,10 @@ def wait_turn(folder: str | os.PathLike, host: str, interval: float) -> float:
         if waited:
             log.debug("throttle: waiting %.2f s before the next download from %s", waited, host)
             time.sleep(waited)
+        start = time.time()
         fh.seek(0)
         fh.truncate()
-        fh.write(f"{time.time():.6f}\n")
+        fh.write(f"{start:.6f}\n")
         fh.flush()
         os.fsync(fh.fileno())
-    return waited
+    return Turn(waited, start)
