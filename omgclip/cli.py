@@ -181,6 +181,9 @@ def _add_train(sub) -> None:
     p.add_argument("--precision", help="Lightning precision (default: bf16-mixed on GPU, else 32-true)")
     p.add_argument("--run-name", help="run folder name inside --out (default: <UTC time>-<model>)")
     p.add_argument("--resume-from", help="a checkpoints/last.ckpt to continue from")
+    p.add_argument("--init-from", metavar="default|PATH",
+                   help="start from trained weights: 'default' (the bundled model) or a .pt/.ckpt; the model "
+                        "comes from that file and --lr defaults to 5e-4")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(run=_run_train)
 
@@ -196,7 +199,9 @@ def _run_train(args) -> int:
     optional = dict(model=args.model, lr=args.lr, num_workers=args.workers,
                     weight_decay=args.weight_decay, schedule=args.schedule,
                     label_smoothing=args.label_smoothing, precision=args.precision,
-                    run_name=args.run_name, resume_from=args.resume_from)
+                    run_name=args.run_name, resume_from=args.resume_from, init_from=args.init_from)
+    if args.init_from is not None and args.lr is None:
+        optional["lr"] = 5e-4  # fine-tuning: a gentler rate than training from scratch
     fields.update({k: v for k, v in optional.items() if v is not None})
     result = train(TrainConfig(**fields))
     if result.best_weights is None:  # a DDP process other than global rank 0: it reports nothing

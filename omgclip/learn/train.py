@@ -47,11 +47,15 @@ class TrainConfig:
     ``num_workers``: DataLoader workers; ``None`` = ``min(4, cpus - 2)``.
     ``limit_train_batches`` / ``limit_val_batches``: for quick tests (int = batches,
     float = fraction).
+    ``init_from``: start from trained weights instead of random ones: ``'default'`` (the
+    bundled model) or a ``.pt`` / ``.ckpt`` path. The model (and its options) then come from
+    that file; ``model`` must be ``None`` or the same name. Its face crop settings and block
+    shape must match the dataset's, else :class:`OmgclipError`.
     """
 
     data: Path
     out: Path
-    model: str = DEFAULT_MODEL
+    model: str | None = None  # None: DEFAULT_MODEL, or the model of init_from
     model_kwargs: Mapping[str, Any] | None = None
     epochs: int = 30
     max_time: str | None = None
@@ -77,6 +81,7 @@ class TrainConfig:
     limit_train_batches: int | float | None = None
     limit_val_batches: int | float | None = None
     log_every_n_steps: int = 20
+    init_from: str | Path | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -225,6 +230,16 @@ def train(cfg: TrainConfig) -> TrainResult:
     from omgclip.learn.data import BlockDataModule, DataConfig
     from omgclip.learn.lit_module import EmotionClassifier
 
+    init = None
+    if cfg.init_from is not None:
+        init = load_init_weights(cfg.init_from)
+        if cfg.model not in (None, init.model_name):
+            raise OmgclipError(f"--init-from {cfg.init_from} holds a {init.model_name!r} model, not {cfg.model!r}: "
+                               f"leave out --model (or pass --model {init.model_name})")
+        cfg = dataclasses.replace(cfg, model=init.model_name,
+                                  model_kwargs=dict(init.meta.get("model_kwargs") or {}))
+    elif cfg.model is None:
+        cfg = dataclasses.replace(cfg, model=DEFAULT_MODEL)
     _check_config(cfg)
     max_time = parse_max_time(cfg.max_time)
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
@@ -236,6 +251,8 @@ def train(cfg: TrainConfig) -> TrainResult:
     if dm.val_frame is None or dm.val_frame.empty:
         raise OmgclipError("the validation split is empty; use a larger --val-fraction or more groups")
     block_len, crop, _ = dm.block_shape
+    if init is not None:
+        check_init_matches(init, cfg.init_from, (block_len, crop), _build_face_config(Path(cfg.data)))
 
     run_dir = _make_run_dir(cfg)
     os.environ[_RUN_DIR_ENV] = os.fspath(run_dir.resolve())  # inherited by DDP worker processes
@@ -252,6 +269,9 @@ def train(cfg: TrainConfig) -> TrainResult:
         label_smoothing=cfg.label_smoothing, train_class_counts=dm.train_counts, split_info=split_info,
         face=_build_face_config(Path(cfg.data)),
     )
+    if init is not None:
+        module.net.load_state_dict(init.net.state_dict())
+        module.hparams["init_from"] = os.fspath(init.path) if init.path else str(cfg.init_from)
     ckpt_cb = ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="best-epoch{epoch:02d}-uar{val_uar:.4f}",
                               auto_insert_metric_name=False, monitor="val_uar", mode="max",
                               save_top_k=1, save_last=True)
@@ -298,6 +318,37 @@ def train(cfg: TrainConfig) -> TrainResult:
         log.info("best validation UAR %.4f: %s (weights %s)", best_uar, best, weights_path)
     return TrainResult(best_checkpoint=best, best_val_uar=best_uar, run_dir=run_dir,
                        best_weights=weights_path, epochs_run=int(trainer.current_epoch))
+
+
+#: face settings that change what a crop looks like: a model only fits crops made alike
+CROP_KEYS = ("crop_size", "margin")
+
+
+def load_init_weights(init_from: str | os.PathLike):
+    """``'default'`` (the bundled weights) or a path -> :class:`LoadedModel`
+    (:class:`OmgclipError` when it does not load)."""
+    from omgclip.learn.checkpoint import default_checkpoint, load_model
+
+    path = default_checkpoint() if str(init_from) == "default" else Path(init_from)
+    return load_model(path)
+
+
+def check_init_matches(init, init_from, block_shape: tuple[int, int], face: dict | None) -> None:
+    """One-line :class:`OmgclipError` unless the init weights were trained on blocks of
+    the dataset's shape, cropped with the same face settings."""
+    block_len, crop = block_shape
+    if (init.block_len, init.crop_size) != (block_len, crop):
+        raise OmgclipError(f"--init-from {init_from}: it was trained on {init.block_len}-frame {init.crop_size}px "
+                           f"blocks, the dataset has {block_len}-frame {crop}px blocks; rebuild the dataset "
+                           f"with --block-len {init.block_len} (and crop size {init.crop_size})")
+    init_face = init.meta.get("face")
+    if isinstance(init_face, dict) and isinstance(face, dict):
+        diff = [f"{k} {init_face[k]} vs {face[k]}" for k in CROP_KEYS
+                if k in init_face and k in face and init_face[k] != face[k]]
+        if diff:
+            raise OmgclipError(f"--init-from {init_from}: its face crops differ from the dataset's "
+                               f"({', '.join(diff)}); rebuild the dataset with the same settings "
+                               f"(e.g. --margin {init_face.get('margin')})")
 
 
 def _write_run_files(run_dir: Path, cfg: TrainConfig, dm, precision: str) -> None:

@@ -6,6 +6,8 @@ Every model maps ``(N, 1, T, H, W)`` float frames in [0, 1] (T=20, H=W=80 by def
 ====================  =================================================================
 ``r2plus1d`` default  residual (2+1)D net with an early-downsampling stem; fast on CPU
                       and the most accurate
+``r2plus1d_wide``      the bundled model's net: 48-96-192 widths, replicate time padding so a
+                      still clip equals an image at any length (pretrained on FER2013)
 ``c3d``               plain 16-32-64 C3D reference, full-resolution first layer; slow
 ``convlstm``          per-frame conv encoder + ConvLSTM cell over time (+ appearance skip)
 ====================  =================================================================
@@ -19,6 +21,7 @@ from omgclip.learn.models.registry import create_model, list_models, register_mo
 from omgclip.learn.models import c3d as _c3d  # noqa: E402,F401
 from omgclip.learn.models import convlstm as _convlstm  # noqa: E402,F401
 from omgclip.learn.models import r2plus1d as _r2plus1d  # noqa: E402,F401
+from omgclip.learn.models import r2plus1d_wide as _r2plus1d_wide  # noqa: E402,F401
 
 from omgclip.learn import DEFAULT_MODEL  # noqa: E402
 

@@ -1,0 +1,353 @@
+"""Learning faces from photos, then motion from a few video people: the bundled model's recipe.
+
+Two stages, both plain PyTorch loops (no Lightning: they mix two kinds of batch):
+
+1. :func:`pretrain_stills` trains a net (``r2plus1d_wide``: a still clip gives the same
+   logits at any length) on FER2013 *Training* faces as 1-frame clips ``(B, 1, 1, 80, 80)``
+   and keeps the epoch with the best *PublicTest* accuracy. PrivateTest is never looked at.
+2. :func:`finetune` trains on 20-frame blocks of built datasets (``omgclip build-dataset``)
+   and, every other step, on a batch of FER stills so that what was learnt from thousands of
+   faces is not forgotten on a handful of video people.
+
+The FER faces are framed to look like omgclip's crops: a dlib box plus 15% per side shows
+more around the face than FER's tight 48x48 crops, so training zooms FER images out by a
+random factor in [1.0, 1.35] with edge replication (the same fill as ``crop_face``);
+CK+ frames (tight, like FER) sit at the 1.0 end. Augmentation, per clip and the same for
+all its frames: that zoom, rotation (+-12 deg), shift (+-8%), flip, gamma, and a random
+erased box. Loss: cross-entropy with label smoothing 0.1.
+
+Run ``python -m omgclip.learn.transfer pretrain|finetune --help``
+(``scripts/train_default_model.sh`` runs both).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import os
+import time
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from omgclip.labels import EMOTIONS, NUM_CLASSES
+
+log = logging.getLogger(__name__)
+
+FER_USAGES = ("Training", "PublicTest", "PrivateTest")
+MODEL_NAME = "r2plus1d_wide"
+
+
+# --------------------------------------------------------------------------- data
+def load_fer(root: str | os.PathLike, cache: str | os.PathLike | None = None, size: int = 80):
+    """FER2013 from ``root`` (``labels.csv`` + PNGs, see shared/data/fer2013/README.md) as
+    ``(X uint8 (N, size, size), y int64 (N,), usage str (N,))``, images resized (bilinear)
+    to ``size``. ``cache``: an ``.npz`` written on first use and read afterwards."""
+    if cache is not None and Path(cache).is_file():
+        z = np.load(cache)
+        return z["X"], z["y"], z["usage"]
+    import cv2
+    import pandas as pd
+
+    root = Path(root)
+    d = pd.read_csv(root / "labels.csv")
+    X = np.stack([cv2.resize(cv2.imread(str(root / f), cv2.IMREAD_GRAYSCALE), (size, size),
+                             interpolation=cv2.INTER_LINEAR) for f in d["file"]])
+    y = np.array(d["omg_label"].tolist(), dtype=np.int64)
+    usage = np.array(d["usage"].tolist(), dtype="U12")
+    if cache is not None:
+        Path(cache).parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(str(cache) + ".tmp.npz")
+        np.savez(tmp, X=X, y=y, usage=usage)
+        os.replace(tmp, cache)
+    return X, y, usage
+
+
+def load_blocks(data_dirs: Iterable[str | os.PathLike], exclude_groups: Sequence[str] = (),
+                only_groups: Sequence[str] | None = None):
+    """Labeled blocks of built datasets as ``(X uint8 (N, T, S, S), frame)``; ``frame`` is the
+    index rows (with ``root``), minus ``exclude_groups`` (or only ``only_groups``)."""
+    import pandas as pd
+
+    from omgclip.learn.data import load_index
+
+    frames = []
+    for d in data_dirs:
+        f = load_index(d)
+        f = f[f["label"] >= 0].copy()
+        f["root"] = str(d)
+        frames.append(f)
+    frame = pd.concat(frames, ignore_index=True)
+    if only_groups is not None:
+        frame = frame[frame["group"].isin(list(only_groups))]
+    frame = frame[~frame["group"].isin(list(exclude_groups))].reset_index(drop=True)
+    X = np.stack([np.load(Path(r) / p) for r, p in zip(frame["root"], frame["path"])]) if len(frame) else \
+        np.zeros((0, 20, 80, 80), np.uint8)
+    return X, frame
+
+
+# --------------------------------------------------------------------------- augmentation
+def augment(x: torch.Tensor, zoom: tuple[float, float] = (1.0, 1.35), rotate_deg: float = 12.0,
+            shift: float = 0.08, gamma: float = 0.4, erase_p: float = 0.25) -> torch.Tensor:
+    """``(B, 1, T, H, W)`` float in [0, 1] -> same shape, one random transform per clip
+    (the same for all its frames): zoom out/in with edge replication, rotation, shift,
+    horizontal flip, gamma, and (with ``erase_p``) a random box set to a random gray."""
+    b, c, t, h, w = x.shape
+    flat = x.reshape(b, c * t, h, w)
+    z = torch.empty(b).uniform_(*zoom)
+    ang = torch.empty(b).uniform_(-rotate_deg, rotate_deg) * math.pi / 180
+    tx, ty = torch.empty(b).uniform_(-shift, shift), torch.empty(b).uniform_(-shift, shift)
+    flip = (torch.rand(b) < 0.5).float() * 2 - 1
+    cos, sin = torch.cos(ang) * z, torch.sin(ang) * z
+    theta = torch.stack([torch.stack([cos * flip, -sin, tx], 1), torch.stack([sin * flip, cos, ty], 1)], 1)
+    grid = F.affine_grid(theta, list(flat.shape), align_corners=False)
+    flat = F.grid_sample(flat, grid, mode="bilinear", padding_mode="border", align_corners=False)
+    g = torch.exp(torch.empty(b, 1, 1, 1).uniform_(-gamma, gamma))
+    flat = flat.clamp(1e-4, 1.0) ** g
+    if erase_p > 0:
+        eh, ew = torch.randint(10, 30, (2, b))
+        y0 = (torch.rand(b) * (h - eh)).long()
+        x0 = (torch.rand(b) * (w - ew)).long()
+        rows = torch.arange(h).view(1, h, 1)
+        cols = torch.arange(w).view(1, 1, w)
+        box = ((rows >= y0.view(b, 1, 1)) & (rows < (y0 + eh).view(b, 1, 1))
+               & (cols >= x0.view(b, 1, 1)) & (cols < (x0 + ew).view(b, 1, 1)))
+        box &= (torch.rand(b) < erase_p).view(b, 1, 1)
+        flat = torch.where(box.unsqueeze(1), torch.rand(b, 1, 1, 1), flat)
+    return flat.reshape(b, c, t, h, w)
+
+
+def to_clips(x_uint8: np.ndarray | torch.Tensor) -> torch.Tensor:
+    """``(B, T, S, S)`` or ``(B, S, S)`` uint8 -> ``(B, 1, T, S, S)`` float in [0, 1]."""
+    x = torch.as_tensor(x_uint8)
+    if x.dim() == 3:
+        x = x.unsqueeze(1)
+    return x.float().div_(255).unsqueeze(1)
+
+
+@torch.no_grad()
+def predict_proba(net: nn.Module, x_uint8: np.ndarray, batch_size: int = 64, tta_flip: bool = True) -> np.ndarray:
+    """Class probabilities ``(N, C)`` for ``(N, T, S, S)`` (or ``(N, S, S)`` stills) uint8,
+    averaged with the horizontally flipped input when ``tta_flip``."""
+    net.eval()
+    out = []
+    for i in range(0, len(x_uint8), batch_size):
+        xb = to_clips(x_uint8[i:i + batch_size])
+        p = net(xb).softmax(1)
+        if tta_flip:
+            p = (p + net(xb.flip(-1)).softmax(1)) / 2
+        out.append(p)
+    return torch.cat(out).numpy() if out else np.zeros((0, NUM_CLASSES), np.float32)
+
+
+def accuracy_uar(y_true: np.ndarray, proba: np.ndarray) -> tuple[float, float]:
+    """Accuracy and unweighted average recall over the classes present in ``y_true``."""
+    pred = np.asarray(proba).argmax(1)
+    y_true = np.asarray(y_true)
+    acc = float((pred == y_true).mean())
+    uar = float(np.mean([(pred[y_true == k] == k).mean() for k in np.unique(y_true)]))
+    return acc, uar
+
+
+def _cosine(opt, total_steps: int, warmup_steps: int):
+    def f(step: int) -> float:
+        warm = min(1.0, (step + 1) / max(1, warmup_steps))
+        return warm * 0.5 * (1 + math.cos(math.pi * min(1.0, step / max(1, total_steps))))
+    return torch.optim.lr_scheduler.LambdaLR(opt, f)
+
+
+def new_net(widths: Sequence[int] = (48, 96, 192)) -> nn.Module:
+    from omgclip.learn.models import create_model
+
+    return create_model(MODEL_NAME, widths=tuple(int(w) for w in widths))
+
+
+# --------------------------------------------------------------------------- stage 1
+def pretrain_stills(fer_root: str, out: str, epochs: int = 30, batch_size: int = 128, lr: float = 3e-3,
+                    weight_decay: float = 0.05, label_smoothing: float = 0.1,
+                    widths: Sequence[int] = (48, 96, 192), seed: int = 0, cache: str | None = None) -> dict:
+    """Stage 1: FER2013 Training as 1-frame clips; the best PublicTest epoch is kept in
+    ``OUT/best.pt`` (``{'state_dict', 'widths', 'epoch'}``), each epoch's numbers in
+    ``OUT/history.json``. Returns the best epoch's record."""
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    os.makedirs(out, exist_ok=True)
+    X, y, usage = load_fer(fer_root, cache)
+    tr, pub = np.where(usage == "Training")[0], np.where(usage == "PublicTest")[0]
+    Xt, yt = torch.from_numpy(X), torch.from_numpy(y)
+    net = new_net(widths)
+    opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=weight_decay)
+    steps = len(tr) // batch_size
+    sched = _cosine(opt, steps * epochs, steps)
+    best, hist = None, []
+    for ep in range(epochs):
+        net.train()
+        t0, total = time.time(), 0.0
+        perm = torch.from_numpy(rng.permutation(tr))
+        for s in range(steps):
+            idx = perm[s * batch_size:(s + 1) * batch_size]
+            loss = F.cross_entropy(net(augment(to_clips(Xt[idx]))), yt[idx], label_smoothing=label_smoothing)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            total += loss.item()
+            if (s + 1) % 50 == 0:
+                print(f"epoch {ep + 1} step {s + 1}/{steps} loss {total / (s + 1):.4f} "
+                      f"{time.time() - t0:.0f}s", flush=True)
+        acc, uar = accuracy_uar(y[pub], predict_proba(net, X[pub], 512))
+        rec = {"epoch": ep + 1, "loss": total / steps, "seconds": round(time.time() - t0, 1),
+               "public_acc": acc, "public_uar": uar}
+        hist.append(rec)
+        log.info("pretrain %s", json.dumps(rec))
+        print(json.dumps(rec), flush=True)
+        state = {"state_dict": net.state_dict(), "widths": list(widths), "epoch": ep + 1}
+        torch.save(state, Path(out) / "last.pt")
+        if best is None or acc > best["public_acc"]:
+            best = rec
+            torch.save(state, Path(out) / "best.pt")
+        (Path(out) / "history.json").write_text(json.dumps(hist, indent=1))
+    return best or {}
+
+
+# --------------------------------------------------------------------------- stage 2
+def finetune(init: str | nn.Module, data_dirs: Sequence[str], fer_root: str | None = None, *,
+             exclude_groups: Sequence[str] = (), epochs: int = 5, batch_size: int = 16,
+             fer_batch_size: int = 32, lr: float = 5e-4, weight_decay: float = 0.05,
+             label_smoothing: float = 0.1, seed: int = 0, cache: str | None = None,
+             clip_len: int = 10, min_block_gap: int = 8, log_every: int = 0) -> nn.Module:
+    """Stage 2: from ``init`` (a :func:`pretrain_stills` file, an omgclip weights file, or a
+    net), train on the labeled blocks of ``data_dirs`` (minus ``exclude_groups``: the
+    held-out people), class-balanced by the loss weights, alternating with FER Training
+    stills (when ``fer_root``). Returns the net (eval mode).
+
+    Cheap on a CPU: each step sees a random ``clip_len``-frame window of each block (the net
+    takes any length; 10 of 20 frames halves the cost and jitters time), and of the blocks
+    of an utterance only those starting ``min_block_gap`` frames apart are used (blocks
+    built at stride 4 overlap by 80%)."""
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    net = _load_init(init)
+    Xb, frame = load_blocks(data_dirs, exclude_groups=exclude_groups)
+    if min_block_gap > 1 and "start_frame" in frame.columns:
+        keep = (frame["start_frame"].astype(int) % int(min_block_gap) == 0).to_numpy()
+        Xb, frame = Xb[keep], frame[keep].reset_index(drop=True)
+    yb = frame["label"].to_numpy().astype(np.int64)
+    counts = np.bincount(yb, minlength=NUM_CLASSES).astype(float)
+    cw = torch.tensor(np.where(counts > 0, counts.sum() / np.maximum(counts, 1) / (counts > 0).sum(), 0.0),
+                      dtype=torch.float32)
+    if fer_root:
+        Xf, yf, usage = load_fer(fer_root, cache)
+        tr = np.where(usage == "Training")[0]
+        Xf, yf = torch.from_numpy(Xf[tr]), torch.from_numpy(yf[tr])
+    opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=weight_decay)
+    steps = max(1, len(Xb) // batch_size)
+    sched = _cosine(opt, steps * epochs, max(1, steps // 4))
+    Xbt, ybt = torch.from_numpy(Xb), torch.from_numpy(yb)
+    for ep in range(epochs):
+        net.train()
+        t0, tot_v, tot_f = time.time(), 0.0, 0.0
+        perm = torch.from_numpy(rng.permutation(len(Xb)))
+        for s in range(steps):
+            idx = perm[s * batch_size:(s + 1) * batch_size]
+            xb = Xbt[idx]
+            if 0 < clip_len < xb.shape[1]:
+                t0_ = int(rng.integers(0, xb.shape[1] - clip_len + 1))
+                xb = xb[:, t0_:t0_ + clip_len]
+            loss = F.cross_entropy(net(augment(to_clips(xb))), ybt[idx], weight=cw,
+                                   label_smoothing=label_smoothing)
+            if fer_root:
+                fi = torch.from_numpy(rng.integers(0, len(Xf), fer_batch_size))
+                lf = F.cross_entropy(net(augment(to_clips(Xf[fi]))), yf[fi], label_smoothing=label_smoothing)
+                tot_f += lf.item()
+                loss = loss + lf
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            tot_v += loss.item()
+        msg = {"epoch": ep + 1, "loss": round(tot_v / steps, 4), "fer_loss": round(tot_f / steps, 4),
+               "seconds": round(time.time() - t0, 1), "blocks": len(Xb)}
+        log.info("finetune %s", json.dumps(msg))
+        if log_every:
+            print(json.dumps(msg), flush=True)
+    net.eval()
+    return net
+
+
+def _load_init(init: str | nn.Module) -> nn.Module:
+    if isinstance(init, nn.Module):
+        return init
+    obj = torch.load(init, map_location="cpu", weights_only=True)
+    if isinstance(obj, dict) and "widths" in obj and "state_dict" in obj:  # a pretrain_stills file
+        net = new_net(obj["widths"])
+        net.load_state_dict(obj["state_dict"])
+        return net
+    from omgclip.learn.checkpoint import load_model
+
+    return load_model(init).net
+
+
+def weights_meta(net: nn.Module, face: dict | None, **extra) -> dict:
+    """The meta of a weights file for a net from this module (``face``: the crop settings
+    of the datasets it was trained on, so ``predict`` crops alike)."""
+    meta = {"model_name": MODEL_NAME, "model_kwargs": {"widths": list(net.widths)},
+            "labels": list(EMOTIONS), "num_classes": NUM_CLASSES, "block_len": 20, "crop_size": 80}
+    if face is not None:
+        meta["face"] = face
+    meta.update(extra)
+    return meta
+
+
+# --------------------------------------------------------------------------- CLI
+def main(argv: Sequence[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m omgclip.learn.transfer", description=__doc__.split("\n\n")[0])
+    sub = p.add_subparsers(dest="cmd", required=True)
+    a = sub.add_parser("pretrain", help="stage 1: FER2013 stills")
+    a.add_argument("--fer", required=True, help="the fer2013 folder (labels.csv + images/)")
+    a.add_argument("--out", required=True)
+    a.add_argument("--epochs", type=int, default=30)
+    a.add_argument("--widths", default="48,96,192")
+    a.add_argument("--cache", help="an .npz cache of the decoded images")
+    b = sub.add_parser("finetune", help="stage 2: video blocks + FER stills -> a weights file")
+    b.add_argument("--init", required=True, help="OUT/best.pt of pretrain, or any omgclip weights")
+    b.add_argument("--data", action="append", required=True, help="a built dataset (repeatable)")
+    b.add_argument("--fer", help="mix in FER2013 Training stills")
+    b.add_argument("--cache")
+    b.add_argument("--exclude-group", action="append", default=[])
+    b.add_argument("--epochs", type=int, default=5)
+    b.add_argument("--out", required=True, help="the weights file to write")
+    for q in (a, b):
+        q.add_argument("--threads", type=int, default=2)
+        q.add_argument("--seed", type=int, default=0)
+    args = p.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    if args.cmd == "pretrain":
+        best = pretrain_stills(args.fer, args.out, epochs=args.epochs,
+                               widths=[int(w) for w in args.widths.split(",")], seed=args.seed, cache=args.cache)
+        print("best", json.dumps(best))
+        return 0
+    from omgclip.learn.checkpoint import save_weights
+
+    net = finetune(args.init, args.data, args.fer, exclude_groups=args.exclude_group, epochs=args.epochs,
+                   seed=args.seed, cache=args.cache, log_every=1)
+    face = None
+    cfg = Path(args.data[0]) / "build_config.json"
+    if cfg.is_file():
+        face = json.loads(cfg.read_text()).get("face")
+    meta = weights_meta(net, face, recipe="omgclip.learn.transfer: FER2013 stills pretrain, then video blocks + FER stills",
+                        finetune_epochs=args.epochs, excluded_groups=list(args.exclude_group))
+    save_weights(args.out, net, meta)
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
