@@ -153,7 +153,8 @@ def _add_train(sub) -> None:
     p.add_argument("--data", required=True, help="a folder made by build-dataset")
     p.add_argument("--out", required=True, help="runs folder; each run gets a subfolder with "
                                                 "checkpoints, logs and its config")
-    p.add_argument("--model", help=f"a registered model (see `omgclip models`; default {_default(C, 'model')})")
+    p.add_argument("--model", help="a registered model (see `omgclip models`; default r2plus1d, or with "
+                                   "--init-from the model in that file)")
     p.add_argument("--epochs", type=int, default=_default(C, "epochs"), help="maximum epochs")
     p.add_argument("--max-time", help="stop after this long: minutes, or DD:HH:MM:SS")
     p.add_argument("--batch-size", type=int, default=_default(C, "batch_size"), help="blocks per step")
