@@ -1,20 +1,22 @@
 #!/usr/bin/env python3
-"""Training and inference speed of every registered model on this machine's CPU.
+"""Training speed on this machine's CPU: model compute speed, and real ``omgclip train``.
 
-For each model, in a fresh subprocess (so peak RSS is the model's own): training samples/s
-(forward + backward + AdamW step on a random batch), forward-only inference samples/s
-(``torch.inference_mode``, eval mode), parameter count, weight size and peak RSS. Models
-that declare ``channels_last = True`` convert their weights and inputs to
-``channels_last_3d`` themselves; the table says which do. Each figure is the median of
-``--rounds`` timed rounds (each at least ``--round-seconds`` long) after warm-up steps;
-the best round is reported too. Prints a table and writes JSON.
+1. **Model compute speed** (per registered model, each in a fresh subprocess so peak RSS is
+   the model's own): training samples/s of forward + backward + AdamW step on one random
+   batch held in memory -- no data loading, no augmentation, no Lightning -- and forward-only
+   inference samples/s, parameter count, weight size and peak RSS. Each figure is the
+   median of ``--rounds`` timed rounds (each at least ``--round-seconds`` long) after
+   warm-up steps, with the range in brackets.
+2. **Real ``omgclip train`` throughput** (default model): the command itself on a generated
+   dataset of ``--train-blocks`` ``.npy`` blocks (memory-mapped reads, augmentation, the
+   DataModule, Lightning, validation, checkpoints), run for 1 and for 3 epochs, each
+   ``--train-repeats`` times. Reported: training samples/s of the whole command (3 epochs),
+   and the steady rate of the extra epochs ``2 * train_blocks / (t_3 - t_1)``.
 
-    python benchmarks/bench_train.py [--models r2plus1d c3d] [--batch-size 32] [--threads 2]
-                                     [--json benchmarks/results/bench_train.json]
+    python benchmarks/bench_train.py [--models r2plus1d c3d] [--batch-size 32] [--threads 2] [--reference]
 
 Target: the default model trains at >= 100 samples/s (batch 32, 2 threads) on the 2-core
-development machine. CPU timings are sensitive to other processes: the load average
-before and after each model is recorded, and a busy machine is warned about.
+development machine, as model compute speed; the real command's rate is shown beside it.
 """
 
 from __future__ import annotations
@@ -22,16 +24,16 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import resource
-import statistics
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_JSON = ROOT / "benchmarks" / "results" / "bench_train.json"
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from _common import Run, fmt_spread, spread, verdict, write  # noqa: E402
+
 TARGET_TRAIN_SAMPLES_PER_S = 100.0
 
 
@@ -90,16 +92,62 @@ def bench_one(name: str, batch: int, threads: int, warmup: int, rounds: int, rou
         "channels_last": bool(getattr(net, "channels_last", False)),
         "params": n_params,
         "weights_mb": n_bytes / 1e6,
-        "train_samples_per_s": statistics.median(train_rates),
-        "train_samples_per_s_best": max(train_rates),
-        "train_rounds": train_rates,
-        "infer_samples_per_s": statistics.median(infer_rates),
-        "infer_samples_per_s_best": max(infer_rates),
-        "infer_rounds": infer_rates,
+        "train_samples_per_s": spread(train_rates),
+        "infer_samples_per_s": spread(infer_rates),
         "peak_rss_mb": peak_kb / 1024,
         "load_avg_before": load_before,
         "load_avg_after": os.getloadavg()[0],
     }
+
+
+def make_dataset(root: Path, blocks: int, groups: int = 16) -> None:
+    """``blocks`` random uint8 (20, 80, 80) blocks in ``groups`` groups, classes cycling."""
+    import numpy as np
+    import pandas as pd
+
+    from omgclip.dataset.format import INDEX_COLUMNS, INDEX_FILE
+    from omgclip.labels import EMOTIONS
+
+    rng = np.random.default_rng(0)
+    rows = []
+    for i in range(blocks):
+        g, label = i % groups, (i // groups) % len(EMOTIONS)
+        rel = f"blocks/train/g{g:02d}/{i:05d}.npy"
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        np.save(root / rel, rng.integers(0, 256, (20, 80, 80), dtype=np.uint8))
+        rows.append({"block_id": f"g{g:02d}/{i:05d}", "split": "train", "group": f"g{g:02d}", "source": f"v{g}",
+                     "video": f"v{g}", "utterance": f"u{i // groups}", "label": label, "label_name": EMOTIONS[label],
+                     "start_frame": 0, "num_frames": 20, "fps": 25.0, "detect_frac": 1.0, "path": rel})
+    pd.DataFrame(rows, columns=list(INDEX_COLUMNS)).to_csv(root / INDEX_FILE, index=False)
+
+
+def real_train(blocks: int, repeats: int, batch: int, threads: int) -> dict:
+    """Time ``omgclip train`` (1 and 3 epochs) on a generated dataset."""
+    import tempfile
+
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads),
+               PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
+    with tempfile.TemporaryDirectory(prefix="omgclip-bench-train-") as tmp:
+        data = Path(tmp) / "ds"
+        make_dataset(data, blocks)
+        walls: dict[int, list[float]] = {1: [], 3: []}
+        n_train = None
+        for r in range(repeats):
+            for epochs in (1, 3):
+                name = f"e{epochs}r{r}"
+                cmd = [sys.executable, "-m", "omgclip", "-q", "train", "--data", str(data), "--out", tmp,
+                       "--run-name", name, "--epochs", str(epochs), "--batch-size", str(batch), "--no-progress"]
+                t0 = time.perf_counter()
+                proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
+                if proc.returncode != 0:
+                    raise SystemExit(f"{' '.join(cmd)} failed:\n{proc.stderr[-2000:]}")
+                walls[epochs].append(time.perf_counter() - t0)
+                cfg = json.loads((Path(tmp) / name / "train_config.json").read_text())
+                n_train = cfg["resolved"]["train_blocks"]
+    return {"dataset_blocks": blocks, "train_blocks": n_train, "repeats": repeats,
+            "wall_1_epoch_s": spread(walls[1]), "wall_3_epochs_s": spread(walls[3]),
+            "command_samples_per_s": spread([3 * n_train / w for w in walls[3]]),
+            "epoch_samples_per_s": spread([2 * n_train / (b - a) for a, b in zip(walls[1], walls[3]) if b > a])}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -113,7 +161,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--round-seconds", type=float, default=4.0)
     ap.add_argument("--shape", type=int, nargs=3, default=(20, 80, 80), metavar=("T", "H", "W"))
-    ap.add_argument("--json", type=Path, default=DEFAULT_JSON)
+    ap.add_argument("--train-blocks", type=int, default=320, help="generated dataset size for real omgclip train")
+    ap.add_argument("--train-repeats", type=int, default=3, help="runs of omgclip train per epoch count (0: skip)")
+    ap.add_argument("--json", type=Path, default=None)
+    ap.add_argument("--reference", action="store_true", help="also write benchmarks/reference/bench_train.json")
     ap.add_argument("--single", help=argparse.SUPPRESS)  # internal: run one model, print JSON
     args = ap.parse_args(argv)
 
@@ -128,9 +179,7 @@ def main(argv: list[str] | None = None) -> int:
     unknown = [m for m in models if m not in list_models()]
     if unknown:
         ap.error(f"unknown model(s) {', '.join(unknown)}; choose from {', '.join(list_models())}")
-    if os.getloadavg()[0] > 0.7:
-        print(f"warning: load average {os.getloadavg()[0]:.2f} before starting: other processes will "
-              f"slow these timings down", file=sys.stderr)
+    run = Run("bench_train")
     rows = []
     for name in models:
         cmd = [sys.executable, __file__, "--single", name, "--batch-size", str(args.batch_size),
@@ -143,39 +192,34 @@ def main(argv: list[str] | None = None) -> int:
             return proc.returncode
         row = json.loads(proc.stdout.strip().splitlines()[-1])
         rows.append(row)
-        print(f"{name}: train {row['train_samples_per_s']:.1f}/s, infer {row['infer_samples_per_s']:.1f}/s",
-              file=sys.stderr, flush=True)
+        print(f"{name}: train {fmt_spread(row['train_samples_per_s'])}/s, "
+              f"infer {fmt_spread(row['infer_samples_per_s'])}/s", file=sys.stderr, flush=True)
+    real = real_train(args.train_blocks, args.train_repeats, args.batch_size, args.threads) \
+        if args.train_repeats > 0 else None
 
-    header = (f"{'model':<10} {'train/s':>8} {'(best)':>7} {'infer/s':>8} {'(best)':>7} {'params':>8} "
-              f"{'MB':>5} {'RSS MB':>7} {'ch-last':>7} {'load':>9}")
-    print(f"batch {args.batch_size}, {args.threads} threads, input (N, 1, {', '.join(map(str, args.shape))}), "
-          f"torch {torch.__version__}, {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs")
+    print(f"model compute speed (one random batch in memory: no data loading, augmentation or Lightning); "
+          f"batch {args.batch_size}, {args.threads} threads, input (N, 1, {', '.join(map(str, args.shape))}), "
+          f"torch {torch.__version__}, {os.cpu_count()} CPUs; median (range) of {args.rounds} rounds")
+    header = f"{'model':<10} {'train samples/s':>20} {'infer samples/s':>20} {'params':>8} {'MB':>5} {'RSS MB':>7}"
     print(header)
     print("-" * len(header))
     for r in rows:
         mark = " *" if r["model"] == DEFAULT_MODEL else ""
-        print(f"{r['model']:<10} {r['train_samples_per_s']:>8.1f} {r['train_samples_per_s_best']:>7.1f} "
-              f"{r['infer_samples_per_s']:>8.1f} {r['infer_samples_per_s_best']:>7.1f} {r['params']:>8d} "
-              f"{r['weights_mb']:>5.2f} {r['peak_rss_mb']:>7.0f} {str(r['channels_last']):>7} "
-              f"{r['load_avg_before']:>4.1f}/{r['load_avg_after']:<4.1f}{mark}")
+        print(f"{r['model']:<10} {fmt_spread(r['train_samples_per_s']):>20} {fmt_spread(r['infer_samples_per_s']):>20} "
+              f"{r['params']:>8d} {r['weights_mb']:>5.2f} {r['peak_rss_mb']:>7.0f}{mark}")
+    if real:
+        print(f"real `omgclip train` ({DEFAULT_MODEL}, {real['train_blocks']} training blocks of {real['dataset_blocks']}): "
+              f"{fmt_spread(real['command_samples_per_s'])} samples/s for the whole 3-epoch command, "
+              f"{fmt_spread(real['epoch_samples_per_s'])} samples/s per extra epoch")
+    verdicts = []
     default = next((r for r in rows if r["model"] == DEFAULT_MODEL), None)
     if default is not None:
-        ok = default["train_samples_per_s"] >= TARGET_TRAIN_SAMPLES_PER_S
-        print(f"* default model: {default['train_samples_per_s']:.1f} training samples/s "
-              f"({'meets' if ok else 'BELOW'} the {TARGET_TRAIN_SAMPLES_PER_S:.0f}/s target)")
-    report = {
-        "batch_size": args.batch_size, "threads": args.threads, "input_shape": [1, *args.shape],
-        "warmup": args.warmup, "rounds": args.rounds, "round_seconds": args.round_seconds,
-        "torch": torch.__version__, "python": platform.python_version(), "cpus": os.cpu_count(),
-        "machine": platform.machine(), "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "default_model": DEFAULT_MODEL, "target_train_samples_per_s": TARGET_TRAIN_SAMPLES_PER_S,
-        "models": rows,
-    }
-    sys.path.insert(0, str(ROOT))
-    from omgclip.fsutil import atomic_write_json
-
-    atomic_write_json(args.json, report)
-    print(f"wrote {args.json}")
+        verdicts.append(verdict(f"{DEFAULT_MODEL} model compute (training samples/s)",
+                                default["train_samples_per_s"]["median"], TARGET_TRAIN_SAMPLES_PER_S))
+    write(run.record({"models": rows, "omgclip_train": real}, verdicts, batch_size=args.batch_size,
+                     threads=args.threads, input_shape=[1, *args.shape], warmup=args.warmup, rounds=args.rounds,
+                     round_seconds=args.round_seconds, torch=torch.__version__, default_model=DEFAULT_MODEL),
+          args.json, args.reference)
     return 0
 
 

@@ -44,6 +44,22 @@ _BOOL_SWAP = {ast.And: ast.Or, ast.Or: ast.And}
 _CALL_SWAP = {"max": "min", "min": "max", "round": "int", "any": "all", "all": "any"}
 
 
+#: The pure core and the tests that guard it: ``python scripts/mutate.py --suite``.
+SUITE = [
+    ("omgclip/dataset/segment.py", ["tests/test_segment.py"], "", "numpy,pytest"),
+    ("omgclip/labels.py", ["tests/test_labels.py"], "", "pytest"),
+    ("omgclip/learn/metrics.py", ["tests/test_evaluate.py", "-k", "metrics"], "", "numpy,pandas,pytest,torch,torchmetrics"),
+    ("omgclip/faces/tracking.py", ["tests/test_tracking.py"], "", "numpy,pytest"),
+    ("omgclip/dataset/build.py", ["tests/test_build_synthetic.py", "-k", "not command_line and not kill_minus"],
+     "resolve_strides,assign_splits,_plan_jobs,_pending,_check_config,_remove_stale_temps,_collect,build_source",
+     "numpy,pandas,pytest,cv2"),
+    ("omgclip/apps/predict.py", ["tests/test_predict.py", "-k", "windows or two_faces or stride or smooth"],
+     "_windows,_segment_faces,_to_source", "numpy,pandas,pytest,torch,cv2"),
+    ("omgclip/apps/report.py", ["tests/test_predict.py", "-k", "smoothing_windows or smooth_probs"], "smooth_probs",
+     "numpy,pandas,pytest,torch,cv2"),
+]
+
+
 @dataclass
 class Mutant:
     number: int
@@ -236,42 +252,22 @@ def run_one(module: str, path: Path, tree: ast.Module | None, pytest_args: list[
         time.sleep(0.02)
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("module", type=Path, help="the .py file to mutate (inside the repository)")
-    ap.add_argument("tests", nargs="+", help="pytest arguments: test files, -k expressions, ...")
-    ap.add_argument("--only", default="", help="comma-separated functions (qualified names) to mutate")
-    ap.add_argument("--timeout", type=float, default=60.0, help="seconds per mutant (a hang counts as killed)")
-    ap.add_argument("--preload", default="numpy,pandas,pytest",
-                    help="third-party modules the parent imports once (comma-separated)")
-    ap.add_argument("--limit", type=int, default=None, help="only the first N mutants (a quick look)")
-    ap.add_argument("--json", type=Path, default=None, help="write the results here")
-    args = ap.parse_args(argv)
-
-    os.environ.setdefault("OMP_NUM_THREADS", "1")
-    sys.path.insert(0, str(ROOT))
-    tests_dir = str(ROOT / "tests")
-    if tests_dir not in sys.path:
-        sys.path.insert(0, tests_dir)
-    for name in filter(None, args.preload.split(",")):
-        __import__(name)
-    path = args.module.resolve()
+def mutate_module(module_path: Path, tests: list[str], only: set[str] | None, timeout: float,
+                  limit: int | None = None) -> dict:
+    """Run every mutant of one module against ``tests``; print and return a summary."""
+    path = module_path.resolve()
     module = _module_name(path)
     source = path.read_text()
-    only = set(filter(None, args.only.split(","))) or None
     mutants, where = find_mutants(source, only)
-    if args.limit:
-        mutants, where = mutants[: args.limit], where[: args.limit]
-
+    if limit:
+        mutants, where = mutants[:limit], where[:limit]
     start = time.monotonic()
-    baseline = run_one(module, path, None, args.tests, args.timeout * 3)
+    baseline = run_one(module, path, None, tests, timeout * 3)
     if baseline != "survived":
-        print(f"the tests fail without any mutation ({baseline}): fix them first", file=sys.stderr)
-        return 2
+        raise SystemExit(f"{module}: the tests fail without any mutation ({baseline}): fix them first")
     for m, (pos, k) in zip(mutants, where):
-        m.outcome = run_one(module, path, mutated_source(source, pos, k), args.tests, args.timeout)
-        mark = "." if m.outcome != "survived" else "S"
-        print(mark, end="", flush=True)
+        m.outcome = run_one(module, path, mutated_source(source, pos, k), tests, timeout)
+        print("." if m.outcome != "survived" else "S", end="", flush=True)
     print()
     killed = sum(m.outcome != "survived" for m in mutants)
     rate = killed / len(mutants) if mutants else 1.0
@@ -280,16 +276,60 @@ def main(argv: list[str] | None = None) -> int:
         if m.outcome == "survived":
             code = lines[m.line - 1].strip() if 0 < m.line <= len(lines) else ""
             print(f"  survived  line {m.line:4d}  {m.function or '<module>'}: {m.change}    | {code[:70]}")
-    print(f"{module}: {killed} of {len(mutants)} mutants killed ({100 * rate:.1f}%) "
-          f"in {time.monotonic() - start:.0f} s")
+    seconds = time.monotonic() - start
+    print(f"{module}: {killed} of {len(mutants)} mutants killed ({100 * rate:.1f}%) in {seconds:.0f} s", flush=True)
+    return {"module": module, "tests": tests, "only": sorted(only or []), "mutants": len(mutants),
+            "killed": killed, "kill_rate": round(rate, 4), "seconds": round(seconds),
+            "survivors": [asdict(m) for m in mutants if m.outcome == "survived"]}
+
+
+def _machine() -> dict:
+    import platform
+    import subprocess
+
+    try:
+        commit = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True,
+                                text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        commit = "unknown"
+    return {"date": time.strftime("%Y-%m-%d"), "commit": commit, "cpu_count": os.cpu_count(),
+            "python": platform.python_version(), "load_average_1min": round(os.getloadavg()[0], 2)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("module", type=Path, nargs="?", help="the .py file to mutate (inside the repository)")
+    ap.add_argument("tests", nargs="*", help="pytest arguments: test files, -k expressions, ...")
+    ap.add_argument("--suite", action="store_true", help="run the whole SUITE (the pure core) instead")
+    ap.add_argument("--pick", default="", help="with --suite: only the modules whose path contains one of these "
+                                               "(comma-separated)")
+    ap.add_argument("--only", default="", help="comma-separated functions (qualified names) to mutate")
+    ap.add_argument("--timeout", type=float, default=90.0, help="seconds per mutant (a hang counts as killed)")
+    ap.add_argument("--preload", default="numpy,pandas,pytest",
+                    help="third-party modules the parent imports once (comma-separated)")
+    ap.add_argument("--limit", type=int, default=None, help="only the first N mutants (a quick look)")
+    ap.add_argument("--json", type=Path, default=None, help="write the results here")
+    args = ap.parse_args(argv)
+
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    os.chdir(ROOT)
+    sys.path.insert(0, str(ROOT))
+    sys.path.insert(0, str(ROOT / "tests"))
+    if args.suite:
+        picks = [x for x in args.pick.split(",") if x]
+        plan = [(Path(m), t, set(filter(None, o.split(","))) or None, p) for m, t, o, p in SUITE
+                if not picks or any(x in m for x in picks)]
+    elif args.module and args.tests:
+        plan = [(args.module, args.tests, set(filter(None, args.only.split(","))) or None, args.preload)]
+    else:
+        ap.error("give a module and its tests, or --suite")
+    for _, _, _, preload in plan:
+        for name in filter(None, preload.split(",")):
+            __import__(name)
+    results = [mutate_module(m, t, o, args.timeout, args.limit) for m, t, o, _ in plan]
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps({
-            "module": module, "tests": args.tests, "only": sorted(only or []),
-            "mutants": len(mutants), "killed": killed, "kill_rate": round(rate, 4),
-            "survivors": [asdict(m) for m in mutants if m.outcome == "survived"],
-            "date": time.strftime("%Y-%m-%d"),
-        }, indent=2) + "\n")
+        args.json.write_text(json.dumps({**_machine(), "results": results}, indent=2) + "\n")
     return 0
 
 

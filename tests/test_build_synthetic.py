@@ -135,7 +135,7 @@ def test_a_changed_content_config_is_refused(tmp_path, clip, change):
     assert list(change)[0] in str(e.value)
     assert (tmp_path / "ds" / fmt.INDEX_FILE).read_bytes() == index
     # what does not change the blocks may change
-    _build(tmp_path, m, workers=2, seed=5)
+    _build(tmp_path, m, seed=5, retries=1)
 
 
 def test_temp_files_of_a_killed_run_are_removed(tmp_path, clip):

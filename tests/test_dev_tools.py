@@ -1,0 +1,53 @@
+"""The development tools: README tables match the committed benchmark references, and the
+mutation tester finds (and only finds) the spots it should."""
+
+from __future__ import annotations
+
+import ast
+import importlib.util
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _load(path: Path):
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[path.stem] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_readme_tables_are_rendered_from_the_reference_results():
+    render = _load(ROOT / "benchmarks" / "render_readme.py")
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert render.render(readme) == readme, "README out of date: run python benchmarks/render_readme.py"
+    for name in ("bench_build", "bench_predict", "bench_train", "mutation"):
+        assert f"<!-- bench:{name} -->" in readme and f"<!-- /bench:{name} -->" in readme
+
+
+def test_mutants_are_one_spot_changes_and_messages_are_left_alone():
+    mutate = _load(ROOT / "scripts" / "mutate.py")
+    source = '''
+"""Doc 1 < 2."""
+import logging
+log = logging.getLogger(__name__)
+
+
+def f(a, b):
+    """Doc."""
+    log.info("x %d", a + 1)
+    if a < b and not b:
+        raise ValueError(f"bad {a - 1}")
+    return max(a, b) + 2
+'''
+    mutants, where = mutate.find_mutants(source, None)
+    changes = sorted(m.change for m in mutants)
+    assert changes == sorted(["Lt -> LtE", "And -> Or", "drop Not", "max() -> min()", "Add -> Sub", "2 -> 3"])
+    assert all(m.function == "f" for m in mutants)
+    for m, (pos, k) in zip(mutants, where):
+        new = ast.unparse(mutate.mutated_source(source, pos, k))
+        assert new != ast.unparse(ast.parse(source)), m.change
+    only_g, _ = mutate.find_mutants(source, {"g"})
+    assert only_g == []
