@@ -272,6 +272,11 @@ def _add_predict(sub) -> None:
     p.add_argument("--scheduler", metavar="ADDRESS",
                    help="one task per input on a Dask cluster (tcp://HOST:PORT or local[:N]); rows "
                         "come back here, --annotate/--plot files are written by the workers")
+    p.add_argument("--detector", choices=("hog", "cnn"), default=_default(P, "detector"),
+                   help="face detector: hog (fast, frontal faces) or cnn (dlib MMOD: also "
+                        "three-quarter and profile faces, ~40x slower)")
+    p.add_argument("--people", metavar="DIR",
+                   help="reference photos DIR/<name>/*.jpg: name the matching persons")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(run=_run_predict)
 
@@ -284,7 +289,7 @@ def _run_predict(args) -> int:
                         batch_size=args.batch_size, smooth=args.smooth, out=args.out,
                         annotate=args.annotate, plot=args.plot, detect_every=args.detect_every,
                         cache_dir=args.cache_dir, progress=not args.no_progress,
-                        scheduler=args.scheduler)
+                        scheduler=args.scheduler, detector=args.detector, people=args.people)
     try:
         rows = predict(cfg)
     except PartialPredictError as exc:  # print what did work, then exit non-zero

@@ -200,3 +200,67 @@ def test_cnn_detector_finds_more_of_the_hamilton_audience_than_hog(shared_data):
     assert len(cnn) >= 3 > len(hog)
     with pytest.raises(OmgclipError, match="--detector"):
         FaceDetector(FaceConfig(), kind="haar")
+
+
+# ----------------------------------------------------------------------------- predict
+def test_predict_rows_carry_person_ids_names_and_a_person_summary(shared_data, tmp_path, capsys):
+    """``omgclip predict`` on an A-B-A montage with ``--people``: every row has a person_id,
+    A's two stretches share one and carry A's name, B (no photo) keeps a number; the JSON
+    holds a per-person summary; the terminal summary and the timeline are per person."""
+    import json
+
+    import cv2
+    import pandas as pd
+
+    from omgclip.cli import main
+
+    video = tmp_path / "aba.mp4"
+    shots = make_montage([Part(_mead(shared_data, "M030_front_angry_level3_001.mp4"), "A", 80),
+                          Part(_mead(shared_data, "W009_front_happy_level3_001.mp4"), "B", 80),
+                          Part(_mead(shared_data, "M030_front_happy_level3_001.mp4"), "A", 80)], video)
+    (tmp_path / "people" / "Marco").mkdir(parents=True)
+    cv2.imwrite(str(tmp_path / "people" / "Marco" / "a.jpg"),
+                _frame(_mead(shared_data, "M030_front_neutral_level1_001.mp4"), 10))
+    out, plot = tmp_path / "rows.json", tmp_path / "timeline.png"
+    assert main(["predict", str(video), "--people", str(tmp_path / "people"), "--out", str(out),
+                 "--plot", str(plot), "--no-progress"]) == 0
+    doc = json.loads(out.read_text())
+    rows = pd.DataFrame(doc["rows"])
+    assert {"track_id", "person_id", "person"} <= set(rows.columns)
+    faces = rows[rows["track_id"] >= 0]
+    assert len(faces) == 12 and (rows.loc[rows["track_id"] < 0, "person_id"] == -1).all()
+    who = faces.assign(truth=[person_at(shots, (a + b) // 2)
+                              for a, b in zip(faces["start_frame"], faces["end_frame"])])
+    a, b = who[who["truth"] == "A"], who[who["truth"] == "B"]
+    assert a["person_id"].nunique() == 1 and b["person_id"].nunique() == 1
+    assert a["person_id"].iloc[0] != b["person_id"].iloc[0] and a["track_id"].nunique() == 2
+    assert set(a["person"]) == {"Marco"} and set(b["person"]) == {""}
+    people = {p["person_id"]: p for p in doc["people"]}
+    assert sorted(people) == sorted(faces["person_id"].unique())
+    for pid, p in people.items():
+        mine = faces[faces["person_id"] == pid]
+        assert p["segments"] == len(mine) and sum(p["segment_counts"].values()) == len(mine)
+        assert abs(sum(p["share"].values()) - 1.0) < 1e-6
+        assert p["dominant"] == max(p["share"], key=p["share"].get)
+    text = capsys.readouterr().out
+    assert f"person {a['person_id'].iloc[0]} (Marco):" in text and "mostly" in text
+    assert plot.stat().st_size > 0
+
+
+def test_predict_with_the_cnn_detector_and_bad_people_folders(shared_data, tmp_path, capsys):
+    import cv2
+
+    from omgclip.cli import main
+
+    image = tmp_path / "face.png"
+    cv2.imwrite(str(image), _frame(_mead(shared_data, "W009_front_happy_level3_001.mp4"), 20))
+    out = tmp_path / "rows.csv"
+    assert main(["predict", str(image), "--detector", "cnn", "--out", str(out), "--no-progress"]) == 0
+    from omgclip.apps.report import read_rows
+
+    rows = read_rows(out)
+    assert rows["track_id"].tolist() == [0] and rows["person_id"].tolist() == [0]
+    capsys.readouterr()
+    assert main(["predict", str(image), "--people", str(tmp_path / "nope"), "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("omgclip: error: --people") and "\n" not in err

@@ -7,6 +7,8 @@ files and errors, not whether the labels are right.
 
 from __future__ import annotations
 
+import json
+
 import math
 import subprocess
 from pathlib import Path
@@ -136,8 +138,11 @@ def test_csv_and_json_read_back_in_one_line(talking_run, tmp_path):
     assert len(back) == len(rows)
     np.testing.assert_allclose(back[PROBS].to_numpy(), rows[PROBS].to_numpy(), atol=1e-9)
     write_rows(rows, tmp_path / "rows.json")
-    back = pd.read_json(tmp_path / "rows.json")
+    doc = json.loads((tmp_path / "rows.json").read_text())  # {"rows": [...], "people": [...]}
+    back = pd.DataFrame(doc["rows"])
     assert list(back.columns) == columns(EMOTIONS)
+    assert [p["person_id"] for p in doc["people"]] == sorted(rows.loc[rows["person_id"] >= 0,
+                                                                      "person_id"].unique())
     assert back["segment"].tolist() == rows["segment"].tolist()
     np.testing.assert_allclose(back[PROBS].to_numpy(), rows[PROBS].to_numpy(), atol=1e-5)
     assert not list(tmp_path.glob(".*.tmp"))  # atomic: no leftovers

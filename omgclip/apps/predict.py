@@ -6,8 +6,8 @@ tracked and cropped by :func:`omgclip.faces.clips.face_clips` -- the very code b
 training blocks with -- and every face clip is classified by the model, batched across
 segments. The result is one row per (segment, face)::
 
-    file, segment, start_s, end_s, start_frame, end_frame, track_id, label, confidence,
-    p_anger ... p_surprise, detect_frac, x0, y0, x1, y1
+    file, segment, start_s, end_s, start_frame, end_frame, track_id, person_id, [person,]
+    label, confidence, p_anger ... p_surprise, detect_frac, x0, y0, x1, y1
 
 * ``end_frame`` is exclusive, so segment ``i``'s ``end_frame`` is segment ``i + 1``'s
   ``start_frame`` and the last ``end_frame`` is the number of frames that really decoded
@@ -22,6 +22,12 @@ segments. The result is one row per (segment, face)::
 * A still image is a one-frame video (``fps`` 0): one segment, frames ``[0, 1)``,
   ``start_s = end_s = 0``, classified as its crop repeated ``T`` times.
 * ``x0, y0, x1, y1``: the face's mean box over the segment, in source pixels.
+* ``track_id``: one continuous track, within one shot (shot cuts end tracks);
+  ``person_id``: one id per person within the video, across cuts, occlusions and returns
+  (dlib face descriptors, :mod:`omgclip.faces.identity`); -1 where there is no face.
+  ``person``: with ``people`` (reference photos ``DIR/<name>/*.jpg``), the known person's
+  name, '' for others. A segment split by a cut gives each side's face its own row (the
+  model sees that side's crops, the edge crop repeated).
 * ``smooth = N`` (> 1) replaces each track's probabilities by their mean over the ``N``
   neighbouring segments centred on it (only segments where the track has a row count;
   ``label``/``confidence`` follow the smoothed probabilities).
@@ -53,7 +59,7 @@ from omgclip.apps.report import OUT_SUFFIXES, prob_columns, smooth_probs, to_fra
 from omgclip.dataset.segment import Block, consecutive_segments
 from omgclip.dataset.sources import is_image
 from omgclip.errors import OmgclipError, VideoError, one_line
-from omgclip.faces.detect import FaceBox, FaceConfig, FaceDetector, with_overrides
+from omgclip.faces.detect import DETECTORS, FaceBox, FaceConfig, FaceDetector, with_overrides
 from omgclip.learn.inference import ClipBatcher
 from omgclip.progress import progress_bar
 
@@ -80,6 +86,8 @@ class PredictConfig:
     progress: bool = True                  #: tqdm bar over frames
     scheduler: str | None = None           #: Dask scheduler: one task per input (see predict_cluster)
     face: FaceConfig | None = None         #: face settings (detect_every above overrides)
+    detector: str = "hog"                  #: 'hog' (fast) or 'cnn' (dlib MMOD: more angles, ~40x slower)
+    people: str | None = None              #: reference photos DIR/<name>/*.jpg naming persons
 
     def __post_init__(self) -> None:
         if not self.inputs:
@@ -96,6 +104,8 @@ class PredictConfig:
             from omgclip.dataset.distributed import parse_scheduler
 
             parse_scheduler(self.scheduler)
+        if self.detector not in DETECTORS:
+            raise OmgclipError(f"--detector must be one of {', '.join(DETECTORS)}, got {self.detector!r}")
         _check_suffix(self.out, OUT_SUFFIXES, "--out")
         _check_suffix(self.annotate, ANNOTATE_SUFFIXES, "--annotate")
         _check_suffix(self.plot, PLOT_SUFFIXES, "--plot")
@@ -141,12 +151,17 @@ class SegmentFace:
     ``track_id`` -1 means the segment has no usable face (``reason`` says why, and boxes,
     crops and probabilities are empty). ``boxes`` are the face's per-frame boxes in source
     pixels, frame ``block.start + k`` for box ``k``. ``probs`` ``(K,)`` is set by the model;
-    ``crops`` ``(t, S, S)`` uint8 are dropped once classified.
+    ``crops`` ``(t, S, S)`` uint8 are dropped once classified. ``first``: the frame of
+    ``boxes[0]`` where a shot cut leaves the face only part of the segment (None: the
+    segment's start). ``person_id``/``person``: set once the video is done.
     """
 
     segment: int
     block: Block
     track_id: int = -1
+    person_id: int = -1
+    person: str = ""
+    first: int | None = None
     reason: str = ""
     detect_frac: float = math.nan
     boxes: tuple[FaceBox, ...] = ()
@@ -160,7 +175,7 @@ class SegmentFace:
             "file": file, "segment": self.segment,
             "start_s": b.start / fps if fps else 0.0, "end_s": b.stop / fps if fps else 0.0,
             "start_frame": b.start, "end_frame": b.stop, "track_id": self.track_id,
-            "label": self.reason, "confidence": math.nan, "detect_frac": self.detect_frac}
+            "person_id": self.person_id, "person": self.person, "label": self.reason, "confidence": math.nan, "detect_frac": self.detect_frac}
         if self.boxes:
             box = np.mean([(f.left, f.top, f.right, f.bottom) for f in self.boxes], axis=0)
             row.update(x0=float(box[0]), y0=float(box[1]), x1=float(box[2]), y1=float(box[3]))
@@ -225,10 +240,15 @@ def _predict_here(sources: list[str], model, cfg: PredictConfig, face: FaceConfi
     """Every input in this process: (row frames, timings); failures appended to ``errors``."""
     frames_out: list = []
     timings: list[dict] = []
-    detector = FaceDetector(face)
+    detector = FaceDetector(face, kind=cfg.detector)
+    gallery = None
+    if cfg.people:
+        from omgclip.faces.identity import Gallery
+
+        gallery = Gallery.from_dir(cfg.people)
     for source in sources:
         try:
-            df, result = _predict_one(source, model, cfg, face, detector, several)
+            df, result = _predict_one(source, model, cfg, face, detector, several, gallery)
         except OmgclipError as exc:
             if not several:
                 raise
@@ -246,15 +266,16 @@ def _predict_here(sources: list[str], model, cfg: PredictConfig, face: FaceConfi
 
 
 def _predict_one(source: str, model, cfg: PredictConfig, face: FaceConfig, detector: FaceDetector,
-                 several: bool):
+                 several: bool, gallery=None):
     """One input: predict, smooth, then write its annotation/plot. ``(rows, result)``."""
     path, name = resolve_source(source, cfg.cache_dir, cfg.progress)
     if cfg.annotate and Path(cfg.annotate).suffix.lower() != ".mp4" and not is_image(path):
         raise OmgclipError(f"{name}: --annotate for a video must end in .mp4, "
                            f"got {Path(cfg.annotate).name!r}")
-    result = predict_video(path, model, cfg, face=face, name=name, detector=detector)
+    result = predict_video(path, model, cfg, face=face, name=name, detector=detector,
+                           gallery=gallery)
     t0 = time.perf_counter()
-    df = to_frame(result.rows, model.labels)
+    df = to_frame(result.rows, model.labels, named=bool(cfg.people))
     if cfg.smooth > 1:
         df = smooth_probs(df, cfg.smooth, prob_columns(model.labels))
     if cfg.annotate:
@@ -293,13 +314,16 @@ def load_predict_model(checkpoint: str | os.PathLike | None):
 # ----------------------------------------------------------------------------- one video
 def predict_video(path: str | os.PathLike, model, cfg: PredictConfig, face: FaceConfig | None = None,
                   name: str | None = None, detector: FaceDetector | None = None,
-                  on_frame: Callable[[int], None] | None = None) -> VideoPrediction:
-    """Segments, faces and model outputs for one local video or image.
+                  on_frame: Callable[[int], None] | None = None, gallery=None) -> VideoPrediction:
+    """Segments, faces, persons and model outputs for one local video or image.
 
     ``on_frame(index)`` is called for each decoded frame (``serve``'s progress).
+    ``gallery``: a :class:`~omgclip.faces.identity.Gallery` of known people, or None.
     Raises ``VideoError`` for a file that cannot be read at all.
     """
     from omgclip.faces.clips import face_clips
+    from omgclip.faces.cuts import CutDetector
+    from omgclip.faces.identity import PersonTracker
     from omgclip.faces.video_io import iter_gray_frames, probe, work_scale
 
     t_start = time.perf_counter()
@@ -314,9 +338,11 @@ def predict_video(path: str | os.PathLike, model, cfg: PredictConfig, face: Face
     frames = _Timed(iter_gray_frames(path, face.work_width))
     bar = progress_bar(total=info.frame_count, desc=name or path.name, unit="frame",
                        enabled=cfg.progress and not image)
+    people = PersonTracker()
     clips = _Timed(face_clips(frames, _windows(info.frame_count, T, cfg.stride or T, image), face,
-                              detector or FaceDetector(face), follow="all", extend=not image,
-                              on_frame=_on_frame(bar, on_frame)))
+                              detector or FaceDetector(face, kind=cfg.detector), follow="all",
+                              extend=not image, on_frame=_on_frame(bar, on_frame),
+                              cuts=CutDetector(), identity=people))
     segment = 0
     try:
         for wf in clips:
@@ -331,7 +357,11 @@ def predict_video(path: str | os.PathLike, model, cfg: PredictConfig, face: Face
         batcher.flush()
     finally:
         bar.close()
+    t_people = time.perf_counter()
+    _assign_persons(result.faces, people, gallery)
+    t_people = time.perf_counter() - t_people
     _finish_times(result, frames, clips, batcher, image, t_start)
+    result.times.faces += t_people  # describing faces is face work
     if not result.faces:
         raise VideoError(f"{path}: no frame could be decoded")
     if not image and result.frames_decoded < info.frame_count:
@@ -357,9 +387,21 @@ def _segment_faces(wf, segment: int, scale: float) -> list[SegmentFace]:
     by track id), or one faceless record carrying the reason."""
     if not wf.clips:
         return [SegmentFace(segment, wf.block, reason=wf.reason)]
-    return [SegmentFace(segment, wf.block, track_id=int(c.track_id), detect_frac=float(c.detect_frac),
-                        boxes=tuple(_to_source(b, scale) for b in c.boxes), crops=c.crops)
-            for c in sorted(wf.clips, key=lambda c: c.track_id)]
+    out = []
+    for c in sorted(wf.clips, key=lambda c: c.track_id):
+        lo, hi = c.span or (wf.block.start, wf.block.stop)  # frames where the face is on screen
+        boxes = c.boxes[lo - wf.block.start:hi - wf.block.start]
+        out.append(SegmentFace(segment, wf.block, track_id=int(c.track_id),
+                               detect_frac=float(c.detect_frac), first=lo,
+                               boxes=tuple(_to_source(b, scale) for b in boxes), crops=c.crops))
+    return out
+
+
+def _assign_persons(faces: list[SegmentFace], people, gallery) -> None:
+    """Person ids (and known names) onto the records, once the whole video is seen."""
+    who = people.who(gallery)
+    for rec in (r for r in faces if r.track_id >= 0):
+        rec.person_id, rec.person = who.get(rec.track_id, (-1, ""))
 
 
 def _to_source(box: FaceBox, scale: float) -> FaceBox:
@@ -427,9 +469,11 @@ def _annotate(result: VideoPrediction, df, target: Path) -> Path:
         raise AssertionError("rows and segment records differ in number")
     per_frame: dict[int, dict[int, annotate.Overlay]] = {}
     for rec, label, conf in zip(result.faces, df["label"].tolist(), df["confidence"].tolist()):
+        first = rec.block.start if rec.first is None else rec.first
         for k, box in enumerate(rec.boxes):  # overlapping segments: the later one wins
-            per_frame.setdefault(rec.block.start + k, {})[rec.track_id] = annotate.Overlay(
-                rec.track_id, (box.left, box.top, box.right, box.bottom), str(label), float(conf))
+            per_frame.setdefault(first + k, {})[rec.track_id] = annotate.Overlay(
+                rec.track_id, (box.left, box.top, box.right, box.bottom), str(label), float(conf),
+                rec.person_id, rec.person)
     overlays = {f: list(d.values()) for f, d in per_frame.items()}
     if target.suffix.lower() != ".mp4":
         if not is_image(result.path):

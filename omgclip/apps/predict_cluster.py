@@ -30,6 +30,13 @@ def _worker_model(checkpoint: str | None):
     return load_predict_model(checkpoint)
 
 
+@functools.lru_cache(maxsize=2)
+def _worker_gallery(people: str | None):
+    from omgclip.faces.identity import Gallery
+
+    return Gallery.from_dir(people) if people else None
+
+
 def predict_task(source: str, cfg, several: bool):
     """On a worker: ``(rows DataFrame, stage times dict)`` of one input, or OmgclipError's
     one-line message as ``(None, message)`` (an expected failure is not retried)."""
@@ -39,7 +46,8 @@ def predict_task(source: str, cfg, several: bool):
     model = _worker_model(cfg.checkpoint)
     face = face_config_for(model, cfg)
     try:
-        df, result = _predict_one(source, model, cfg, face, FaceDetector(face), several)
+        df, result = _predict_one(source, model, cfg, face, FaceDetector(face, kind=cfg.detector),
+                                  several, _worker_gallery(cfg.people))
     except OmgclipError as exc:
         return None, one_line(str(exc))
     return df, {"file": result.file, **result.times.as_dict()}
@@ -76,7 +84,7 @@ def _run(sources: list[str], cfg, several: bool) -> list[tuple[str, object, obje
     worker_cfg = dataclasses.replace(cfg, progress=False, scheduler=None, out=None,
                                      annotate=_absolute(cfg.annotate), plot=_absolute(cfg.plot),
                                      checkpoint=_absolute(cfg.checkpoint),
-                                     cache_dir=_absolute(cfg.cache_dir))
+                                     cache_dir=_absolute(cfg.cache_dir), people=_absolute(cfg.people))
     done: dict[str, tuple] = {}
     log.info("sending %d input(s) to %s", len(given), scheduler.describe())
     with connect(scheduler) as client:

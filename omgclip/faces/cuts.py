@@ -84,6 +84,7 @@ class CutDetector:
         h, w = gray.shape[:2]
         tw = min(self.config.thumb_width, w)
         th = max(1, round(h * tw / w))
-        thumb = cv2.resize(gray, (tw, th), interpolation=cv2.INTER_AREA).astype(np.float32)
-        hist = np.histogram(thumb, bins=32, range=(0.0, 256.0))[0].astype(np.float32)
-        return thumb, hist / max(1.0, float(thumb.size))
+        step = max(1, w // (2 * tw))  # every step-th pixel first: a quarter of the resize work
+        small = cv2.resize(gray[::step, ::step], (tw, th), interpolation=cv2.INTER_AREA)
+        hist = np.bincount((small >> 3).ravel(), minlength=32).astype(np.float32)
+        return small.astype(np.float32), hist / max(1.0, float(small.size))

@@ -172,6 +172,14 @@ class PersonTracker:
         return group_tracks([(t, self.tracks[t].mean(), self.tracks[t].first, self.tracks[t].last)
                              for t in order], self.config.threshold)
 
+    def who(self, gallery: "Gallery | None" = None) -> dict[int, tuple[int, str]]:
+        """``track_id -> (person_id, name)``; the name from ``gallery`` ('' without one, or
+        for a person no known face matches)."""
+        ids = self.person_ids()
+        names = ({p: gallery.name_for(c) for p, c in self.centroids().items()}
+                 if gallery is not None else {})
+        return {t: (p, names.get(p, "")) for t, p in ids.items()}
+
     def centroids(self) -> dict[int, np.ndarray]:
         """``person_id -> mean descriptor`` (persons with at least one descriptor)."""
         self.describe_pending()
