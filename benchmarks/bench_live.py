@@ -22,6 +22,7 @@ Targets: latency <= 1 s; 25 fps input kept up with.
 from __future__ import annotations
 
 import argparse
+import os
 import platform
 import sys
 import tempfile
@@ -66,11 +67,12 @@ def make_input(src: Path, dst: Path, fps: float, width: int = 640, height: int =
     return dst
 
 
-def run_one(path: Path, pace: bool, model) -> dict:
+def run_one(path: Path, pace: bool, model, torch_threads: int) -> dict:
     from omgclip.apps.live import LiveConfig, run_live
 
     out = path.with_suffix(".rows.jsonl")
-    s = run_live(LiveConfig(str(path), headless=True, out=str(out), pace=pace), model=model)
+    s = run_live(LiveConfig(str(path), headless=True, out=str(out), pace=pace,
+                            threads=torch_threads), model=model)
     dropped = s.frames_dropped / s.frames_read if s.frames_read else 0.0
     return {"frames_read": s.frames_read, "frames_dropped": s.frames_dropped, "dropped_frac": dropped,
             "frames_processed": s.frames_processed, "seconds": s.seconds,
@@ -82,31 +84,32 @@ def run_one(path: Path, pace: bool, model) -> dict:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--video", type=Path, default=DEFAULT_VIDEO)
-    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--threads", type=int, default=2, help="OpenCV threads")
+    ap.add_argument("--torch-threads", type=int, default=1,
+                    help="model threads (omgclip live's default: 1)")
     ap.add_argument("--json", type=Path, default=DEFAULT_JSON)
     args = ap.parse_args(argv)
     if not args.video.is_file():
         print(f"video not found: {args.video} (needs ../shared/data)", file=sys.stderr)
         return 1
     import cv2
-    import torch
 
     from omgclip.apps.predict import load_predict_model
     from omgclip.fsutil import atomic_write_json
 
-    torch.set_num_threads(args.threads)
     cv2.setNumThreads(args.threads)
     model = load_predict_model(None)
     runs = []
     with tempfile.TemporaryDirectory(prefix="omgclip-bench-live-") as tmp:
         for fps, pace in ((25.0, True), (50.0, True), (25.0, False)):
             path = make_input(args.video, Path(tmp) / f"input_{fps:g}fps.mp4", fps)
-            result = run_one(path, pace, model)
+            result = run_one(path, pace, model, args.torch_threads)
             runs.append({"input_fps": fps if pace else None, "paced": pace, **result,
                          "kept_up": bool(pace and result["dropped_frac"] <= KEPT_UP_DROP)})
     _print(runs, args)
     report = {"benchmark": "bench_live", "video": str(args.video), "size": "640x480",
-              "threads": args.threads, "machine": platform.platform(),
+              "threads": args.threads, "torch_threads": args.torch_threads,
+              "load_avg_1min": os.getloadavg()[0], "machine": platform.platform(),
               "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
               "targets": {"latency_s": TARGET_LATENCY_S, "input_fps": TARGET_FPS,
                           "kept_up_means_dropped_at_most": KEPT_UP_DROP},
@@ -117,7 +120,8 @@ def main(argv=None) -> int:
 
 
 def _print(runs: list[dict], args) -> None:
-    print(f"omgclip live at 640x480, {args.threads} thread(s), bundled model, {args.video.name}")
+    print(f"omgclip live at 640x480, OpenCV {args.threads} / model {args.torch_threads} thread(s), "
+          f"bundled model, {args.video.name}; load average {os.getloadavg()[0]:.1f}")
     print(f"{'input':>12} {'frames':>7} {'dropped':>8} {'processed fps':>14} {'labels':>7} "
           f"{'latency p50':>12} {'p95':>7} {'max':>7}  kept up")
     for r in runs:

@@ -335,6 +335,8 @@ def _add_live(sub) -> None:
                         "frame rate")
     p.add_argument("--detect-every", type=int, default=_default(L, "detect_every"),
                    help="run the face detector every k-th frame; boxes are carried in between")
+    p.add_argument("--threads", type=int, default=_default(L, "threads"),
+                   help="threads for the model (more rarely helps one clip at a time)")
     p.set_defaults(run=_run_live)
 
 
@@ -345,7 +347,7 @@ def _run_live(args) -> int:
         source=args.source, checkpoint=args.checkpoint, hop=args.hop, smooth=args.smooth,
         headless=args.headless, out=args.out, duration=args.duration, reconnect=args.reconnect,
         reconnect_delay=args.reconnect_delay, timeout=args.timeout, buffer=args.buffer,
-        pace=not args.no_pace, detect_every=args.detect_every))
+        pace=not args.no_pace, detect_every=args.detect_every, threads=args.threads))
     print(summary.line(), file=sys.stderr)
     return 0
 
@@ -368,7 +370,9 @@ def _add_serve(sub) -> None:
                    help="larger uploads get HTTP 413")
     p.add_argument("--queue-size", type=int, default=_default(S, "queue_size"),
                    help="jobs that may wait for the model; more get HTTP 503")
-    p.add_argument("--detect-every", type=int, default=_default(S, "detect_every"))
+    p.add_argument("--detect-every", type=int, default=_default(S, "detect_every"),
+                   help="run the face detector every k-th frame")
+    p.add_argument("--threads", type=int, default=_default(S, "threads"), help="threads for the model")
     p.set_defaults(run=_run_serve)
 
 
@@ -382,7 +386,7 @@ def _run_serve(args) -> int:
                            f"pip install 'omgclip[web]'") from None
     serve(ServeConfig(host=args.host, port=args.port, checkpoint=args.checkpoint,
                       max_upload_mb=args.max_upload_mb, queue_size=args.queue_size,
-                      detect_every=args.detect_every))
+                      detect_every=args.detect_every, threads=args.threads))
     return 0
 
 

@@ -44,14 +44,15 @@ class ServeConfig:
     queue_size: int = 4
     keep_jobs: int = 8
     detect_every: int = 5
+    threads: int = 1            #: torch threads (1: steady on a shared CPU, see live.run_live)
 
     def __post_init__(self) -> None:
         if not 0 <= self.port <= 65535:
             raise OmgclipError(f"--port must be 0..65535, got {self.port}")
         if not self.max_upload_mb > 0:
             raise OmgclipError(f"--max-upload-mb must be more than 0, got {self.max_upload_mb}")
-        if self.queue_size < 1 or self.keep_jobs < 1:
-            raise OmgclipError("--queue-size and --keep-jobs must be at least 1")
+        if self.queue_size < 1 or self.keep_jobs < 1 or self.threads < 1:
+            raise OmgclipError("--queue-size, --keep-jobs and --threads must be at least 1")
 
     @property
     def max_upload_bytes(self) -> int:
@@ -155,17 +156,16 @@ def create_app(cfg: ServeConfig, service=None):
     return app
 
 
-def _routes(app, service, cfg: ServeConfig) -> None:
-    from fastapi import Request
-    from fastapi.concurrency import run_in_threadpool
-    from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
+def _error(status: int, message: str, **headers):
+    from fastapi.responses import JSONResponse
 
-    from omgclip.apps.serve_jobs import RESULT_FILES, Busy
+    return JSONResponse({"detail": message}, status_code=status, headers=headers or None)
+
+
+def _routes(app, service, cfg: ServeConfig) -> None:
+    from fastapi.responses import HTMLResponse
 
     page = resources.files("omgclip.apps").joinpath("static/index.html").read_text(encoding="utf-8")
-
-    def error(status: int, message: str, **headers):
-        return JSONResponse({"detail": message}, status_code=status, headers=headers or None)
 
     @app.get("/", response_class=HTMLResponse)
     def index():
@@ -174,62 +174,41 @@ def _routes(app, service, cfg: ServeConfig) -> None:
     @app.get("/healthz")
     def healthz():
         return {"status": "ok", "model": service.model.model_name,
-                "max_upload_mb": cfg.max_upload_mb,
-                "labels": list(service.model.labels), "queue": service.waiting(),
-                "queue_size": service.queue_size}
-
-    async def accept(request: Request, pictures: bool):
-        """Store the upload (or take the URL), check it, queue the job (raises Refused)."""
-        form = await request.form(max_files=1, max_fields=4)
-        try:
-            upload, url = form.get("file"), str(form.get("url") or "").strip()
-            if upload is not None and getattr(upload, "filename", None):
-                path = service.new_upload_path(upload.filename)
-                await run_in_threadpool(_store, upload.file, path)
-                name = Path(upload.filename).name
-            elif url and pictures:
-                from omgclip.dataset.sources import is_url
-
-                if not is_url(url):
-                    raise Refused(400, f"{url}: not an http(s) URL")
-                return _submit(url=url, name=url, pictures=True)
-            else:
-                raise Refused(400, "no file: send the video as the multipart field 'file'")
-        finally:
-            await form.close()
-        problem = await run_in_threadpool(_check_video, path, name)
-        if problem:
-            path.unlink(missing_ok=True)
-            raise Refused(400, problem)
-        return _submit(upload=path, name=name, pictures=pictures)
-
-    def _submit(**kwargs):
-        try:
-            return service.submit(**kwargs)
-        except Busy as exc:
-            raise Refused(503, str(exc)) from None
+                "labels": list(service.model.labels), "max_upload_mb": cfg.max_upload_mb,
+                "queue": service.waiting(), "queue_size": service.queue_size}
 
     @app.exception_handler(Refused)
     async def refused(request, exc: Refused):
-        return error(exc.status, str(exc), **({"Retry-After": "5"} if exc.status == 503 else {}))
+        return _error(exc.status, str(exc), **({"Retry-After": "5"} if exc.status == 503 else {}))
+
+    _job_routes(app, service)
+    _live_routes(app, service)
+
+
+def _job_routes(app, service) -> None:
+    from fastapi import Request
+    from fastapi.concurrency import run_in_threadpool
+    from fastapi.responses import FileResponse
+
+    from omgclip.apps.serve_jobs import RESULT_FILES
 
     @app.post("/api/predict")
     async def api_predict(request: Request):
-        job = await accept(request, pictures=False)
+        job = await _accept(request, service, pictures=False)
         await run_in_threadpool(job.done.wait)
         if job.state != "done":
-            return error(400, job.message or "prediction failed")
+            return _error(400, job.message or "prediction failed")
         return {"rows": job.rows}
 
     @app.post("/api/jobs")
     async def api_jobs(request: Request):
-        return (await accept(request, pictures=True)).status()
+        return (await _accept(request, service, pictures=True)).status()
 
     @app.get("/api/jobs/{job_id}")
     def job_status(job_id: str):
         job = service.jobs.get(job_id)
         if job is None:
-            return error(404, f"no job {job_id} (finished jobs are kept for a while only)")
+            return _error(404, f"no job {job_id} (finished jobs are kept for a while only)")
         status = job.status()
         if job.state == "done":
             status["rows"] = job.rows
@@ -239,8 +218,15 @@ def _routes(app, service, cfg: ServeConfig) -> None:
     def job_file(job_id: str, filename: str):
         job = service.jobs.get(job_id)
         if job is None or filename not in RESULT_FILES.values() or filename not in job.files.values():
-            return error(404, "no such result")
+            return _error(404, "no such result")
         return FileResponse(job.folder / filename, filename=f"{Path(job.name).stem}_{filename}")
+
+
+def _live_routes(app, service) -> None:
+    from fastapi import Request
+    from fastapi.concurrency import run_in_threadpool
+
+    from omgclip.apps.serve_jobs import Busy
 
     @app.post("/api/live/frame")
     async def live_frame(request: Request, session: str = "default"):
@@ -248,11 +234,49 @@ def _routes(app, service, cfg: ServeConfig) -> None:
 
         image = decode_image_bytes(await request.body())
         if image is None:
-            return error(400, "the body is not a JPEG or PNG picture")
+            return _error(400, "the body is not a JPEG or PNG picture")
         try:
             return await run_in_threadpool(service.sessions.frame, session[:64], image)
         except Busy as exc:
             raise Refused(503, str(exc)) from None
+
+
+async def _accept(request, service, pictures: bool):
+    """Store the upload (or take the URL: page jobs only), check it, queue the job.
+    Raises :class:`Refused` (400 no file / not a video, 503 queue full)."""
+    from fastapi.concurrency import run_in_threadpool
+
+    form = await request.form(max_files=1, max_fields=4)
+    try:
+        upload, url = form.get("file"), str(form.get("url") or "").strip()
+        if upload is not None and getattr(upload, "filename", None):
+            path = service.new_upload_path(upload.filename)
+            await run_in_threadpool(_store, upload.file, path)
+            name = Path(upload.filename).name
+        elif url and pictures:
+            from omgclip.dataset.sources import is_url
+
+            if not is_url(url):
+                raise Refused(400, f"{url}: not an http(s) URL")
+            return _submit(service, url=url, name=url, pictures=True)
+        else:
+            raise Refused(400, "no file: send the video as the multipart field 'file'")
+    finally:
+        await form.close()
+    problem = await run_in_threadpool(_check_video, path, name)
+    if problem:
+        path.unlink(missing_ok=True)
+        raise Refused(400, problem)
+    return _submit(service, upload=path, name=name, pictures=pictures)
+
+
+def _submit(service, **kwargs):
+    from omgclip.apps.serve_jobs import Busy
+
+    try:
+        return service.submit(**kwargs)
+    except Busy as exc:
+        raise Refused(503, str(exc)) from None
 
 
 def _store(src, path: Path) -> None:
@@ -273,8 +297,10 @@ def _check_video(path: Path, name: str) -> str:
 
 def serve(cfg: ServeConfig) -> None:
     """Run the server until Ctrl-C."""
+    import torch
     import uvicorn
 
+    torch.set_num_threads(cfg.threads)
     if cfg.host not in ("127.0.0.1", "localhost", "::1"):
         log.warning("serving on %s: reachable from other machines (no authentication)", cfg.host)
     app = create_app(cfg)
