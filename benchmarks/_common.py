@@ -71,6 +71,7 @@ class Run:
         self.name = name
         self.started = time.strftime("%Y-%m-%dT%H:%M:%S%z")
         self.load_before = os.getloadavg()[0]
+        self.commit = _commit()
         cores = os.cpu_count() or 1
         if self.load_before > BUSY_LOAD_PER_CORE * cores:
             print(f"warning: load average {self.load_before:.1f} on {cores} cores: other processes will slow "
@@ -82,7 +83,7 @@ class Run:
         busy = max(self.load_before, load_after) > BUSY_LOAD_PER_CORE * cores
         return {
             "benchmark": self.name, "date": self.started[:10], "started": self.started,
-            "commit": _commit(),
+            "commit": self.commit,
             "machine": {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
                         "cpu_count": cores, "python": platform.python_version()},
             "load_average": {"before": round(self.load_before, 2), "after": round(load_after, 2)},

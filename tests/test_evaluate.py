@@ -314,3 +314,19 @@ def test_heldout_in_manifest_mode_scores_the_validation_rows(setup):
     assert res["num_blocks"] == len(val) == 18 and res["num_clips"] == 6
     assert sum(map(sum, res["block"]["metrics"]["confusion_matrix"])) == 18
     assert "validation" in res["rows"]
+
+
+@pytest.mark.parametrize("y_true, y_pred", [([7], [0]), ([0], [7]), ([-1], [0]), ([0], [-1]), ([0, 1], [0])],
+                         ids=["true_too_big", "pred_too_big", "true_negative", "pred_negative", "lengths_differ"])
+def test_metrics_refuse_impossible_predictions(y_true, y_pred):
+    with pytest.raises(ValueError):
+        metrics_from_predictions(y_true, y_pred, 7)
+
+
+def test_metrics_accept_the_edges_and_any_shape():
+    m = metrics_from_predictions([[0, 6], [6, 6]], [[0, 6], [0, 6]], 7)  # 2-D input is flattened
+    assert m["confusion_matrix"][0][0] == 1 and m["confusion_matrix"][6] == [1, 0, 0, 0, 0, 0, 2]
+    assert m["accuracy"] == pytest.approx(3 / 4) and m["num_samples"] == 4
+    assert metrics_from_predictions([], [], 7)["num_samples"] == 0
+    floats = metrics_from_confusion(np.array([[1.0, 0.0], [0.0, 1.0]]), labels=["a", "b"])
+    assert floats["confusion_matrix"] == [[1, 0], [0, 1]] and isinstance(floats["confusion_matrix"][0][0], int)
