@@ -48,7 +48,7 @@ def default_manifests(folder: Path) -> list[str]:
 
 
 def source_frames(manifests: list[str]) -> dict[str, int]:
-    from omgclip.dataset.manifest import load_manifest
+    from omgclip.dataset.omg import load_manifest
     from omgclip.faces import video_io
 
     sources = {u.source for m in manifests for u in load_manifest(m).utterances if not u.frame_paths}

@@ -175,6 +175,19 @@ def test_workers_must_see_the_output_folder(cluster, tmp_path):
         check_shared_folder(BlindWorkers(), tmp_path / "out")
 
 
+def test_a_task_refuses_an_output_folder_the_client_did_not_make(tmp_path):
+    """A worker that joined after the check, without the shared mount, writes nothing."""
+    from omgclip.dataset.build import Job, build_source
+    from omgclip.dataset.manifest import Utterance
+
+    utt = Utterance(row=2, source="/nowhere/v.mp4", start=None, end=None, video="v", utterance="u",
+                    label=3, group="g", split="train")
+    cfg = BuildConfig(manifests=("m.csv",), out=str(tmp_path / "ds"))
+    with pytest.raises(OmgclipError, match="does not see"):
+        build_source(Job(utt.source, utt.source, ((utt, 20),)), cfg, str(tmp_path / "ds"))
+    assert not (tmp_path / "ds").exists()
+
+
 @pytest.mark.parametrize("text", ["", "local:0", "local:x", "tcp://host", "http://h:1", "host:8786"])
 def test_bad_scheduler_addresses_are_refused_before_any_write(text, tmp_path):
     with pytest.raises(OmgclipError, match="--scheduler"):

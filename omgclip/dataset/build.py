@@ -352,6 +352,10 @@ def build_source(job: Job, cfg: BuildConfig, out: str, threads: int = 1) -> Sour
 
     cv2.setNumThreads(threads)
     out_path = Path(out)
+    if not (out_path / fmt.CONFIG_FILE).is_file():  # written before any task is sent
+        import socket
+
+        raise OmgclipError(f"{socket.gethostname()} does not see {out} (it must be a shared folder)")
     todo = tuple((u, s) for u, s in job.utterances if not _state_path(out_path, u).exists())
     if not todo:
         return SourceResult(job.source)
@@ -475,7 +479,8 @@ def _report(cfg: BuildConfig, out: Path, rows, skips, failures, manifest_skips, 
         per = counts.setdefault(r["split"], {name: 0 for name in (*EMOTIONS, "unlabeled")})
         per[r["label_name"] or "unlabeled"] += 1
     by_reason = Counter(_reason_kind(s["reason"]) for s in [*manifest_skips, *skips])
-    by_reason.update("download failed" for _ in failures)
+    by_reason.update("task failed" if f["reason"].startswith("task failed") else "download failed"
+                     for f in failures)
     report = BuildReport(str(out), len(rows), counts, dict(by_reason.most_common()), failures,
                          len(manifest_skips))
     atomic_write_json(out / fmt.REPORT_FILE, {

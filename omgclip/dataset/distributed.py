@@ -96,14 +96,15 @@ def _require_dask():
 @contextmanager
 def connect(scheduler: Scheduler) -> Iterator[Any]:
     """A :class:`distributed.Client` for ``scheduler``, with at least one worker; a local
-    cluster is started (127.0.0.1, no dashboard) and stopped with the block."""
+    cluster is started (every port on 127.0.0.1) and stopped with the block."""
     distributed = _require_dask()
     import dask
 
     if scheduler.address is None:
         with dask.config.set({"distributed.scheduler.allowed-failures": ALLOWED_FAILURES}):
             with distributed.LocalCluster(n_workers=scheduler.local_workers, threads_per_worker=1,
-                                          processes=True, host="127.0.0.1", dashboard_address="127.0.0.1:0",
+                                          processes=True, host="127.0.0.1",
+                                          dashboard_address="127.0.0.1:0",
                                           silence_logs=logging.ERROR) as cluster:
                 with distributed.Client(cluster) as client:
                     yield client
