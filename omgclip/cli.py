@@ -337,6 +337,8 @@ def _add_live(sub) -> None:
                    help="run the face detector every k-th frame; boxes are carried in between")
     p.add_argument("--threads", type=int, default=_default(L, "threads"),
                    help="threads for the model (more rarely helps one clip at a time)")
+    p.add_argument("--no-persons", action="store_true",
+                   help="no person ids (they cost one face descriptor per new track)")
     p.set_defaults(run=_run_live)
 
 
@@ -347,7 +349,8 @@ def _run_live(args) -> int:
         source=args.source, checkpoint=args.checkpoint, hop=args.hop, smooth=args.smooth,
         headless=args.headless, out=args.out, duration=args.duration, reconnect=args.reconnect,
         reconnect_delay=args.reconnect_delay, timeout=args.timeout, buffer=args.buffer,
-        pace=not args.no_pace, detect_every=args.detect_every, threads=args.threads))
+        pace=not args.no_pace, detect_every=args.detect_every, threads=args.threads,
+        persons=not args.no_persons))
     print(summary.line(), file=sys.stderr)
     return 0
 

@@ -69,6 +69,34 @@ def test_live_smoothing_and_csv(mead_video, tmp_path):
     np.testing.assert_allclose(b[cols].to_numpy(), expect, atol=1e-5)
 
 
+def test_live_person_ids_across_cuts(shared_data, tmp_path, write_video):
+    """Three shots: M030, then W009, then M030 again. Each shot starts new tracks; the
+    person ids say who is who (M030 gets his id back), decided as the stream goes."""
+    from omgclip.apps.live import LiveConfig, run_live
+    from omgclip.faces.video_io import iter_bgr_frames
+
+    videos = shared_data / "mead_clips" / "videos"
+    shots = ["M030_front_happy_level3_001.mp4", "W009_front_happy_level3_001.mp4",
+             "M030_front_sad_level3_001.mp4"]
+    frames, starts = [], []
+    for name in shots:
+        starts.append(len(frames))
+        frames += [f for _, f in iter_bgr_frames(videos / name)]
+    montage = write_video(tmp_path / "montage.mp4", frames, fps=25)
+    out = tmp_path / "rows.jsonl"
+    run_live(LiveConfig(str(montage), headless=True, out=str(out), pace=False, hop=10))
+    rows = _read_jsonl(out)
+    shot_of = lambda r: sum(r["frame"] >= s for s in starts) - 1  # noqa: E731
+    tracks = {shot_of(r): set() for r in rows}
+    persons = {shot_of(r): set() for r in rows}
+    for r in rows:
+        tracks[shot_of(r)].add(r["track_id"])
+        persons[shot_of(r)].add(r["person_id"])
+    assert sorted(tracks) == [0, 1, 2]
+    assert not (tracks[0] & tracks[1]) and not (tracks[1] & tracks[2])  # cuts end tracks
+    assert persons == {0: {0}, 1: {1}, 2: {0}}
+
+
 def test_live_paced_duration_stops_and_counts(mead_video, tmp_path):
     from omgclip.apps.live import LiveConfig, run_live
 
@@ -80,7 +108,7 @@ def test_live_paced_duration_stops_and_counts(mead_video, tmp_path):
     # paced at 25 fps: about 1.5 s of the clip was read, not all 94 frames at once
     assert 20 <= summary.frames_read <= 60
     assert summary.frames_processed + summary.frames_dropped >= summary.frames_read - 2
-    assert out.read_text().startswith("wall_time,stream_s,frame,track_id,label")
+    assert out.read_text().startswith("wall_time,stream_s,frame,track_id,person_id,label")
 
 
 def test_live_ctrl_c_flushes_complete_file(mead_video, tmp_path):

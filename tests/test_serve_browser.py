@@ -50,13 +50,14 @@ def test_page_upload_shows_table_video_timeline_and_downloads(shared_data, tmp_p
         assert [c[0] for c in cells] == ["0", "1", "2", "3"]
         assert [c[1] for c in cells] == ["0.00", "0.67", "1.33", "2.00"]
         assert cells[-1][2] == "2.40"
-        assert all(c[3] == "0" and c[4] in EMOTIONS and 0 < float(c[5]) <= 1 for c in cells)
+        assert all(c[3] == "0" and c[4] == "P0" and c[5] in EMOTIONS and 0 < float(c[6]) <= 1
+                   for c in cells)
 
         # the same rows as a download, and the same as the page's JSON
         href = driver.find_element(By.ID, "dl-csv").get_attribute("href")
         with urllib.request.urlopen(href, timeout=10) as r:
             table = list(csv.DictReader(io.StringIO(r.read().decode())))
-        assert [row["label"] for row in table] == [c[4] for c in cells]
+        assert [row["label"] for row in table] == [c[5] for c in cells]
         assert table[0]["file"] == clip.name
 
         # the timeline picture and the annotated video load in the page
@@ -70,8 +71,9 @@ def test_page_upload_shows_table_video_timeline_and_downloads(shared_data, tmp_p
         driver.execute_script("const v = document.getElementById('annotated');"
                               "v.currentTime = 1.0; v.pause();")
         _wait(driver, lambda d: d.execute_script(
-            "const v = document.getElementById('annotated'); return !v.seeking && v.readyState >= 2"),
+            "const v = document.getElementById('annotated'); return !v.seeking && v.readyState >= 4"),
               10, "the annotated video does not seek")
+        time.sleep(1.0)  # let the player's loading indicator fade before the screenshot
         _screenshot(driver, tmp_path)
 
 

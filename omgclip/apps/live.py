@@ -56,6 +56,7 @@ class LiveConfig:
     timeout: float = 10.0           #: seconds a stream may take to open or to give a frame
     pace: bool = True               #: play a file at its frame rate (False: as fast as possible)
     detect_every: int | None = 5    #: run the face detector on every k-th processed frame
+    persons: bool = True            #: person ids across tracks (dlib face descriptors)
     threads: int = 1                #: torch threads for the model (this process)
     face: FaceConfig | None = None
 
@@ -91,6 +92,7 @@ class LiveFace:
     label: str
     confidence: float
     filled: int
+    person_id: int = -1
 
 
 @dataclass
@@ -108,6 +110,7 @@ class _TrackState:
     last_index: int = 0
     label: str = ""
     confidence: float = math.nan
+    person_id: int = -1
     history: collections.deque = field(default_factory=lambda: collections.deque(maxlen=64))
 
 
@@ -115,11 +118,14 @@ class LiveLabeler:
     """The rolling-window model: push frames in order, get faces and new label rows.
 
     ``model``: a loaded model (``LoadedModel``); ``face``: face settings (its crop size must
-    be the model's). One labeler follows one stream; it is not thread-safe.
+    be the model's); ``persons``: person ids across tracks (:mod:`omgclip.apps.live_people`),
+    or False. One labeler follows one stream; it is not thread-safe.
     """
 
     def __init__(self, model, face: FaceConfig, hop: int = 10, smooth: int = 0,
-                 detector: FaceDetector | None = None, model_lock: threading.Lock | None = None):
+                 detector: FaceDetector | None = None, model_lock: threading.Lock | None = None,
+                 persons: bool = True):
+        from omgclip.faces.cuts import CutDetector
         from omgclip.faces.tracking import FaceTracker
 
         self.model = model
@@ -130,14 +136,22 @@ class LiveLabeler:
         self.labels = tuple(model.labels)
         self.detector = detector or FaceDetector(face)
         self.tracker = FaceTracker(face)
+        self.cuts = CutDetector()
         self.model_lock = model_lock
         self.tracks: dict[int, _TrackState] = {}
+        self.persons = None
+        if persons:
+            from omgclip.apps.live_people import LivePersons
+
+            self.persons = LivePersons()
         self.count = 0
         self.keys = self.misses = self.stage = 0
 
     def warm_up(self) -> None:
         """Load dlib and run the model once, so the first real frames are not late."""
         self.detector.detect(np.zeros((120, 160), np.uint8))
+        if self.persons is not None:
+            self.persons.encoder.describe(np.zeros((160, 160), np.uint8), [FaceBox(40, 40, 120, 120)])
         classify(self.model, np.zeros((1, self.T, self.face.crop_size, self.face.crop_size),
                                       np.uint8), self.model_lock)
 
@@ -147,7 +161,10 @@ class LiveLabeler:
         pixels. Returns the faces on it and the rows of any labels it completes."""
         k = self.count
         self.count += 1
-        if k % self.face.detect_every == 0:
+        cut = self.cuts.update(k, gray)
+        if cut:  # a new shot: every track ends (the face after a cut is a new track)
+            self.tracker.cut(k)
+        if cut or k % self.face.detect_every == 0:
             self._detect(gray, k)
         ready, faces = [], []
         horizon = self.face.max_gap + self.face.detect_every
@@ -170,10 +187,15 @@ class LiveLabeler:
             box = _source_box(tb.box, scale)
             if (len(st.crops) == self.T and st.since >= self.hop
                     and sum(st.real) >= self.face.min_detect_frac * self.T):
-                ready.append((track.track_id, st, box))
+                ready.append((track.track_id, st, box, tb.box))
             faces.append((track.track_id, st, box))
+        if ready and self.persons is not None:
+            on_screen = [tid for tid, _, _ in faces]
+            for tid, st, _, work_box in ready:
+                st.person_id = self.persons.person_for(tid, gray, work_box, on_screen)
         rows = self._label(ready, wall, stream_s) if ready else []
-        out = [LiveFace(tid, box, st.label, st.confidence, len(st.crops)) for tid, st, box in faces]
+        out = [LiveFace(tid, box, st.label, st.confidence, len(st.crops), st.person_id)
+               for tid, st, box in faces]
         return LiveStep(out, rows)
 
     def _detect(self, gray, k: int) -> None:
@@ -189,11 +211,11 @@ class LiveLabeler:
                 del track.key_frames[:-4], track.boxes[:-4]
 
     def _label(self, ready: list, wall: float, stream_s: float) -> list[dict]:
-        batch = np.stack([np.stack(st.crops) for _, st, _ in ready])  # (N, T, S, S) uint8
+        batch = np.stack([np.stack(st.crops) for _, st, _, _ in ready])  # (N, T, S, S) uint8
         probs = classify(self.model, batch, self.model_lock)
         done = time.monotonic()
         rows = []
-        for (tid, st, box), p in zip(ready, probs):
+        for (tid, st, box, _), p in zip(ready, probs):
             st.since = 0
             st.history.append(p)
             if self.smooth > 1:
@@ -201,7 +223,8 @@ class LiveLabeler:
             j = int(np.argmax(p))
             st.label, st.confidence = self.labels[j], float(p[j])
             rows.append({"wall_time": _iso(wall), "stream_s": round(float(stream_s), 3),
-                         "frame": int(st.last_index), "track_id": int(tid), "label": st.label,
+                         "frame": int(st.last_index), "track_id": int(tid),
+                         "person_id": int(st.person_id), "label": st.label,
                          "confidence": st.confidence,
                          **{f"p_{n}": float(v) for n, v in zip(self.labels, p)},
                          "latency_s": round(done - st.last_t, 4),
@@ -271,7 +294,7 @@ def run_live(cfg: LiveConfig, model=None) -> LiveSummary:
     torch.set_num_threads(cfg.threads)
     model = model or load_predict_model(cfg.checkpoint)
     face = face_config_for(model, cfg)
-    labeler = LiveLabeler(model, face, cfg.hop, cfg.smooth)
+    labeler = LiveLabeler(model, face, cfg.hop, cfg.smooth, persons=cfg.persons)
     labeler.warm_up()
     out = cfg.out if cfg.out or not cfg.headless else "-"
     window = None if cfg.headless else _open_window(cfg.source)
@@ -344,6 +367,6 @@ def _sigterm_as_interrupt():
 
 def faces_table(faces: Sequence[LiveFace]) -> list[dict]:
     """Faces as plain dicts (for JSON answers)."""
-    return [{"track_id": f.track_id, "box": [round(v, 1) for v in f.box], "label": f.label,
+    return [{"track_id": f.track_id, "person_id": f.person_id, "box": [round(v, 1) for v in f.box], "label": f.label,
              "confidence": None if math.isnan(f.confidence) else round(f.confidence, 4),
              "filled": f.filled} for f in faces]

@@ -24,7 +24,7 @@ OUT_SUFFIXES = (".jsonl", ".csv")
 
 
 def live_columns(labels: Sequence[str]) -> list[str]:
-    return ["wall_time", "stream_s", "frame", "track_id", "label", "confidence",
+    return ["wall_time", "stream_s", "frame", "track_id", "person_id", "label", "confidence",
             *[f"p_{n}" for n in labels], "latency_s", "x0", "y0", "x1", "y1"]
 
 
@@ -126,8 +126,8 @@ def draw_live(frame, faces, fps: float | None = None):
 
     from omgclip.apps.annotate import Overlay, draw_overlays
 
-    draw_overlays(frame, [Overlay(f.track_id, f.box, f.label or f"... {f.filled}", f.confidence)
-                          for f in faces])
+    draw_overlays(frame, [Overlay(f.track_id, f.box, f.label or f"... {f.filled}", f.confidence,
+                                  f.person_id) for f in faces])
     if fps is not None:
         cv2.putText(frame, f"{fps:.0f} fps", (8, 24), cv2.FONT_HERSHEY_SIMPLEX, 0.7,
                     (255, 255, 255), 2, cv2.LINE_AA)
