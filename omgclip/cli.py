@@ -284,6 +284,7 @@ def _add_predict(sub) -> None:
 def _run_predict(args) -> int:
     from omgclip.apps.predict import PartialPredictError, PredictConfig, predict
     from omgclip.apps.report import format_table
+    from omgclip.fsutil import sigterm_raises
 
     cfg = PredictConfig(inputs=tuple(args.inputs), checkpoint=args.checkpoint, stride=args.stride,
                         batch_size=args.batch_size, smooth=args.smooth, out=args.out,
@@ -291,7 +292,8 @@ def _run_predict(args) -> int:
                         cache_dir=args.cache_dir, progress=not args.no_progress,
                         scheduler=args.scheduler, detector=args.detector, people=args.people)
     try:
-        rows = predict(cfg)
+        with sigterm_raises():  # SIGTERM cleans up its temporary files like Ctrl-C
+            rows = predict(cfg)
     except PartialPredictError as exc:  # print what did work, then exit non-zero
         print(format_table(exc.rows))
         raise
@@ -453,9 +455,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except OmgclipError as exc:
         print(f"omgclip: error: {exc}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("omgclip: interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM where a command asks for it
+        code = getattr(exc, "exit_code", 130)
+        print(f"omgclip: {'terminated' if code == 143 else 'interrupted'}", file=sys.stderr)
+        return code
 
 
 if __name__ == "__main__":

@@ -76,3 +76,47 @@ def test_annotate_keeps_its_intermediate_beside_the_output_and_the_next_run_swee
     write_annotated_video(noise_video, out / "a.mp4", {}, fps=25.0)  # the next run
     assert [p.name for p in out.iterdir()] == ["a.mp4"]
     assert count_frames(out / "a.mp4") == count_frames(noise_video)
+
+
+def _predict_annotate(src: Path, out: Path, systmp: Path) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "TMPDIR": str(systmp), "OMP_NUM_THREADS": "1"}
+    return subprocess.Popen([sys.executable, "-m", "omgclip", "predict", "--no-progress",
+                             "--annotate", str(out / "a.mp4"), str(src)],
+                            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+
+
+def _annotating(out: Path):
+    return [p for p in out.iterdir() if p.name.startswith(".a.mp4.omgclip-")]
+
+
+def test_predict_annotate_sigterm_leaves_nothing_and_says_terminated(noise_video, tmp_path):
+    out, systmp = tmp_path / "out", tmp_path / "systmp"
+    out.mkdir()
+    systmp.mkdir()
+    proc = _predict_annotate(noise_video, out, systmp)
+    try:
+        _wait_for(lambda: [p for p in _annotating(out) if p.suffix == ".mp4"])
+    finally:
+        proc.terminate()  # SIGTERM
+        _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 143, err
+    assert err.strip().splitlines()[-1] == "omgclip: terminated" and "Traceback" not in err
+    assert list(out.iterdir()) == [] and list(systmp.iterdir()) == []
+
+
+def test_predict_annotate_after_kill_9_the_next_run_cleans_up(noise_video, tmp_path):
+    out, systmp = tmp_path / "out", tmp_path / "systmp"
+    out.mkdir()
+    systmp.mkdir()
+    proc = _predict_annotate(noise_video, out, systmp)
+    try:
+        _wait_for(lambda: [p for p in _annotating(out) if p.suffix == ".mp4"])
+    finally:
+        proc.kill()
+        proc.communicate(timeout=120)
+    assert _annotating(out) and list(systmp.iterdir()) == []
+    proc = _predict_annotate(noise_video, out, systmp)
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err
+    assert [p.name for p in out.iterdir()] == ["a.mp4"] and list(systmp.iterdir()) == []

@@ -54,7 +54,8 @@ from typing import Any, Callable, Iterable, Iterator
 
 import numpy as np
 
-from omgclip.apps.inputs import display_name, expand_inputs, per_input_path, resolve_source
+from omgclip.apps.inputs import (OutputPlan, check_not_an_input, display_name, expand_inputs,
+                                 plan_outputs, resolve_source)
 from omgclip.apps.report import OUT_SUFFIXES, prob_columns, smooth_probs, to_frame, write_rows
 from omgclip.dataset.segment import Block, consecutive_segments
 from omgclip.dataset.sources import is_image
@@ -197,6 +198,7 @@ class VideoPrediction:
     times: StageTimes = field(default_factory=StageTimes)
     frames_decoded: int = 0
     labels: tuple[str, ...] = ()
+    partial: bool = False  #: fewer frames decoded than the file announces (truncated)
 
     @property
     def rows(self) -> list[dict]:
@@ -207,27 +209,28 @@ class VideoPrediction:
 # ----------------------------------------------------------------------------- public API
 def predict(cfg: PredictConfig):
     """Run ``cfg`` and return a ``pandas.DataFrame`` of rows (see the module doc); also
-    writes ``cfg.out`` / ``cfg.annotate`` / ``cfg.plot`` when given."""
+    writes ``cfg.out`` / ``cfg.annotate`` / ``cfg.plot`` when given. Inputs and output
+    paths are checked before the model is loaded (see :func:`~omgclip.apps.inputs.plan_outputs`)."""
     import pandas as pd
 
-    model = load_predict_model(cfg.checkpoint)
-    face = face_config_for(model, cfg)
     sources, errors = expand_inputs(cfg.inputs)
     several = len(sources) + len(errors) > 1
     if not several and errors:
         raise OmgclipError(errors[0])
+    plan = plan_outputs(sources, several, cfg.out, cfg.annotate, cfg.plot, cfg.cache_dir)
+    model = load_predict_model(cfg.checkpoint)  # after the cheap checks; a bad one fails here
     if cfg.scheduler:
         from omgclip.apps.predict_cluster import predict_on_cluster
 
-        frames_out, timings = predict_on_cluster(sources, cfg, several, errors)
+        frames_out, timings = predict_on_cluster(sources, cfg, several, errors, plan)
     else:
-        frames_out, timings = _predict_here(sources, model, cfg, face, several, errors)
+        frames_out, timings = _predict_here(sources, model, cfg, plan, several, errors)
     if not frames_out:
         raise OmgclipError("no input could be processed: " + "; ".join(errors))
     rows = pd.concat(frames_out, ignore_index=True) if len(frames_out) > 1 else frames_out[0]
     rows.attrs["timings"] = timings
-    if cfg.out:
-        write_rows(rows, cfg.out)
+    if plan.out is not None:
+        write_rows(rows, plan.out)
     if errors:
         raise PartialPredictError(
             f"{len(errors)} of {len(errors) + len(frames_out)} inputs failed: " + "; ".join(errors),
@@ -235,9 +238,10 @@ def predict(cfg: PredictConfig):
     return rows
 
 
-def _predict_here(sources: list[str], model, cfg: PredictConfig, face: FaceConfig, several: bool,
+def _predict_here(sources: list[str], model, cfg: PredictConfig, plan: OutputPlan, several: bool,
                   errors: list[str]) -> tuple[list, list[dict]]:
     """Every input in this process: (row frames, timings); failures appended to ``errors``."""
+    face = face_config_for(model, cfg)
     frames_out: list = []
     timings: list[dict] = []
     detector = FaceDetector(face, kind=cfg.detector)
@@ -248,7 +252,7 @@ def _predict_here(sources: list[str], model, cfg: PredictConfig, face: FaceConfi
         gallery = Gallery.from_dir(cfg.people)
     for source in sources:
         try:
-            df, result = _predict_one(source, model, cfg, face, detector, several, gallery)
+            df, result = _predict_one(source, model, cfg, face, detector, plan, gallery)
         except OmgclipError as exc:
             if not several:
                 raise
@@ -258,7 +262,7 @@ def _predict_here(sources: list[str], model, cfg: PredictConfig, face: FaceConfi
             errors.append(msg)
             continue
         frames_out.append(df)
-        timings.append({"file": result.file, **result.times.as_dict()})
+        timings.append({"file": result.file, "partial": result.partial, **result.times.as_dict()})
         log.info("%s: %d segments, %d frames in %.1fs (%.1fx real time)", result.file,
                  df["segment"].nunique(), result.frames_decoded, result.times.total,
                  result.times.realtime_factor)
@@ -266,9 +270,10 @@ def _predict_here(sources: list[str], model, cfg: PredictConfig, face: FaceConfi
 
 
 def _predict_one(source: str, model, cfg: PredictConfig, face: FaceConfig, detector: FaceDetector,
-                 several: bool, gallery=None):
+                 plan: OutputPlan, gallery=None):
     """One input: predict, smooth, then write its annotation/plot. ``(rows, result)``."""
     path, name = resolve_source(source, cfg.cache_dir, cfg.progress)
+    check_not_an_input(plan, path)  # a downloaded file, too
     if cfg.annotate and Path(cfg.annotate).suffix.lower() != ".mp4" and not is_image(path):
         raise OmgclipError(f"{name}: --annotate for a video must end in .mp4, "
                            f"got {Path(cfg.annotate).name!r}")
@@ -278,13 +283,12 @@ def _predict_one(source: str, model, cfg: PredictConfig, face: FaceConfig, detec
     df = to_frame(result.rows, model.labels, named=bool(cfg.people))
     if cfg.smooth > 1:
         df = smooth_probs(df, cfg.smooth, prob_columns(model.labels))
-    if cfg.annotate:
-        _annotate(result, df, per_input_path(cfg.annotate, result.path, several))
-    if cfg.plot:
+    if source in plan.annotate:
+        _annotate(result, df, plan.annotate[source])
+    if source in plan.plot:
         from omgclip.apps.annotate import plot_timeline
 
-        plot_timeline(df, per_input_path(cfg.plot, result.path, several),
-                      labels=model.labels, title=display_name(name))
+        plot_timeline(df, plan.plot[source], labels=model.labels, title=display_name(name))
     result.times.output = time.perf_counter() - t0
     result.times.total += result.times.output
     return df, result
@@ -365,6 +369,7 @@ def predict_video(path: str | os.PathLike, model, cfg: PredictConfig, face: Face
     if not result.faces:
         raise VideoError(f"{path}: no frame could be decoded")
     if not image and result.frames_decoded < info.frame_count:
+        result.partial = True
         log.warning("%s: only %d of the %d frames the file announces could be decoded "
                     "(truncated?); segments end at frame %d", result.file, result.frames_decoded,
                     info.frame_count, max(f.block.stop for f in result.faces))

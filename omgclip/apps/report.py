@@ -160,6 +160,7 @@ def summary_lines(rows) -> list[str]:
     (per face track for rows without ``person_id``): segments, seconds, the dominant
     emotion and each emotion's share of the time (its segment count in brackets)."""
     out = []
+    partial = {t.get("file") for t in rows.attrs.get("timings", ()) if t.get("partial")}
     people = {}
     for p in person_summary(rows):
         people.setdefault(p["file"], []).append(p)
@@ -169,7 +170,9 @@ def summary_lines(rows) -> list[str]:
         empty = segments - faces["segment"].nunique()
         who = (f"{faces['person_id'].nunique()} person(s) in " if "person_id" in faces else "")
         out.append(f"{name}: {segments} segments, {who}{faces['track_id'].nunique()} face track(s)"
-                   + (f", {empty} segment(s) without a usable face" if empty else ""))
+                   + (f", {empty} segment(s) without a usable face" if empty else "")
+                   + (f"; PARTIAL: the file is truncated, labels end at frame "
+                      f"{int(group['end_frame'].max())}" if name in partial else ""))
         for p in people.get(name, []):
             shares = ", ".join(f"{lab} {p['share'][lab]:.0%} ({p['segment_counts'][lab]})"
                                for lab in p["share"])

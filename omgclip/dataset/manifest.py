@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from omgclip.errors import OmgclipError
+from omgclip.fsutil import expand_path
 from omgclip.labels import UNLABELED, parse_label
 from omgclip.dataset.sources import (FRAME_SEPARATOR, IMAGE_SUFFIXES, VIDEO_SUFFIXES, frame_list,
                                      is_local_path, is_url)
@@ -43,6 +44,7 @@ OMG_LABEL_COLUMN = "EmotionMaxVote"
 OWN_REQUIRED = ("source", "start", "end", "label")
 OWN_OPTIONAL = ("group", "split", "id", "crop")
 CROP_MODES = ("detect", "none")
+MAX_TIME_S = 1e6  #: start/end beyond this (11.6 days) are typos, and overflow frame maths
 
 EXPECTED_COLUMNS_TEXT = (
     f"expected an OMG header '{','.join(OMG_COLUMNS)}' (the test file: first five columns) "
@@ -361,7 +363,10 @@ def _parse_single_source(value: str, base_dir: Path) -> str:
         return value
     if not is_local_path(value):
         raise _RowError(f"bad source {_short(value)!r} (not an http(s) URL or a path)")
-    path = Path(value).expanduser()
+    try:
+        path = expand_path(value, "source")
+    except OmgclipError as exc:
+        raise _RowError(str(exc)) from None
     return os.path.normpath(path if path.is_absolute() else base_dir / path)
 
 
@@ -386,7 +391,8 @@ def _check_no_times_for_frames(source: str, start: float | None, end: float | No
 
 
 def _parse_times(start_text: str, end_text: str) -> tuple[float | None, float | None]:
-    """Both empty -> the whole source. Otherwise both must be finite numbers >= 0, end > start."""
+    """Both empty -> the whole source. Otherwise both must be finite numbers in
+    ``[0, MAX_TIME_S]``, end > start."""
     if not start_text and not end_text:
         return None, None
     if not start_text or not end_text:
@@ -407,6 +413,8 @@ def _parse_time(text: str, name: str) -> float:
         raise _RowError(f"non-numeric {name} {_short(text)!r}")
     if value < 0:
         raise _RowError(f"negative {name} {value:g}")
+    if value > MAX_TIME_S:
+        raise _RowError(f"{name} {value:g} s is past the 10^6 s limit (11.6 days)")
     return value
 
 

@@ -22,7 +22,7 @@ from omgclip.dataset.manifest import (Manifest, _SPLIT_ALIASES, _detect_format, 
                                       _safe_part, read_manifest)
 from omgclip.dataset.sources import is_url
 from omgclip.errors import OmgclipError
-from omgclip.fsutil import atomic_write
+from omgclip.fsutil import atomic_write, expand_path
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +53,7 @@ def load_manifest(spec: str | os.PathLike, split: str | None = None,
         name = _omg_name(text_spec)
         path = fetch_omg_manifest(name, cache_dir)
         return read_manifest(path, split=split or name)
-    return read_manifest(Path(text_spec).expanduser(), split=split)
+    return read_manifest(expand_path(text_spec, "--manifest"), split=split)
 
 
 def fetch_omg_manifest(name: str, cache_dir: str | Path | None = None) -> Path:
@@ -61,7 +61,7 @@ def fetch_omg_manifest(name: str, cache_dir: str | Path | None = None) -> Path:
     url = OMG_MANIFESTS[name]
     if not is_url(url):
         raise OmgclipError(f"omg:{name}: manifest URL is not http(s): {url}")
-    folder = Path(cache_dir if cache_dir is not None else DEFAULT_CACHE_DIR).expanduser()
+    folder = expand_path(cache_dir if cache_dir is not None else DEFAULT_CACHE_DIR, "cache folder")
     path = folder / _cache_name(url)
     if path.is_file():
         log.debug("using cached manifest %s", path)

@@ -22,11 +22,21 @@ _WINDOWS_DRIVE = re.compile(r"^[A-Za-z]:[\\/]")
 
 
 def is_url(text: str) -> bool:
-    """True only for ``http://`` or ``https://`` URLs with a host."""
+    """True only for ``http://`` or ``https://`` URLs with a host (and a valid port, if
+    any). Never raises: ``http://[::1`` or ``http://[x]/a.mp4`` are simply not URLs."""
     if not isinstance(text, str):
         return False
-    parsed = urllib.parse.urlsplit(text.strip())
-    return parsed.scheme.lower() in ("http", "https") and bool(parsed.netloc)
+    try:
+        parsed = urllib.parse.urlsplit(text.strip())
+        parsed.port  # noqa: B018 - raises ValueError for a port out of range
+    except ValueError:
+        return False
+    return parsed.scheme.lower() in ("http", "https") and bool(parsed.hostname)
+
+
+def looks_like_url(text: str) -> bool:
+    """True for text that starts like a URL (``scheme://``), valid or not."""
+    return isinstance(text, str) and bool(re.match(r"^\s*[A-Za-z][A-Za-z0-9+.-]*://", text))
 
 
 def is_local_path(text: str) -> bool:

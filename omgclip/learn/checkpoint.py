@@ -28,7 +28,7 @@ from torch import nn
 
 from omgclip.dataset.format import DEFAULT_BLOCK_LEN, DEFAULT_CROP_SIZE
 from omgclip.errors import OmgclipError
-from omgclip.fsutil import atomic_write, to_jsonable
+from omgclip.fsutil import atomic_write, expand_path, to_jsonable
 from omgclip.labels import EMOTIONS
 
 log = logging.getLogger(__name__)
@@ -181,5 +181,5 @@ def default_checkpoint() -> Path:
 
 def load_for_inference(checkpoint: str | os.PathLike | None) -> LoadedModel:
     """The model for prediction/export, in eval mode (``None``: the bundled default model)."""
-    path = Path(checkpoint).expanduser() if checkpoint else default_checkpoint()
+    path = expand_path(checkpoint, "--checkpoint") if checkpoint else default_checkpoint()
     return load_model(path)  # eval mode; OmgclipError (one line) for a missing or bad file
