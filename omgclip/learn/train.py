@@ -292,7 +292,10 @@ def train(cfg: TrainConfig) -> TrainResult:
     )
     log.info("training %s in %s (%s, precision %s)", cfg.model, run_dir, trainer.accelerator.__class__.__name__,
              precision)
-    trainer.fit(module, datamodule=dm, ckpt_path=os.fspath(cfg.resume_from) if cfg.resume_from else None)
+    try:
+        trainer.fit(module, datamodule=dm, ckpt_path=os.fspath(cfg.resume_from) if cfg.resume_from else None)
+    finally:
+        os.environ.pop(_RUN_DIR_ENV, None)  # the workers have it; a later run in this process must not
 
     best = Path(ckpt_cb.best_model_path) if ckpt_cb.best_model_path else None
     if best is None or not best.is_file():
