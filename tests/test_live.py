@@ -253,3 +253,17 @@ def test_draw_live_marks_faces_and_fps():
     frame = np.zeros((120, 160, 3), np.uint8)
     draw_live(frame, [LiveFace(3, (40, 30, 100, 90), "happy", 0.9, 20)], fps=25)
     assert frame[30, 60:80].any() and frame[5:25, 5:60].any()  # box edge, fps text
+
+
+@pytest.mark.parametrize("source", ["rtsp://127.0.0.1:{port}/x", "http://127.0.0.1:{port}/x.mp4"])
+def test_cli_dead_stream_is_one_line_error(source):
+    """Nothing listens there: one line on stderr, exit 2, nothing else."""
+    from _browser import free_port
+
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run([sys.executable, "-m", "omgclip", "live", source.format(port=free_port()),
+                           "--headless", "--timeout", "3"], env=env, capture_output=True,
+                          text=True, timeout=60)
+    assert proc.returncode == 2
+    assert proc.stderr.count("\n") == 1 and proc.stderr.startswith("omgclip: error: ")
+    assert "cannot open" in proc.stderr and proc.stdout == ""

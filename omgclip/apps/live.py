@@ -292,15 +292,22 @@ def run_live(cfg: LiveConfig, model=None) -> LiveSummary:
     # One thread: a single clip gains little from more, and on a busy CPU several OpenMP
     # threads can take 40x longer (measured: 29 ms vs 1.2 s at load 17 on 2 cores).
     torch.set_num_threads(cfg.threads)
-    model = model or load_predict_model(cfg.checkpoint)
-    face = face_config_for(model, cfg)
-    labeler = LiveLabeler(model, face, cfg.hop, cfg.smooth, persons=cfg.persons)
-    labeler.warm_up()
-    out = cfg.out if cfg.out or not cfg.headless else "-"
     window = None if cfg.headless else _open_window(cfg.source)
     source = FrameSource(cfg.source, buffer=cfg.buffer, pace=cfg.pace, reconnect=cfg.reconnect,
-                         reconnect_delay=cfg.reconnect_delay, timeout=cfg.timeout).start()
-    sink = RowSink(out, live_columns(labeler.labels)) if out else None
+                         reconnect_delay=cfg.reconnect_delay, timeout=cfg.timeout).open()
+    try:
+        model = model or load_predict_model(cfg.checkpoint)
+        face = face_config_for(model, cfg)
+        labeler = LiveLabeler(model, face, cfg.hop, cfg.smooth, persons=cfg.persons)
+        labeler.warm_up()
+        out = cfg.out if cfg.out or not cfg.headless else "-"
+        sink = RowSink(out, live_columns(labeler.labels)) if out else None
+    except BaseException:
+        source.stop()
+        if window is not None:
+            window.close()
+        raise
+    source.start()
     summary = LiveSummary(cfg.source)
     restore = _sigterm_as_interrupt()
     t0 = time.monotonic()

@@ -93,7 +93,8 @@ class FrameSource:
         self._thread: threading.Thread | None = None
         self._cap = None
 
-    def start(self) -> "FrameSource":
+    def open(self) -> "FrameSource":
+        """Open the source (``OmgclipError`` if it cannot); ``start()`` then reads it."""
         self._cap = self._opener(self.target)
         if self._cap is None:
             raise OmgclipError(f"{self.source}: cannot open (no such camera, not a video, or the "
@@ -103,6 +104,11 @@ class FrameSource:
         self.frame_count = max(0, int(self._cap.get(7) or 0))  # cv2.CAP_PROP_FRAME_COUNT
         self.pace = self.pace_files and self._finite()
         self.drop = self.pace or not self._finite()
+        return self
+
+    def start(self) -> "FrameSource":
+        if self._cap is None:
+            self.open()
         self._thread = threading.Thread(target=self._run, name="omgclip-capture", daemon=True)
         self._thread.start()
         return self
@@ -129,6 +135,9 @@ class FrameSource:
             self._cond.notify_all()
         if self._thread is not None:
             self._thread.join(timeout=10)
+        elif self._cap is not None:  # opened, never started
+            self._cap.release()
+            self._cap = None
 
     # -------------------------------------------------------------- the thread
     def _run(self) -> None:

@@ -247,6 +247,11 @@ def open_capture(source: "str | int", open_timeout_s: float = 10.0, read_timeout
     packets, so no smeared H.264 frames).
     """
     cv2 = _cv2()
+    if "OPENCV_LOG_LEVEL" not in os.environ:  # its own WARN lines would repeat our one-line errors
+        try:
+            cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
+        except AttributeError:
+            pass
     if isinstance(source, int):
         cap = cv2.VideoCapture(source)
     else:
