@@ -11,9 +11,13 @@ middle frame.
 
 * purity: the share of person ids whose clips all show one real person (target 1.0);
 * fragmentation: person ids per real person (target <= 1.1);
-* the same two numbers for the old ``track_id`` (no cut detection, no descriptors).
+* the same two numbers for the old ``track_id`` (no cut detection, no descriptors);
+* the cost: predict's steady state (:func:`omgclip.apps.predict.predict_video`, bundled
+  model, ``--threads`` threads) on the 640x360 bench_predict clip and on the Hamilton clip
+  (3 shots, several faces), with person ids on and off (``--no-persons``), runs
+  interleaved; best and median real-time factor of ``--repeat`` runs each.
 
-    python benchmarks/bench_identity.py [--json benchmarks/results/bench_identity.json]
+    python benchmarks/bench_identity.py [--repeat 5] [--json benchmarks/results/bench_identity.json]
 """
 
 from __future__ import annotations
@@ -105,21 +109,54 @@ def run_one(path: Path, shots, identity: bool) -> dict:
             "descriptors": people.described if people else 0}
 
 
+def cost(repeat: int) -> list[dict]:
+    """Real-time factor of predict's steady state with person ids on and off."""
+    import statistics
+
+    from omgclip.apps.predict import PredictConfig, load_predict_model, predict_video
+
+    model = load_predict_model(None)
+    out = []
+    for video in (SHARED / "unlabeled_faces/videos/pyfeat_WolfgangLanger_Pexels.mp4",
+                  SHARED / "unlabeled_faces/videos/face_recognition_short_hamilton_clip.mp4"):
+        runs: dict[bool, list] = {False: [], True: []}
+        for _ in range(repeat + 1):  # the first round warms up (dlib, torch, the ResNet)
+            for persons in (False, True):
+                cfg = PredictConfig(inputs=(str(video),), progress=False, persons=persons)
+                cpu = time.process_time()
+                result = predict_video(video, model, cfg)
+                cpu = time.process_time() - cpu
+                runs[persons].append((result.times.realtime_factor, result.times.video_s / cpu,
+                                      len({f.person_id for f in result.faces if f.track_id >= 0}),
+                                      len({f.track_id for f in result.faces if f.track_id >= 0})))
+        for persons, r in runs.items():
+            r = r[1:]
+            out.append({"video": video.name, "persons": persons, "rtf_best": max(x[0] for x in r),
+                        "rtf_median": statistics.median(x[0] for x in r),
+                        "rtf_cpu_median": statistics.median(x[1] for x in r),
+                        "person_ids": r[0][2], "tracks": r[0][3], "runs": len(r)})
+    return out
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--repeat", type=int, default=5, help="runs per setting in the cost part")
+    ap.add_argument("--skip-cost", action="store_true")
     ap.add_argument("--json", type=Path, default=DEFAULT_JSON)
     args = ap.parse_args(argv)
     if not SHARED.is_dir():
         print(f"bench_identity: {SHARED} not found (needs the shared data folder)", file=sys.stderr)
         return 2
     import cv2
+    import torch
 
     from _montage import make_montage
 
     from omgclip.fsutil import atomic_write_json
 
     cv2.setNumThreads(args.threads)
+    torch.set_num_threads(args.threads)
     results = []
     with tempfile.TemporaryDirectory(prefix="omgclip-bench-identity-") as tmp:
         for name, parts in montages().items():
@@ -139,6 +176,16 @@ def main(argv=None) -> int:
         print(f"{r['montage']:<11} {n['people']:>6} {n['rows']:>5} | {n['ids']:>4} {n['purity']:>6.2f} "
               f"{n['fragmentation']:>5.2f} {n['descriptors']:>5} {n['video_s'] / n['seconds']:>5.1f}x | "
               f"{o['ids']:>7} {o['purity']:>6.2f} {o['fragmentation']:>5.2f}")
+    costs = [] if args.skip_cost else cost(args.repeat)
+    if costs:
+        print(f"cost in predict (steady state, {args.threads} threads, {args.repeat} runs each, interleaved; "
+              f"RTF = video s per wall s; cpu = video s per CPU s):")
+        print(f"{'video':<44} {'person ids':>10} {'tracks':>6} {'persons':>7} {'RTF best':>9} "
+              f"{'median':>7} {'cpu':>6}")
+        for c in costs:
+            print(f"{c['video'][:44]:<44} {'on' if c['persons'] else 'off':>10} {c['tracks']:>6} "
+                  f"{c['person_ids'] if c['persons'] else '-':>7} {c['rtf_best']:>8.1f}x "
+                  f"{c['rtf_median']:>6.1f}x {c['rtf_cpu_median']:>5.1f}x")
     purity = min(r["person_id"]["purity"] for r in results)
     frag = max(r["person_id"]["fragmentation"] for r in results)
     ok = purity >= TARGET_PURITY and frag <= TARGET_FRAGMENTATION
@@ -148,7 +195,8 @@ def main(argv=None) -> int:
         "benchmark": "identity", "target_purity": TARGET_PURITY,
         "target_fragmentation": TARGET_FRAGMENTATION, "target_met": ok, "worst_purity": purity,
         "worst_fragmentation": frag, "threads": args.threads, "machine": platform.platform(),
-        "cpu_count": os.cpu_count(), "results": results})
+        "cpu_count": os.cpu_count(), "load_average": os.getloadavg(), "results": results,
+        "cost": costs})
     print(f"wrote {args.json}")
     return 0
 

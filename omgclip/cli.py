@@ -277,6 +277,8 @@ def _add_predict(sub) -> None:
                         "three-quarter and profile faces, ~40x slower)")
     p.add_argument("--people", metavar="DIR",
                    help="reference photos DIR/<name>/*.jpg: name the matching persons")
+    p.add_argument("--no-persons", action="store_true",
+                   help="no person ids (person_id -1): skips the face descriptors")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(run=_run_predict)
 
@@ -290,7 +292,8 @@ def _run_predict(args) -> int:
                         batch_size=args.batch_size, smooth=args.smooth, out=args.out,
                         annotate=args.annotate, plot=args.plot, detect_every=args.detect_every,
                         cache_dir=args.cache_dir, progress=not args.no_progress,
-                        scheduler=args.scheduler, detector=args.detector, people=args.people)
+                        scheduler=args.scheduler, detector=args.detector, people=args.people,
+                        persons=not args.no_persons)
     try:
         with sigterm_raises():  # SIGTERM cleans up its temporary files like Ctrl-C
             rows = predict(cfg)

@@ -260,7 +260,11 @@ def test_predict_with_the_cnn_detector_and_bad_people_folders(shared_data, tmp_p
 
     rows = read_rows(out)
     assert rows["track_id"].tolist() == [0] and rows["person_id"].tolist() == [0]
+    assert main(["predict", str(image), "--no-persons", "--out", str(out), "--no-progress"]) == 0
+    assert read_rows(out)["person_id"].tolist() == [-1]
     capsys.readouterr()
+    assert main(["predict", str(image), "--no-persons", "--people", str(tmp_path)]) == 2
+    assert "--no-persons" in capsys.readouterr().err
     assert main(["predict", str(image), "--people", str(tmp_path / "nope"), "--no-progress"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("omgclip: error: --people") and "\n" not in err

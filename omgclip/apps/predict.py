@@ -89,6 +89,7 @@ class PredictConfig:
     face: FaceConfig | None = None         #: face settings (detect_every above overrides)
     detector: str = "hog"                  #: 'hog' (fast) or 'cnn' (dlib MMOD: more angles, ~40x slower)
     people: str | None = None              #: reference photos DIR/<name>/*.jpg naming persons
+    persons: bool = True                   #: person ids (False: person_id -1; tracks still end at cuts)
 
     def __post_init__(self) -> None:
         if not self.inputs:
@@ -105,6 +106,8 @@ class PredictConfig:
             from omgclip.dataset.distributed import parse_scheduler
 
             parse_scheduler(self.scheduler)
+        if self.people and not self.persons:
+            raise OmgclipError("--people names persons: it cannot go with --no-persons")
         if self.detector not in DETECTORS:
             raise OmgclipError(f"--detector must be one of {', '.join(DETECTORS)}, got {self.detector!r}")
         _check_suffix(self.out, OUT_SUFFIXES, "--out")
@@ -342,7 +345,7 @@ def predict_video(path: str | os.PathLike, model, cfg: PredictConfig, face: Face
     frames = _Timed(iter_gray_frames(path, face.work_width))
     bar = progress_bar(total=info.frame_count, desc=name or path.name, unit="frame",
                        enabled=cfg.progress and not image)
-    people = PersonTracker()
+    people = PersonTracker() if cfg.persons else None
     clips = _Timed(face_clips(frames, _windows(info.frame_count, T, cfg.stride or T, image), face,
                               detector or FaceDetector(face, kind=cfg.detector), follow="all",
                               extend=not image, on_frame=_on_frame(bar, on_frame),
@@ -362,7 +365,8 @@ def predict_video(path: str | os.PathLike, model, cfg: PredictConfig, face: Face
     finally:
         bar.close()
     t_people = time.perf_counter()
-    _assign_persons(result.faces, people, gallery)
+    if people is not None:
+        _assign_persons(result.faces, people, gallery)
     t_people = time.perf_counter() - t_people
     _finish_times(result, frames, clips, batcher, image, t_start)
     result.times.faces += t_people  # describing faces is face work
