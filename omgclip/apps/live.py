@@ -119,12 +119,13 @@ class LiveLabeler:
 
     ``model``: a loaded model (``LoadedModel``); ``face``: face settings (its crop size must
     be the model's); ``persons``: person ids across tracks (:mod:`omgclip.apps.live_people`),
-    or False. One labeler follows one stream; it is not thread-safe.
+    or False; ``encoder``: a face encoder to share between labelers (one is loaded if None).
+    One labeler follows one stream; it is not thread-safe.
     """
 
     def __init__(self, model, face: FaceConfig, hop: int = 10, smooth: int = 0,
                  detector: FaceDetector | None = None, model_lock: threading.Lock | None = None,
-                 persons: bool = True):
+                 persons: bool = True, encoder=None):
         from omgclip.faces.cuts import CutDetector
         from omgclip.faces.tracking import FaceTracker
 
@@ -143,7 +144,7 @@ class LiveLabeler:
         if persons:
             from omgclip.apps.live_people import LivePersons
 
-            self.persons = LivePersons()
+            self.persons = LivePersons(encoder=encoder)
         self.count = 0
         self.keys = self.misses = self.stage = 0
 

@@ -67,3 +67,28 @@ class LivePersons:
         for track_id, chip in self.pending.items():
             self.persons[self.ids[track_id]].append(self._describe(chip))
         self.pending.clear()
+
+
+class SharedEncoder:
+    """One :class:`~omgclip.faces.identity.FaceEncoder` for several streams (``serve``'s
+    webcam sessions): its models are loaded once, and one call runs at a time."""
+
+    def __init__(self):
+        import threading
+
+        from omgclip.faces.identity import FaceEncoder
+
+        self._encoder = FaceEncoder()
+        self._lock = threading.Lock()
+
+    def chips(self, gray, boxes):
+        with self._lock:
+            return self._encoder.chips(gray, boxes)
+
+    def describe_chips(self, chips):
+        with self._lock:
+            return self._encoder.describe_chips(chips)
+
+    def describe(self, gray, boxes):
+        with self._lock:
+            return self._encoder.describe(gray, boxes)

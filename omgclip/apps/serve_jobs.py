@@ -194,6 +194,7 @@ class LiveSessions:
         self.items: dict[str, tuple] = {}
         self.lock = threading.Lock()
         self.model_lock = threading.Lock()
+        self.encoder = None  # the face encoder for person ids, loaded with the first session
 
     def frame(self, session: str, image, hop: int = 5) -> dict:
         """One webcam frame (BGR) of ``session``: the faces on it and any new label rows."""
@@ -207,8 +208,12 @@ class LiveSessions:
             if session not in self.items:
                 if len(self.items) >= self.max_sessions:
                     raise Busy(f"busy: {self.max_sessions} webcam sessions are open")
+                if self.encoder is None:
+                    from omgclip.apps.live_people import SharedEncoder
+
+                    self.encoder = SharedEncoder()
                 labeler = LiveLabeler(self.service.model, self.service.face, hop=hop,
-                                      model_lock=self.model_lock)
+                                      model_lock=self.model_lock, encoder=self.encoder)
                 self.items[session] = (labeler, threading.Lock(), now, now)
             labeler, lock, _, started = self.items[session]
             self.items[session] = (labeler, lock, now, started)
