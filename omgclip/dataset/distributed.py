@@ -105,7 +105,7 @@ def connect(scheduler: Scheduler) -> Iterator[Any]:
             with distributed.LocalCluster(n_workers=scheduler.local_workers, threads_per_worker=1,
                                           processes=True, host="127.0.0.1",
                                           dashboard_address="127.0.0.1:0",
-                                          silence_logs=logging.ERROR) as cluster:
+                                          silence_logs=logging.CRITICAL) as cluster:
                 with distributed.Client(cluster) as client:
                     yield client
         return
