@@ -14,7 +14,11 @@ dropped and counted. A third run reads the file as fast as it can be processed
   the frame leaves the decoder (network, camera driver) is not included.
 * kept up: at most 2% of the input frames dropped.
 
-    python benchmarks/bench_live.py [--video V.mp4] [--threads 2] [--json benchmarks/results/bench_live.json]
+    python benchmarks/bench_live.py [--video V.mp4] [--repeat 3] [--json J] [--reference]
+
+Prints a table and met/missed per target, and writes ``benchmarks/results/bench_live.json``
+(``--reference``: also ``benchmarks/reference/bench_live.json``, which the README table is
+rendered from).
 
 Targets: latency <= 1 s; 25 fps input kept up with.
 """
@@ -22,17 +26,14 @@ Targets: latency <= 1 s; 25 fps input kept up with.
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import sys
 import tempfile
-import time
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-SHARED = HERE.parents[0].parent / "shared" / "data"
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import SHARED, Run, fmt_spread, spread, verdict, write  # noqa: E402
+
 DEFAULT_VIDEO = SHARED / "unlabeled_faces/videos/pyfeat_WolfgangLanger_Pexels.mp4"
-DEFAULT_JSON = HERE / "results" / "bench_live.json"
 TARGET_LATENCY_S = 1.0
 TARGET_FPS = 25.0
 KEPT_UP_DROP = 0.02
@@ -73,12 +74,24 @@ def run_one(path: Path, pace: bool, model, torch_threads: int) -> dict:
     out = path.with_suffix(".rows.jsonl")
     s = run_live(LiveConfig(str(path), headless=True, out=str(out), pace=pace,
                             threads=torch_threads), model=model)
-    dropped = s.frames_dropped / s.frames_read if s.frames_read else 0.0
-    return {"frames_read": s.frames_read, "frames_dropped": s.frames_dropped, "dropped_frac": dropped,
-            "frames_processed": s.frames_processed, "seconds": s.seconds,
-            "processed_fps": s.processed_fps, "labels": s.rows,
+    return {"frames": s.frames_read, "dropped_pct": 100.0 * s.frames_dropped / max(s.frames_read, 1),
+            "processed_fps": s.processed_fps, "labels": float(s.rows),
             "latency_p50_s": s.latency(0.5), "latency_p95_s": s.latency(0.95),
             "latency_max_s": s.latency(1.0), "ended": s.ended}
+
+
+SPREAD_KEYS = ("dropped_pct", "processed_fps", "labels", "latency_p50_s", "latency_p95_s", "latency_max_s")
+
+
+def measure(path: Path, fps: float, pace: bool, model, args) -> dict:
+    runs = [run_one(path, pace, model, args.torch_threads) for _ in range(args.repeat)]
+    row = {"input": f"{fps:g} fps" if pace else "as fast as possible", "input_fps": fps if pace else None,
+           "paced": pace, "frames": runs[0]["frames"], "ended": sorted({r["ended"] for r in runs})}
+    row.update({k: spread([r[k] for r in runs]) for k in SPREAD_KEYS})
+    row["kept_up"] = bool(pace and row["dropped_pct"]["median"] <= 100 * KEPT_UP_DROP)
+    print(f"{row['input']}: dropped {fmt_spread(row['dropped_pct'], unit='%')}, latency max "
+          f"{fmt_spread(row['latency_max_s'], 3, ' s')}", flush=True)
+    return row
 
 
 def main(argv=None) -> int:
@@ -87,53 +100,49 @@ def main(argv=None) -> int:
     ap.add_argument("--threads", type=int, default=2, help="OpenCV threads")
     ap.add_argument("--torch-threads", type=int, default=1,
                     help="model threads (omgclip live's default: 1)")
-    ap.add_argument("--json", type=Path, default=DEFAULT_JSON)
+    ap.add_argument("--repeat", type=int, default=3, help="runs per row; medians are reported")
+    ap.add_argument("--json", type=Path, default=None)
+    ap.add_argument("--reference", action="store_true", help="also write benchmarks/reference/bench_live.json")
     args = ap.parse_args(argv)
     if not args.video.is_file():
-        print(f"video not found: {args.video} (needs ../shared/data)", file=sys.stderr)
-        return 1
+        print(f"bench_live: {args.video} not found (needs the shared data folder)", file=sys.stderr)
+        return 2
     import cv2
+    import torch
 
     from omgclip.apps.predict import load_predict_model
-    from omgclip.fsutil import atomic_write_json
 
+    run = Run("bench_live")
     cv2.setNumThreads(args.threads)
     model = load_predict_model(None)
-    runs = []
+    rows = []
     with tempfile.TemporaryDirectory(prefix="omgclip-bench-live-") as tmp:
         for fps, pace in ((25.0, True), (50.0, True), (25.0, False)):
-            path = make_input(args.video, Path(tmp) / f"input_{fps:g}fps.mp4", fps)
-            result = run_one(path, pace, model, args.torch_threads)
-            runs.append({"input_fps": fps if pace else None, "paced": pace, **result,
-                         "kept_up": bool(pace and result["dropped_frac"] <= KEPT_UP_DROP)})
-    _print(runs, args)
-    report = {"benchmark": "bench_live", "video": str(args.video), "size": "640x480",
-              "threads": args.threads, "torch_threads": args.torch_threads,
-              "load_avg_1min": os.getloadavg()[0], "machine": platform.platform(),
-              "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-              "targets": {"latency_s": TARGET_LATENCY_S, "input_fps": TARGET_FPS,
-                          "kept_up_means_dropped_at_most": KEPT_UP_DROP},
-              "runs": runs}
-    atomic_write_json(args.json, report)
-    print(f"wrote {args.json}")
+            rows.append(measure(make_input(args.video, Path(tmp) / f"input_{fps:g}fps.mp4", fps),
+                                fps, pace, model, args))
+    _print(rows, args)
+    base = rows[0]
+    verdicts = [verdict("latency (max) at 25 fps", base["latency_max_s"]["median"], TARGET_LATENCY_S,
+                        higher_is_better=False, unit=" s"),
+                verdict("frames dropped at 25 fps", base["dropped_pct"]["median"], 100 * KEPT_UP_DROP,
+                        higher_is_better=False, unit="%")]
+    record = run.record(rows, verdicts, video=args.video.name, size="640x480", repeat=args.repeat,
+                        opencv_threads=args.threads, torch_threads=args.torch_threads,
+                        torch=torch.__version__, opencv=cv2.__version__)
+    write(record, args.json, args.reference)
     return 0
 
 
-def _print(runs: list[dict], args) -> None:
+def _print(rows: list[dict], args) -> None:
     print(f"omgclip live at 640x480, OpenCV {args.threads} / model {args.torch_threads} thread(s), "
-          f"bundled model, {args.video.name}; load average {os.getloadavg()[0]:.1f}")
-    print(f"{'input':>12} {'frames':>7} {'dropped':>8} {'processed fps':>14} {'labels':>7} "
-          f"{'latency p50':>12} {'p95':>7} {'max':>7}  kept up")
-    for r in runs:
-        name = f"{r['input_fps']:g} fps" if r["paced"] else "as fast as"
+          f"bundled model, {args.video.name}; median (range) of {args.repeat} runs")
+    print(f"{'input':>20} {'frames':>7} {'dropped':>18} {'processed fps':>20} {'latency p50':>12} "
+          f"{'p95':>7} {'max':>7}  kept up")
+    for r in rows:
         kept = ("yes" if r["kept_up"] else "no") if r["paced"] else "-"
-        print(f"{name:>12} {r['frames_read']:>7} {r['dropped_frac']:>8.1%} {r['processed_fps']:>14.1f} "
-              f"{r['labels']:>7} {r['latency_p50_s']:>11.3f}s {r['latency_p95_s']:>6.3f}s "
-              f"{r['latency_max_s']:>6.3f}s  {kept}")
-    base = runs[0]
-    ok = base["kept_up"] and base["latency_max_s"] <= TARGET_LATENCY_S
-    print(f"target: 25 fps kept up with and latency <= {TARGET_LATENCY_S:g} s: "
-          f"{'met' if ok else 'NOT met'}")
+        print(f"{r['input']:>20} {r['frames']:>7} {fmt_spread(r['dropped_pct'], unit='%'):>18} "
+              f"{fmt_spread(r['processed_fps']):>20} {r['latency_p50_s']['median']:>11.3f}s "
+              f"{r['latency_p95_s']['median']:>6.3f}s {r['latency_max_s']['median']:>6.3f}s  {kept}")
 
 
 if __name__ == "__main__":

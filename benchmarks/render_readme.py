@@ -96,6 +96,20 @@ def render_bench_train(rec: dict) -> str:
     return "\n".join(text)
 
 
+def render_bench_live(rec: dict) -> str:
+    rows = ["| input | frames | dropped | processed frames/s | labels | latency median | p95 | max |",
+            "|---|---|---|---|---|---|---|---|"]
+    for r in rec["results"]:
+        rows.append(f"| {r['input']} | {r['frames']} | {_s(r['dropped_pct'], unit='%')} | "
+                    f"{_s(r['processed_fps'])} | {r['labels']['median']:.0f} | "
+                    f"**{_s(r['latency_p50_s'], 3, ' s')}** | {_s(r['latency_p95_s'], 3, ' s')} | "
+                    f"{_s(r['latency_max_s'], 3, ' s')} |")
+    st = rec["settings"]
+    runs = (f"median (range) of {st['repeat']} runs, {st['size']}, OpenCV {st['opencv_threads']} / model "
+            f"{st['torch_threads']} thread(s)")
+    return "\n".join([_provenance(rec, runs), "", *rows, "", _targets(rec)])
+
+
 def render_mutation(rec: dict) -> str:
     rows = ["| module | functions mutated | mutants | killed | kill rate |", "|---|---|---|---|---|"]
     for r in rec["results"]:
@@ -124,6 +138,7 @@ RENDERERS = {"bench_build": ("bench_build", render_bench_build, False),
              "bench_predict": ("bench_predict", render_bench_predict, False),
              "predict_intro": ("bench_predict", render_predict_intro, True),
              "bench_train": ("bench_train", render_bench_train, False),
+             "bench_live": ("bench_live", render_bench_live, False),
              "mutation": ("mutation", render_mutation, False)}
 
 
