@@ -7,9 +7,11 @@ Each mutant changes one spot of one module (a comparison ``<`` -> ``<=``, ``+`` 
 ``+=`` -> ``-=``) and runs the chosen tests against it. A mutant is *killed* when a test
 fails (or hangs past the timeout), and *survives* when every test still passes.
 
-It runs without writing the mutant to disk: the parent imports the heavy third-party
-modules once, then forks one child per mutant. The child compiles the mutated source into
-``sys.modules`` before anything of omgclip is imported, and runs pytest in-process.
+It runs without writing the mutant to disk. pytest collects the tests once; then, per
+mutant, a forked child compiles the mutated source, puts it in place of the module (in
+``sys.modules`` and in every module global that refers to it or to something defined in
+it) and runs the collected tests. ``--fresh`` runs a whole pytest session per mutant
+instead (slower, for tests that build state at collection time).
 
     python scripts/mutate.py omgclip/dataset/segment.py tests/test_segment.py
     python scripts/mutate.py omgclip/dataset/build.py tests/test_build_unit.py \
@@ -236,19 +238,12 @@ def _run_child(module: str, path: Path, tree: ast.Module | None, pytest_args: li
     os._exit(int(code))
 
 
-def run_one(module: str, path: Path, tree: ast.Module | None, pytest_args: list[str], timeout: float) -> str:
-    pid = os.fork()
-    if pid == 0:
-        try:
-            _run_child(module, path, tree, pytest_args)
-        except BaseException:  # a mutant that cannot even be imported is killed
-            os._exit(3)
+def _wait(pid: int, timeout: float) -> str:
     deadline = time.monotonic() + timeout
     while True:
         done, status = os.waitpid(pid, os.WNOHANG)
         if done:
-            code = os.waitstatus_to_exitcode(status)
-            return "survived" if code == 0 else "killed"
+            return "survived" if os.waitstatus_to_exitcode(status) == 0 else "killed"
         if time.monotonic() > deadline:
             os.kill(pid, signal.SIGKILL)
             os.waitpid(pid, 0)
@@ -256,8 +251,104 @@ def run_one(module: str, path: Path, tree: ast.Module | None, pytest_args: list[
         time.sleep(0.02)
 
 
+def run_one(module: str, path: Path, tree: ast.Module | None, pytest_args: list[str], timeout: float) -> str:
+    """Fresh mode: fork, install the mutant, run a whole pytest session in the child."""
+    pid = os.fork()
+    if pid == 0:
+        try:
+            _run_child(module, path, tree, pytest_args)
+        except BaseException:  # a mutant that cannot even be imported is killed
+            os._exit(3)
+    return _wait(pid, timeout)
+
+
+# --------------------------------------------------------------------------- collected mode
+def _install(module: str, path: Path, tree: ast.Module) -> None:
+    """In a forked child whose modules are already imported: put the mutant in place of
+    ``module`` everywhere it is referenced (module globals that hold the module, or a
+    function, class or non-empty container defined in it)."""
+    import importlib
+    import types
+
+    orig = sys.modules.get(module)
+    new = types.ModuleType(module)
+    new.__file__ = str(path)
+    new.__package__ = module.rpartition(".")[0]
+    sys.modules[module] = new
+    exec(compile(tree, str(path), "exec"), new.__dict__)
+    parent, _, leaf = module.rpartition(".")
+    if parent:
+        setattr(importlib.import_module(parent), leaf, new)
+    if orig is None:
+        return
+    by_id = {}
+    for name, value in vars(orig).items():
+        if name.startswith("__"):
+            continue
+        defined_here = getattr(value, "__module__", None) == module and callable(value)
+        container = isinstance(value, (tuple, list, dict, set, frozenset)) and len(value) > 0
+        if (defined_here or container) and hasattr(new, name):
+            by_id[id(value)] = getattr(new, name)
+    scalars = {name: value for name, value in vars(orig).items()  # NAME = 3 imported as NAME
+               if not name.startswith("__") and isinstance(value, (int, float, str, bool)) and hasattr(new, name)}
+    for mod in list(sys.modules.values()):
+        space = getattr(mod, "__dict__", None)
+        if not isinstance(space, dict) or mod is new:
+            continue
+        for name, value in list(space.items()):
+            if value is orig:
+                space[name] = new
+            elif id(value) in by_id:
+                space[name] = by_id[id(value)]
+            elif name in scalars and value is scalars[name]:
+                space[name] = getattr(new, name)
+
+
+class _Collected:
+    """pytest plugin: collect once in this process, then fork per mutant and run the
+    collected tests in the child against the installed mutant."""
+
+    def __init__(self, module: str, path: Path, source: str, mutants: list, where: list, timeout: float):
+        self.module, self.path, self.source = module, path, source
+        self.mutants, self.where, self.timeout = mutants, where, timeout
+        self.baseline = ""
+
+    def _child(self, session, tree) -> None:
+        from _pytest.runner import runtestprotocol
+
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, 1)
+        os.dup2(devnull, 2)
+        if tree is not None:
+            _install(self.module, self.path, tree)
+        items = session.items
+        for i, item in enumerate(items):
+            reports = runtestprotocol(item, nextitem=items[i + 1] if i + 1 < len(items) else None, log=False)
+            if any(r.failed for r in reports):
+                os._exit(1)
+        os._exit(0 if items else 5)
+
+    def _run(self, session, tree, timeout: float) -> str:
+        pid = os.fork()
+        if pid == 0:
+            try:
+                self._child(session, tree)
+            except BaseException:
+                os._exit(3)
+        return _wait(pid, timeout)
+
+    def pytest_runtestloop(self, session):
+        self.baseline = self._run(session, None, self.timeout * 3)
+        if self.baseline != "survived":
+            return True
+        for m, (pos, k) in zip(self.mutants, self.where):
+            m.outcome = self._run(session, mutated_source(self.source, pos, k), self.timeout)
+            print("." if m.outcome != "survived" else "S", end="", file=sys.__stdout__, flush=True)
+        return True
+
+
 def mutate_module(module_path: Path, tests: list[str], only: set[str] | None, timeout: float,
-                  limit: int | None = None) -> dict:
+                  limit: int | None = None, fresh: bool = False) -> dict:
     """Run every mutant of one module against ``tests``; print and return a summary."""
     path = module_path.resolve()
     module = _module_name(path)
@@ -266,12 +357,20 @@ def mutate_module(module_path: Path, tests: list[str], only: set[str] | None, ti
     if limit:
         mutants, where = mutants[:limit], where[:limit]
     start = time.monotonic()
-    baseline = run_one(module, path, None, tests, timeout * 3)
+    if fresh:
+        baseline = run_one(module, path, None, tests, timeout * 3)
+        if baseline == "survived":
+            for m, (pos, k) in zip(mutants, where):
+                m.outcome = run_one(module, path, mutated_source(source, pos, k), tests, timeout)
+                print("." if m.outcome != "survived" else "S", end="", flush=True)
+    else:
+        import pytest
+
+        plugin = _Collected(module, path, source, mutants, where, timeout)
+        pytest.main(["-q", "-p", "no:cacheprovider", *tests], plugins=[plugin])
+        baseline = plugin.baseline
     if baseline != "survived":
         raise SystemExit(f"{module}: the tests fail without any mutation ({baseline}): fix them first")
-    for m, (pos, k) in zip(mutants, where):
-        m.outcome = run_one(module, path, mutated_source(source, pos, k), tests, timeout)
-        print("." if m.outcome != "survived" else "S", end="", flush=True)
     print()
     killed = sum(m.outcome != "survived" for m in mutants)
     rate = killed / len(mutants) if mutants else 1.0
@@ -313,6 +412,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="third-party modules the parent imports once (comma-separated)")
     ap.add_argument("--limit", type=int, default=None, help="only the first N mutants (a quick look)")
     ap.add_argument("--json", type=Path, default=None, help="write the results here")
+    ap.add_argument("--fresh", action="store_true",
+                    help="a whole pytest session per mutant (slower; default: collect once, fork per mutant)")
     args = ap.parse_args(argv)
 
     os.environ.setdefault("OMP_NUM_THREADS", "1")
@@ -330,7 +431,7 @@ def main(argv: list[str] | None = None) -> int:
     for _, _, _, preload in plan:
         for name in filter(None, preload.split(",")):
             __import__(name)
-    results = [mutate_module(m, t, o, args.timeout, args.limit) for m, t, o, _ in plan]
+    results = [mutate_module(m, t, o, args.timeout, args.limit, args.fresh) for m, t, o, _ in plan]
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps({**_machine(), "results": results}, indent=2) + "\n")
