@@ -328,5 +328,7 @@ def test_metrics_accept_the_edges_and_any_shape():
     assert m["confusion_matrix"][0][0] == 1 and m["confusion_matrix"][6] == [1, 0, 0, 0, 0, 0, 2]
     assert m["accuracy"] == pytest.approx(3 / 4) and m["num_samples"] == 4
     assert metrics_from_predictions([], [], 7)["num_samples"] == 0
+    with pytest.raises(ValueError):
+        metrics_from_confusion(np.zeros(3, int))  # not a matrix
     floats = metrics_from_confusion(np.array([[1.0, 0.0], [0.0, 1.0]]), labels=["a", "b"])
     assert floats["confusion_matrix"] == [[1, 0], [0, 1]] and isinstance(floats["confusion_matrix"][0][0], int)

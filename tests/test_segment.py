@@ -100,6 +100,7 @@ def test_time_to_frames_refuses_a_bad_fps(fps):
                                   lambda: cut_blocks(FrameRange(0, 40), 20, 0),
                                   lambda: consecutive_segments(40, 0),
                                   lambda: consecutive_segments(40, 20, stride=0),
+                                  lambda: consecutive_segments(40, 0, stride=5),
                                   lambda: resample_indices(0, 20),
                                   lambda: time_to_frames(0, None, 25.0)])
 def test_impossible_block_math_raises(call):
@@ -125,3 +126,5 @@ def test_odd_but_valid_inputs():
     assert resample_indices(1, 20) == [0] * 20
     assert [b.start for b in consecutive_segments(25, 20, stride=1)] == [0, 1, 2, 3, 4, 5]
     assert cut_blocks(FrameRange(0, 20), 1, 7) == [Block(0, 1), Block(7, 1), Block(14, 1)]
+    assert cut_blocks(FrameRange(0, 22), 20, 1) == [Block(0, 20), Block(1, 20), Block(2, 20)]
+    assert consecutive_segments(3, 1) == [Block(0, 1), Block(1, 1), Block(2, 1)]
