@@ -147,3 +147,97 @@ def test_key_frames_must_increase():
     t.update(5, [])
     with pytest.raises(ValueError):
         t.update(5, [])
+
+
+# --------------------------------------------------------------------------- matching rules
+def test_a_far_away_face_while_a_track_is_alive_is_a_new_face():
+    t = _tracker()
+    assert t.update(0, [_box(0)]) == [0]
+    assert t.update(5, [_box(400)]) == [1]
+
+
+def test_a_box_matches_by_overlap_alone():
+    t = FaceTracker(FaceConfig(detect_every=EVERY, max_gap=GAP, match_iou=0.25, match_dist=0.01))
+    t.update(0, [_box(0, size=100)])
+    assert t.update(5, [_box(60, size=100)]) == [0]     # IoU exactly 0.25, centres 0.6 widths apart
+    t2 = FaceTracker(FaceConfig(detect_every=EVERY, max_gap=GAP, match_iou=0.26, match_dist=0.01))
+    t2.update(0, [_box(0, size=100)])
+    assert t2.update(5, [_box(60, size=100)]) == [1]
+
+
+def test_a_box_matches_by_centre_distance_alone():
+    # a much smaller box 30 px from the centre of a 100-px track: IoU 0.04, distance 0.3 widths
+    t = FaceTracker(FaceConfig(detect_every=EVERY, max_gap=GAP, match_iou=0.5, match_dist=0.3))
+    t.update(0, [_box(0, size=100)])
+    assert t.update(5, [FaceBox(70, 40, 90, 60)]) == [0]
+    t2 = FaceTracker(FaceConfig(detect_every=EVERY, max_gap=GAP, match_iou=0.5, match_dist=0.29))
+    t2.update(0, [_box(0, size=100)])
+    assert t2.update(5, [FaceBox(70, 40, 90, 60)]) == [1]
+
+
+def test_the_better_match_combines_overlap_and_centre_distance():
+    """Box A: same centre, half the size (IoU 0.25, distance 0 -> 1.25). Box B: same size,
+    a third of a width to the side (IoU 0.50, distance 0.33 -> 1.17). A continues the track."""
+    t = _tracker()
+    t.update(0, [_box(0, size=100)])
+    assert t.update(5, [FaceBox(33, 0, 133, 100), FaceBox(25, 25, 75, 75)]) == [1, 0]
+
+
+def test_a_taken_box_does_not_stop_the_matching_of_the_others():
+    """Pairs by quality: (L, l) 2.0, (R, l) 0.83 -- l is taken --, (R, r) 0.65: R still gets r."""
+    t = _tracker()
+    t.update(0, [_box(0, size=100), _box(50, size=100)])
+    assert t.update(5, [_box(0, size=100), _box(110, size=100)]) == [0, 1]
+
+
+# --------------------------------------------------------------------------- Track itself
+def test_a_track_built_by_hand_interpolates_carries_and_gives_up():
+    from omgclip.faces.tracking import Track
+
+    track = Track(7)
+    track.add(10, _box(10))
+    track.add(25, _box(40))        # 15 frames later: interpolated, but not really detected
+    track.add(60, _box(40))        # 35 frames later: carried from both ends, nothing between
+    assert track.box_at(10, EVERY, GAP, 60) == t_box(_box(10), True)
+    mid = track.box_at(20, EVERY, GAP, 60)
+    assert mid.real is False and mid.box.left == pytest.approx(30.0)
+    assert track.box_at(25 + GAP, EVERY, GAP, 60) == t_box(_box(40), False)
+    assert track.box_at(25 + GAP + 1, EVERY, GAP, 60) is None
+    assert track.box_at(60 - GAP - 1, EVERY, GAP, 60) is None
+    assert track.box_at(60 - GAP, EVERY, GAP, 60) == t_box(_box(40), False)
+    # after the last key frame: real until the detector looks again, then carried up to max_gap
+    assert track.box_at(64, EVERY, GAP, 60).real is True
+    assert track.box_at(65, EVERY, GAP, 60).real is False
+    assert track.box_at(64, EVERY, GAP, 65).real is False
+    assert track.box_at(70, EVERY, GAP, 65).real is False and track.box_at(71, EVERY, GAP, 65) is None
+    # before the first key frame: carried back max_gap frames
+    assert track.box_at(0, EVERY, GAP, 60) == t_box(_box(10), False)
+    first = Track(0)
+    first.add(0, _box(0))
+    assert first.box_at(0, EVERY, GAP, 0).real is True
+
+
+def test_a_cut_ends_the_tail_exactly_at_the_new_shot():
+    t = _tracker()
+    t.update(0, [_box(0)])
+    t.update(10, [_box(0)])
+    t.cut(15)                       # the shot ends one detect_every after the last key frame
+    t.update(15, [_box(300)])
+    old = t.tracks[0]
+    assert t.box_at(old, 14).real is True          # the tail up to the cut stays real
+    assert t.box_at(old, 15) is None and t.box_at(old, 11).real is True
+    assert t.tracks[1].track_id == 1 and t.box_at(t.tracks[1], 14) is None
+
+
+def test_tracked_boxes_are_immutable():
+    import dataclasses
+
+    tb = t_box(_box(0), True)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        tb.real = False
+
+
+def t_box(box: FaceBox, real: bool):
+    from omgclip.faces.tracking import TrackedBox
+
+    return TrackedBox(box, real)
