@@ -311,6 +311,137 @@ def test_two_faces_in_one_segment_both_labeled_with_boxes_in_source_pixels(two_f
     assert (right["x0"] > 640).all() and (right["y1"] > 400).all()
 
 
+def test_url_input_is_downloaded_into_the_cache(loopback, videos, checkpoint, tmp_path):
+    body = (videos / SHORT).read_bytes()
+    with loopback({"/clip.mp4": body}) as server:
+        url = server.url("/clip.mp4")
+        rows = predict(PredictConfig(inputs=(url,), checkpoint=checkpoint, progress=False,
+                                     cache_dir=str(tmp_path / "cache")))
+    assert (rows["file"] == url).all()
+    assert rows["end_frame"].max() == count_frames(videos / SHORT)
+    assert any((tmp_path / "cache").iterdir())
+
+
+def test_several_inputs_a_bad_one_is_reported_and_the_others_run(write_video, videos, checkpoint, tmp_path, capfd):
+    good = write_video(tmp_path / "good.mp4", _first_frames(videos / SHORT, 25), fps=30)
+    out = tmp_path / "rows.csv"
+    argv = ["predict", "--checkpoint", checkpoint, "--no-progress", "--out", str(out),
+            str(good), str(tmp_path / "missing.mp4")]
+    code = main(argv)
+    captured = capfd.readouterr()
+    assert code == 2 and "Traceback" not in captured.err
+    assert captured.err.strip().splitlines()[-1].startswith("omgclip: error: 1 of 2 inputs failed")
+    assert "missing.mp4" in captured.err and "good.mp4" in captured.out
+    back = pd.read_csv(out)
+    assert set(back["file"]) == {str(good)} and back["end_frame"].max() == 25
+    with pytest.raises(PartialPredictError) as info:
+        predict(PredictConfig(inputs=(str(good), str(tmp_path / "missing.mp4")),
+                              checkpoint=checkpoint, progress=False))
+    assert len(info.value.rows) == 2
+
+
+def test_batches_across_segments(videos, checkpoint):
+    from omgclip.apps.predict import load_predict_model
+
+    model = load_predict_model(checkpoint)
+    sizes = []
+    forward = model.net.forward
+
+    def spy(x):
+        sizes.append(x.shape[0])
+        assert tuple(x.shape[1:]) == (1, 20, 80, 80)
+        assert float(x.min()) >= 0 and float(x.max()) <= 1
+        return forward(x)
+
+    model.net.forward = spy
+    cfg = PredictConfig(inputs=("unused",), batch_size=8, progress=False)
+    result = predict_video(videos / TALKING, model, cfg)
+    clips = sum(1 for r in result.rows if r["track_id"] >= 0)
+    assert sizes[:-1] == [8] * (len(sizes) - 1) and sum(sizes) == clips
+    assert result.times.decode > 0 and result.times.faces > 0 and result.times.model > 0
+
+
+# ----------------------------------------------------------------------------- one-line errors
+@pytest.mark.parametrize("case", ["missing", "not_a_video", "empty", "no_glob_match", "bad_out",
+                                  "unreachable_url", "ftp_url"])
+def test_bad_input_is_one_line_error(loopback, case, checkpoint, tmp_path, capfd):
+    args = ["predict", "--checkpoint", checkpoint, "--no-progress"]
+    if case == "missing":
+        args.append(str(tmp_path / "nothere.mp4"))
+    elif case == "not_a_video":
+        (tmp_path / "notes.mp4").write_text("this is text, not a video\n" * 50)
+        args.append(str(tmp_path / "notes.mp4"))
+    elif case == "empty":
+        (tmp_path / "empty.mp4").write_bytes(b"")
+        args.append(str(tmp_path / "empty.mp4"))
+    elif case == "no_glob_match":
+        args.append(str(tmp_path / "*.mp4"))
+    elif case == "bad_out":
+        args += ["--out", str(tmp_path / "rows.txt"), str(tmp_path / "x.mp4")]
+    elif case == "unreachable_url":
+        with loopback() as server:
+            url = server.url("/gone.mp4")  # answers 404
+        args += ["--cache-dir", str(tmp_path / "cache"), url]  # the server is shut: refused
+    elif case == "ftp_url":
+        args.append("ftp://127.0.0.1/x.mp4")
+    line = _one_line_error(capfd, args)
+    assert len(line) < 400
+    assert not list(tmp_path.glob("*.csv"))
+
+
+@pytest.mark.parametrize("case", ["junk", "missing", "not_ours"])
+def test_bad_checkpoint_is_one_line_error(case, still_image, tmp_path, capfd):
+    path = tmp_path / "model.pt"
+    if case == "junk":
+        path.write_bytes(b"\x00not a checkpoint" * 100)
+    elif case == "not_ours":
+        import torch
+
+        torch.save({"weights": torch.zeros(3)}, path)
+    out = tmp_path / "rows.csv"
+    _one_line_error(capfd, ["predict", "--checkpoint", str(path), "--no-progress",
+                            "--out", str(out), str(still_image)])
+    assert not out.exists()
+
+
+# ----------------------------------------------------------------------------- pure helpers
+def test_pad_clip_repeats_the_last_crop():
+    clip = np.arange(3 * 4 * 4, dtype=np.uint8).reshape(3, 4, 4)
+    padded = pad_clip(clip, 5)
+    assert padded.shape == (5, 4, 4)
+    assert (padded[:3] == clip).all() and (padded[3] == clip[2]).all() and (padded[4] == clip[2]).all()
+    assert pad_clip(clip, 3) is clip
+
+
+@pytest.mark.parametrize("count", [1, 19, 20, 21, 100, 105])
+def test_windows_start_whole_and_extend(count):
+    ws = _windows(count, 20, 20, image=False)
+    assert ws[0] == Block(0, 20)
+    assert all(a.stop == b.start for a, b in zip(ws, ws[1:]))
+    assert all(w.length == 20 for w in ws)
+
+
+def test_smooth_probs_averages_each_track_over_neighbours():
+    probs = np.eye(7)[[3, 3, 0, 3, 3]]
+    rows = pd.DataFrame({"file": "v", "segment": [0, 1, 2, 3, 4], "track_id": 0, "label": "",
+                         "confidence": 0.0, **{c: probs[:, i] for i, c in enumerate(PROBS)}})
+    out = smooth_probs(rows, 3, PROBS)
+    np.testing.assert_allclose(out.loc[2, PROBS].to_numpy(float), (probs[1] + probs[2] + probs[3]) / 3)
+    np.testing.assert_allclose(out.loc[0, PROBS].to_numpy(float), (probs[0] + probs[1]) / 2)
+    assert out["label"].tolist() == ["happy"] * 5
+    assert out.loc[2, "confidence"] == pytest.approx(2 / 3)
+
+
+def test_format_table_lists_rows_and_a_summary():
+    rows = pd.DataFrame({"file": ["a.mp4", "a.mp4"], "segment": [0, 1], "start_s": [0.0, 0.8],
+                         "end_s": [0.8, 1.6], "start_frame": [0, 20], "end_frame": [20, 40],
+                         "track_id": [0, -1], "label": ["happy", "no face"],
+                         "confidence": [0.9, math.nan]})
+    text = format_table(rows)
+    assert "happy" in text and "no face" in text and "face 0" in text
+    assert format_table(rows.iloc[:0]) == "(no rows)"
+
+
 @pytest.mark.parametrize("options", [{"inputs": ()}, {"annotate": "x.avi"}, {"stride": 0},
                                      {"smooth": -1}, {"batch_size": 0}])
 def test_config_rejects_bad_options(options):
