@@ -118,6 +118,8 @@ def _add_build(sub) -> None:
                         "shared by every worker (needs omgclip[dask])")
     p.add_argument("--task-retries", type=int, default=_default(B, "task_retries"),
                    help="with --scheduler: reruns of a task that failed")
+    p.add_argument("--retry-failed", action="store_true",
+                   help="request again the URLs that failed in earlier runs (they are skipped otherwise)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(run=_run_build)
 
@@ -135,7 +137,8 @@ def _run_build(args) -> int:
                         min_detect_frac=args.min_detect_frac, max_gap=args.max_gap,
                         margin=args.margin),
         retries=args.retries, sleep=args.sleep, progress=not args.no_progress,
-        download_interval=args.download_interval, scheduler=args.scheduler, task_retries=args.task_retries)
+        download_interval=args.download_interval, scheduler=args.scheduler, task_retries=args.task_retries,
+        retry_failed=args.retry_failed)
     report = build_dataset(cfg)
     print(report.summary())
     return 0

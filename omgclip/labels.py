@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from numbers import Real
+
 EMOTIONS: tuple[str, ...] = ("anger", "disgust", "fear", "happy", "neutral", "sad", "surprise")
 NUM_CLASSES = len(EMOTIONS)
 UNLABELED = -1
@@ -23,10 +25,10 @@ def parse_label(value: object) -> int:
     into its OMG index 0..6. Raises ``ValueError`` with a short reason otherwise."""
     if isinstance(value, bool):
         raise ValueError(f"unknown label {value!r}")
-    if isinstance(value, (int, float)):
+    if isinstance(value, Real):  # int, float and numpy numbers, shown as plain numbers (9, not np.int64(9))
         if float(value).is_integer() and 0 <= int(value) < NUM_CLASSES:
             return int(value)
-        raise ValueError(f"unknown label {value!r} (expected 0..{NUM_CLASSES - 1} or a name)")
+        raise ValueError(f"unknown label {float(value):g} (expected 0..{NUM_CLASSES - 1} or a name)")
     text = str(value).strip().lower()
     if not text:
         raise ValueError("missing label")

@@ -5,6 +5,7 @@ blocks, face-cropped with dlib and written as .npy."""
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import os
 import signal
@@ -123,8 +124,12 @@ def test_rerun_downloads_nothing_and_changes_nothing(built, served):
     before = (out / fmt.INDEX_FILE).read_bytes()
     gets = served.count("GET")
     again = build_dataset(cfg)
-    assert served.count("GET") == gets + 1  # only the dead link is tried again
+    assert served.count("GET") == gets  # the dead link is recorded, not requested again
     assert again.blocks == report.blocks
+    assert (out / fmt.INDEX_FILE).read_bytes() == before
+    assert "404" in pd.read_csv(out / fmt.FAILURES_FILE).reason.iloc[0]
+    build_dataset(dataclasses.replace(cfg, retry_failed=True))
+    assert served.count("GET") == gets + 1  # --retry-failed: only the dead link is tried again
     assert (out / fmt.INDEX_FILE).read_bytes() == before
 
 

@@ -4,8 +4,11 @@ The orchestrator. Each source video is one job: it is decoded once, in order, an
 utterance on it is cut into blocks (``segment``), whose face is found, followed and cropped
 (``clips`` over ``face``). Each block is saved as its own ``.npy`` (temp name, then rename);
 an utterance is marked done (``.state/``) only after all its blocks are on disk, so a run
-killed at any moment resumes where it stopped, and the result equals a clean run's. The
-index, skips, failures and report are rewritten from the markers at the end of every run.
+killed at any moment resumes where it stopped, and the result equals a clean run's. A
+marker remembers everything that decided its blocks (:mod:`omgclip.dataset.state`): change
+a row, its source file or the config, and that utterance is built again. The index, skips,
+failures and report are removed when a run starts and rewritten from the markers at its
+end, so a killed run never leaves an index that looks finished.
 See :mod:`omgclip.dataset.format` for the layout.
 """
 
@@ -16,15 +19,16 @@ import json
 import logging
 import random
 from collections import Counter
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping
 
 from omgclip.dataset import format as fmt
+from omgclip.dataset import state as st
+from omgclip.dataset.pool import run_in_processes
 from omgclip.errors import OmgclipError, VideoError, one_line
 from omgclip.faces.detect import FaceConfig
-from omgclip.fsutil import atomic_save_npy, atomic_write_json, atomic_write_text, to_jsonable
+from omgclip.fsutil import atomic_save_npy, atomic_write_json, atomic_write_text, sigterm_raises, to_jsonable
 from omgclip.labels import EMOTIONS, UNLABELED
 from omgclip.progress import progress_bar
 from omgclip.dataset.segment import (Block, cut_blocks, default_rare_strides, resample_indices,
@@ -60,13 +64,21 @@ class BuildConfig:
     scheduler: str | None = None          #: Dask scheduler ('tcp://host:port', 'local[:N]'); None: local pool
     task_retries: int = 2                 #: with a scheduler: reruns of a task that raised
     download_interval: float = 0.0        #: seconds between download starts per host (throttle)
+    retry_failed: bool = False            #: request URLs that failed in earlier runs again
 
 
     def __post_init__(self) -> None:
         if not self.manifests:
             raise OmgclipError("build-dataset needs at least one --manifest")
-        if self.block_len < 1 or self.stride < 1:
-            raise OmgclipError("--block-len and --stride must be positive")
+        if not (1 <= self.block_len <= 1000 and 1 <= self.stride <= 100_000):
+            raise OmgclipError(f"--block-len must be 1..1000 and --stride 1..100000 "
+                               f"(got {self.block_len} and {self.stride})")
+        for label, stride in (self.rare_strides or {}).items():
+            if not (0 <= int(label) < len(EMOTIONS) and 1 <= int(stride) <= 100_000):
+                name = EMOTIONS[int(label)] if 0 <= int(label) < len(EMOTIONS) else label
+                raise OmgclipError(f"--rare-stride {name}={stride}: a stride must be 1..100000")
+        if self.retries < 0 or not 0.0 <= self.sleep <= 3600.0:
+            raise OmgclipError("--retries must be >= 0 and --sleep between 0 and 3600 seconds")
         if self.workers < 1:
             raise OmgclipError("--workers must be at least 1")
         if self.limit is not None and self.limit < 1:
@@ -95,6 +107,10 @@ class Job:
     source: str
     path: str | None                      #: local file; None for URLs (until fetched) and image lists
     utterances: tuple                     #: tuple[(Utterance, stride)]
+    fingerprints: Mapping[str, str] = field(default_factory=dict)  #: state key -> fingerprint
+
+    def fingerprint(self, utt) -> str:
+        return self.fingerprints.get(f"{utt.split}/{utt.key}", "")
 
 
 @dataclass(frozen=True)
@@ -125,7 +141,8 @@ class BuildReport:
         if self.skips_by_reason:
             lines.append("skipped: " + ", ".join(f"{r} {n}" for r, n in self.skips_by_reason.items()))
         if self.failures:
-            lines.append(f"{len(self.failures)} source(s) failed: see {fmt.FAILURES_FILE}")
+            lines.append(f"{len(self.failures)} source(s) failed: see {fmt.FAILURES_FILE} "
+                         f"(--retry-failed requests failed URLs again)")
         return "\n".join(lines)
 
 
@@ -137,19 +154,20 @@ def _load_manifests(cfg: BuildConfig):
     for spec in cfg.manifests:
         manifest = load_manifest(spec, cache_dir=cfg.manifest_cache)
         for skip in manifest.skips:
-            skips.append({"where": f"{manifest.path}:{skip.row}", "reason": skip.reason})
+            skips.append({"where": f"{manifest.path}:{skip.row}", "source": "", "reason": skip.reason})
         chosen = manifest.utterances[: cfg.limit] if cfg.limit else manifest.utterances
         for utt in chosen:
             state_key = f"{utt.split}/{utt.key}"
             if state_key in seen:
-                skips.append({"where": f"{manifest.path}:{utt.row}",
+                skips.append({"where": f"{manifest.path}:{utt.row}", "source": utt.source,
                               "reason": "duplicate utterance (in an earlier manifest)"})
                 continue
             seen.add(state_key)
             utterances.append(utt)
     if not utterances:
+        reasons = Counter(_reason_kind(s["reason"]) for s in skips).most_common()
         raise OmgclipError("the manifest(s) hold no usable utterance"
-                           + (f" ({len(skips)} rows skipped: see the log)" if skips else ""))
+                           + (f" ({len(skips)} rows skipped: {_top_reasons(dict(reasons))})" if skips else ""))
     return utterances, skips
 
 
@@ -179,7 +197,16 @@ def assign_splits(utterances, split_by: str, val_fraction: float, seed: int) -> 
     return out
 
 
-def _plan_jobs(utterances, strides: Mapping[int, int], cfg: BuildConfig) -> list[Job]:
+def _fingerprints(utterances, strides: Mapping[int, int], cfg: BuildConfig) -> dict[str, str]:
+    """State key -> the fingerprint of everything that decides that utterance's blocks."""
+    content = {k: to_jsonable(getattr(cfg, k)) for k in _CONTENT_FIELDS}
+    return {f"{u.split}/{u.key}": st.fingerprint(u, stride_for(u.label, cfg.stride, strides), content,
+                                                 None if u.frame_paths or u.is_url else u.source)
+            for u in utterances}
+
+
+def _plan_jobs(utterances, strides: Mapping[int, int], cfg: BuildConfig,
+               fingerprints: Mapping[str, str]) -> list[Job]:
     """One job per source, in manifest order; URL sources are fetched by their job."""
     by_source: dict[str, list] = {}
     for utt in utterances:
@@ -188,7 +215,8 @@ def _plan_jobs(utterances, strides: Mapping[int, int], cfg: BuildConfig) -> list
     for source, items in by_source.items():
         first = items[0][0]
         local = None if first.frame_paths or first.is_url else source
-        jobs.append(Job(source, local, tuple(items)))
+        jobs.append(Job(source, local, tuple(items),
+                        {f"{u.split}/{u.key}": fingerprints[f"{u.split}/{u.key}"] for u, _ in items}))
     return jobs
 
 
@@ -201,10 +229,6 @@ def _download_config(cfg: BuildConfig, out: Path):
 
 
 # ----------------------------------------------------------------------------- one source
-def _state_path(out: Path, utt) -> Path:
-    return out / fmt.STATE_DIR / utt.split / f"{utt.key}.json"
-
-
 def _block_path(utt, number: int) -> str:
     return f"{fmt.BLOCKS_DIR}/{utt.split}/{utt.key}/{number:04d}.npy"
 
@@ -222,18 +246,21 @@ def _row(utt, number: int, block: Block, fps: float, detect_frac: float) -> dict
 class _UtteranceState:
     """Rows and skips of one utterance, written as its done-marker once complete."""
 
-    def __init__(self, utt, num_blocks: int):
+    def __init__(self, utt, num_blocks: int, fingerprint: str):
         self.utt = utt
         self.rows: list[dict] = []
         self.skips: list[dict] = []
         self.remaining = num_blocks
+        self.fingerprint = fingerprint
+        self.retry = False  #: the source could not be read at all: check it again next run
 
     def skip(self, reason: str, block: Block | None = None) -> None:
         where = f"{self.utt.split}/{self.utt.key}" + (f"@{block.start}" if block else "")
         self.skips.append({"where": where, "source": self.utt.source, "reason": reason})
 
     def save(self, out: Path) -> None:
-        atomic_write_json(_state_path(out, self.utt), {"rows": self.rows, "skips": self.skips})
+        atomic_write_json(st.state_path(out, self.utt), {"fingerprint": self.fingerprint, "retry": self.retry,
+                                                        "rows": self.rows, "skips": self.skips})
 
 
 def _video_job(job: Job, cfg: BuildConfig, out: Path) -> None:
@@ -244,15 +271,16 @@ def _video_job(job: Job, cfg: BuildConfig, out: Path) -> None:
         info = video_io.probe(job.path)
     except VideoError as exc:
         for utt, _ in job.utterances:
-            state = _UtteranceState(utt, 0)
+            state = _UtteranceState(utt, 0, job.fingerprint(utt))
             state.skip(f"unreadable video: {exc}")
+            state.retry = True
             state.save(out)
         return
     states, windows = [], []
     for utt, stride in job.utterances:
         frames = time_to_frames(utt.start, utt.end, info.fps, info.frame_count)
         blocks = cut_blocks(frames, cfg.block_len, stride)
-        state = _UtteranceState(utt, len(blocks))
+        state = _UtteranceState(utt, len(blocks), job.fingerprint(utt))
         if not blocks:
             if utt.start is not None and info.duration and utt.start >= info.duration:
                 state.skip(f"starts at {utt.start:.2f}s, after the video's end ({info.duration:.2f}s)")
@@ -314,11 +342,12 @@ def _image_list_job(job: Job, cfg: BuildConfig, out: Path) -> None:
     from omgclip.faces.detect import FaceDetector, crop_face, largest, resize_whole
 
     for utt, _ in job.utterances:
-        state = _UtteranceState(utt, 1)
+        state = _UtteranceState(utt, 1, job.fingerprint(utt))
         try:
-            images = video_io.read_image_list(utt.frame_paths)
+            images = video_io.read_image_list(utt.frame_paths, cfg.face.work_width)
         except VideoError as exc:
             state.skip(f"unreadable image: {exc}")
+            state.retry = True
             state.save(out)
             continue
         if utt.crop == "none":
@@ -356,7 +385,7 @@ def build_source(job: Job, cfg: BuildConfig, out: str, threads: int = 1) -> Sour
         import socket
 
         raise OmgclipError(f"{socket.gethostname()} does not see {out} (it must be a shared folder)")
-    todo = tuple((u, s) for u, s in job.utterances if not _state_path(out_path, u).exists())
+    todo = tuple((u, s) for u, s in job.utterances if not st.is_done(out_path, u, job.fingerprint(u)))
     if not todo:
         return SourceResult(job.source)
     job = dataclasses.replace(job, utterances=todo)
@@ -387,27 +416,26 @@ def _download(url: str, cfg: BuildConfig, out: Path) -> Path:
 
 # ----------------------------------------------------------------------------- the run
 def _check_config(cfg: BuildConfig, out: Path) -> None:
-    """A dataset folder is built with one content config; refuse to mix two."""
+    """A dataset folder is built with one content config; refuse to mix two, and refuse a
+    non-empty folder whose config is missing or damaged (not ours, or not knowable)."""
+    if not out.is_dir() or not any(out.iterdir()):
+        return
     saved_path = out / fmt.CONFIG_FILE
-    if not saved_path.exists():
-        return
+    if not saved_path.is_file():
+        raise OmgclipError(f"--out {out} is not empty and has no {fmt.CONFIG_FILE}: not a dataset folder "
+                           f"of build-dataset; choose a new or empty --out")
     try:
-        saved = json.loads(saved_path.read_text())
+        saved = json.loads(saved_path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
-        return
+        saved = None
+    if not isinstance(saved, dict) or any(k not in saved for k in _CONTENT_FIELDS):
+        raise OmgclipError(f"{saved_path} is damaged, so what {out} was built with is unknown; "
+                           "choose another --out, or delete that folder to rebuild")
     now = to_jsonable(cfg)
-    changed = [k for k in _CONTENT_FIELDS if k in saved and saved[k] != now[k]]
+    changed = [k for k in _CONTENT_FIELDS if saved[k] != now[k]]
     if changed:
         raise OmgclipError(f"{out} was built with different {', '.join(changed)}; "
                            "use another --out, or delete that folder to rebuild")
-
-
-def _remove_stale_temps(out: Path) -> int:
-    """Temp files left by a killed run (never counted as done) are removed on the next."""
-    stale = [p for d in (fmt.BLOCKS_DIR, fmt.STATE_DIR) for p in (out / d).rglob(".*.tmp")]
-    for path in stale:
-        path.unlink(missing_ok=True)
-    return len(stale)
 
 
 def _progress(total: int, enabled: bool, desc: str):
@@ -416,7 +444,7 @@ def _progress(total: int, enabled: bool, desc: str):
 
 def _pending(jobs: list[Job], out: Path) -> list[Job]:
     """Jobs with an utterance not yet marked done (the rest is skipped on a resumed run)."""
-    todo = [j for j in jobs if any(not _state_path(out, u).exists() for u, _ in j.utterances)]
+    todo = [j for j in jobs if any(not st.is_done(out, u, j.fingerprint(u)) for u, _ in j.utterances)]
     if len(todo) < len(jobs):
         log.info("resuming: %d of %d sources already done", len(jobs) - len(todo), len(jobs))
     return todo
@@ -437,24 +465,19 @@ def _run_jobs(jobs: list[Job], cfg: BuildConfig, out: Path) -> list[SourceResult
                 results.append(build_source(job, cfg, str(out), threads=0))
                 bar.update()
             return results
-        import multiprocessing
-
-        ctx = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(max_workers=cfg.workers, mp_context=ctx) as pool:
-            futures = [pool.submit(build_source, job, cfg, str(out)) for job in todo]
-            for future in as_completed(futures):
-                results.append(future.result())
-                bar.update()
+        for result in run_in_processes(build_source, [(job, cfg, str(out)) for job in todo], cfg.workers):
+            results.append(result)
+            bar.update()
     return results
 
 
-def _collect(utterances, out: Path, splits: Mapping[str, str]):
+def _collect(utterances, out: Path, splits: Mapping[str, str], fingerprints: Mapping[str, str]):
+    """Rows and skips of the utterances whose marker matches what the manifest says now."""
     rows, skips = [], []
     for utt in utterances:
-        path = _state_path(out, utt)
-        if not path.exists():
+        state = st.read_state(out, utt)
+        if state is None or state.get("fingerprint") != fingerprints[f"{utt.split}/{utt.key}"]:
             continue
-        state = json.loads(path.read_text())
         final = splits[f"{utt.split}/{utt.key}"]
         rows.extend({**r, "split": final} for r in state["rows"])
         skips.extend(state["skips"])
@@ -463,12 +486,13 @@ def _collect(utterances, out: Path, splits: Mapping[str, str]):
 
 
 def _write_tables(out: Path, rows, skips, failures) -> None:
+    """``skips``: the manifests' skipped rows (``file:line``) and the skipped blocks."""
     import pandas as pd
 
     index = pd.DataFrame(rows, columns=list(fmt.INDEX_COLUMNS))
     atomic_write_text(out / fmt.INDEX_FILE, index.to_csv(index=False))
     atomic_write_text(out / fmt.SKIPS_FILE,
-                      pd.DataFrame(skips, columns=["where", "source", "reason"]).to_csv(index=False))
+                      pd.DataFrame(skips, columns=["where", "source", "reason"]).fillna("").to_csv(index=False))
     atomic_write_text(out / fmt.FAILURES_FILE,
                       pd.DataFrame(failures, columns=["source", "reason"]).to_csv(index=False))
 
@@ -504,8 +528,39 @@ def _reason_kind(reason: str) -> str:
     return head
 
 
+def _top_reasons(by_reason: Mapping[str, int], n: int = 3) -> str:
+    return ", ".join(f"{reason} {count}" for reason, count in list(by_reason.items())[:n])
+
+
+def _known_failures(jobs: list[Job], cfg: BuildConfig, out: Path) -> tuple[list[Job], dict[str, str]]:
+    """``(jobs to run, source -> reason)``: URLs that failed in an earlier run are not
+    requested again unless ``cfg.retry_failed``."""
+    recorded = {} if cfg.retry_failed else st.load_failed_urls(out)
+    known = {j.source: recorded[j.source] for j in jobs if j.source in recorded}
+    if known:
+        log.info("%d URL(s) failed in an earlier run and are not requested again (--retry-failed "
+                 "tries them)", len(known))
+    return [j for j in jobs if j.source not in known], known
+
+
+def _record_failures(out: Path, results: list[SourceResult], failed: Mapping[str, str]) -> None:
+    """Remember this run's failed downloads, forget those fetched now (written only on a
+    change). A task that failed for another reason (a crashed cluster worker) is not kept."""
+    from omgclip.dataset.sources import is_url
+
+    fetched = {r.source for r in results if not r.failure}
+    before = st.load_failed_urls(out)
+    dead = {s: r for s, r in failed.items() if is_url(s) and not r.startswith("task failed")}
+    now = {**{u: r for u, r in before.items() if u not in fetched}, **dead}
+    if now != before:
+        st.save_failed_urls(out, now)
+
+
 def build_dataset(cfg: BuildConfig) -> BuildReport:
-    """Build (or finish building) the dataset described by ``cfg``; see the module doc."""
+    """Build (or finish building) the dataset described by ``cfg``; see the module doc.
+
+    Raises :class:`OmgclipError` when no block at all could be written (after writing the
+    skips and failures that say why)."""
     out = Path(cfg.out).absolute()  # tasks may run in other processes and on other machines
     if out.exists() and not out.is_dir():
         raise OmgclipError(f"--out {out} exists and is not a folder")
@@ -514,19 +569,37 @@ def build_dataset(cfg: BuildConfig) -> BuildReport:
         cfg = dataclasses.replace(cfg, video_dir=str(Path(cfg.video_dir).absolute()))
     utterances, manifest_skips = _load_manifests(cfg)  # bad manifests fail before any write
     out.mkdir(parents=True, exist_ok=True)
-    if _remove_stale_temps(out):
+    with sigterm_raises():
+        report = _build(cfg, out, utterances, manifest_skips)
+    if not report.blocks:
+        raise OmgclipError(f"no block was written to {out}: {_top_reasons(report.skips_by_reason) or 'no reason'} "
+                           f"(every skip is in {fmt.SKIPS_FILE}, failed sources in {fmt.FAILURES_FILE})")
+    return report
+
+
+def _build(cfg: BuildConfig, out: Path, utterances, manifest_skips) -> BuildReport:
+    if st.remove_stale_temps(out):
         log.info("removed temp files left by an interrupted run")
+    for name in (fmt.INDEX_FILE, fmt.REPORT_FILE, fmt.SKIPS_FILE, fmt.FAILURES_FILE):
+        (out / name).unlink(missing_ok=True)  # a run killed from here on leaves no finished look
     atomic_write_json(out / fmt.CONFIG_FILE, cfg)
     strides = resolve_strides(cfg, utterances)
     splits = assign_splits(utterances, cfg.split_by, cfg.val_fraction, cfg.seed)
-    jobs = _plan_jobs(utterances, strides, cfg)
+    fingerprints = _fingerprints(utterances, strides, cfg)
+    changed = st.discard_changed(out, ((u, fingerprints[f"{u.split}/{u.key}"]) for u in utterances))
+    if changed:
+        log.info("%d utterance(s) changed, or their source could not be read before: building them again", changed)
+    jobs, failed = _known_failures(_plan_jobs(utterances, strides, cfg, fingerprints), cfg, out)
     log.info("%d utterances from %d sources", len(utterances), len(jobs))
     results = _run_jobs(jobs, cfg, out)
-    failed = {r.source: r.failure for r in results if r.failure}
-    _remove_stale_temps(out)  # left by a task killed mid-write, that then ran again
-    rows, skips = _collect(utterances, out, splits)
-    failures = [{"source": j.source, "reason": failed[j.source]} for j in jobs if j.source in failed]
-    _write_tables(out, rows, skips, failures)
+    new_failures = {r.source: r.failure for r in results if r.failure}
+    _record_failures(out, results, new_failures)
+    failed.update(new_failures)
+    st.remove_stale_temps(out)  # left by a task killed mid-write, that then ran again
+    rows, skips = _collect(utterances, out, splits, fingerprints)
+    sources = list(dict.fromkeys(u.source for u in utterances))
+    failures = [{"source": s, "reason": failed[s]} for s in sources if s in failed]
+    _write_tables(out, rows, [*manifest_skips, *skips], failures)
     report = _report(cfg, out, rows, skips, failures, manifest_skips, strides)
     report.task_seconds = {r.source: r.download_s + r.faces_s for r in results}
     return report

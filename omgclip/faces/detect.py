@@ -86,16 +86,27 @@ class FaceConfig:
     match_dist: float = 0.6      #: ... or with its centre within this many box widths
 
     def __post_init__(self) -> None:
+        """A bad value is a one-line OmgclipError naming the option, raised before anything
+        is decoded or written."""
+        from numbers import Real
+
         from omgclip.errors import OmgclipError
 
-        if self.detect_every < 1:
-            raise OmgclipError(f"--detect-every must be at least 1, got {self.detect_every}")
-        if self.detect_width < 32:
-            raise OmgclipError(f"--detect-width must be at least 32 pixels, got {self.detect_width}")
-        if self.crop_size < 8:
-            raise OmgclipError(f"crop size must be at least 8 pixels, got {self.crop_size}")
-        if not 0.0 <= self.min_detect_frac <= 1.0:
-            raise OmgclipError(f"--min-detect-frac must be between 0 and 1, got {self.min_detect_frac}")
+        for name, low, high in _FACE_BOUNDS:
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, Real):
+                raise OmgclipError(f"--{name.replace('_', '-')} must be a number (got {value!r})")
+            if not low <= value <= high:  # also false for NaN
+                raise OmgclipError(f"--{name.replace('_', '-')} must be between {low} and {high} "
+                                   f"(got {value})")
+
+
+#: (field, lowest, highest) allowed for FaceConfig's numbers
+_FACE_BOUNDS = (
+    ("detect_width", 32, 4096), ("upsample", 0, 3), ("detect_every", 1, 1000),
+    ("work_width", 32, 8192), ("crop_size", 8, 1024), ("margin", 0.0, 2.0), ("max_gap", 0, 10_000),
+    ("min_detect_frac", 0.0, 1.0), ("match_iou", 0.0, 1.0), ("match_dist", 0.0, 100.0),
+)
 
 
 DETECTORS = ("hog", "cnn")

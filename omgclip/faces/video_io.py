@@ -206,10 +206,15 @@ def iter_gray_frames(path: str | os.PathLike, work_width: int | None = 640, star
         yield index, to_work_gray(frame, scale)
 
 
-def read_image_list(paths: Sequence[str | os.PathLike]) -> list:
-    """Read still images (e.g. apex frames of a sequence) as grayscale arrays."""
+def read_image_list(paths: Sequence[str | os.PathLike], work_width: int | None = None) -> list:
+    """Read still images (e.g. apex frames of a sequence) as grayscale arrays, downscaled
+    to at most ``work_width`` like video frames (so a huge photo costs no more to detect on)."""
     flags = _cv2().IMREAD_GRAYSCALE
-    return [_read_image(Path(path), flags) for path in paths]
+    out = []
+    for path in paths:
+        img = _read_image(Path(path), flags)
+        out.append(to_work_gray(img, work_scale(img.shape[1], work_width)))
+    return out
 
 
 def count_frames(path: str | os.PathLike) -> int:

@@ -85,8 +85,6 @@ def load_model(path: str | os.PathLike) -> LoadedModel:
     checkpoint, names a model this version does not know, or holds weights that do not
     fit its model.
     """
-    from omgclip.learn.models import create_model
-
     path = Path(path)
     if not path.exists():
         raise OmgclipError(f"checkpoint {path} does not exist")
@@ -99,21 +97,69 @@ def load_model(path: str | os.PathLike) -> LoadedModel:
         raise OmgclipError(f"{path} is not an omgclip checkpoint (cannot be read as a PyTorch weights "
                            f"file: {reason[:160]})") from None
     state, meta = _unpack(obj, path)
-    name = meta["model_name"]
-    labels = tuple(str(s) for s in meta["labels"])
-    kwargs = dict(meta.get("model_kwargs") or {})
-    try:
-        net = create_model(name, num_classes=len(labels), **kwargs)
-    except OmgclipError as exc:
-        raise OmgclipError(f"{path} was saved with a model this omgclip cannot build: {exc}") from None
-    except (TypeError, ValueError) as exc:
-        raise OmgclipError(f"{path} was saved with a model this omgclip cannot build: model {name!r}: {exc}") from None
+    name, labels, kwargs, block_len, crop_size = _checked_meta(meta, path)
+    # First on the meta device (no memory): the weights must fit before the net is made.
+    with torch.device("meta"):
+        skeleton = _build(name, labels, kwargs, path)
+    _check_state(skeleton, state, path, name)
+    del skeleton
+    net = _build(name, labels, kwargs, path)
     _load_state(net, state, path, name)
     net.eval()
-    return LoadedModel(net=net, model_name=str(name), labels=labels,
-                       block_len=int(meta.get("block_len", DEFAULT_BLOCK_LEN)),
-                       crop_size=int(meta.get("crop_size", DEFAULT_CROP_SIZE)),
-                       meta=meta, path=path)
+    return LoadedModel(net=net, model_name=str(name), labels=labels, block_len=block_len,
+                       crop_size=crop_size, meta=meta, path=path)
+
+
+#: what a checkpoint's meta may ask for: anything outside is a damaged or hostile file
+MAX_BLOCK_LEN, CROP_SIZES, MAX_LABELS, MAX_OPTION = 1000, (8, 1024), 1000, 4096
+
+
+def _checked_meta(meta: dict, path: Path) -> tuple[str, tuple[str, ...], dict, int, int]:
+    """``(model name, labels, model kwargs, block_len, crop_size)`` after bounds checks."""
+    bad = f"{path} is a damaged omgclip checkpoint"
+    name, labels, kwargs = meta.get("model_name"), meta.get("labels"), meta.get("model_kwargs") or {}
+    if not isinstance(name, str) or not isinstance(labels, (list, tuple)) or not isinstance(kwargs, dict):
+        raise OmgclipError(f"{bad} (model_name, labels or model_kwargs of the wrong type)")
+    if not 1 <= len(labels) <= MAX_LABELS:
+        raise OmgclipError(f"{bad} ({len(labels)} labels; expected 1..{MAX_LABELS})")
+    block_len = _int_in(meta.get("block_len", DEFAULT_BLOCK_LEN), 1, MAX_BLOCK_LEN, "block_len", bad)
+    crop_size = _int_in(meta.get("crop_size", DEFAULT_CROP_SIZE), *CROP_SIZES, "crop_size", bad)
+    for key, value in kwargs.items():
+        for number in _numbers(value):
+            if not -MAX_OPTION <= number <= MAX_OPTION:  # also false for NaN
+                raise OmgclipError(f"{bad} (model option {key}={value!r} is out of bounds: "
+                                   f"numbers must be within +-{MAX_OPTION})")
+    return name, tuple(str(s) for s in labels), dict(kwargs), block_len, crop_size
+
+
+def _int_in(value: Any, low: int, high: int, what: str, bad: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value <= high \
+            or int(value) != value:
+        raise OmgclipError(f"{bad} ({what} {value!r}; expected a whole number {low}..{high})")
+    return int(value)
+
+
+def _numbers(value: Any, depth: int = 0) -> list[float]:
+    """The numbers inside a model option (nested lists of at most 64 items)."""
+    if isinstance(value, bool) or value is None or isinstance(value, str):
+        return []
+    if isinstance(value, (int, float)):
+        return [float(value)]
+    if isinstance(value, (list, tuple)) and len(value) <= 64 and depth < 4:
+        return [n for v in value for n in _numbers(v, depth + 1)]
+    return [float("nan")]  # anything else is refused
+
+
+def _build(name: str, labels: tuple[str, ...], kwargs: dict, path: Path) -> nn.Module:
+    from omgclip.learn.models import create_model
+
+    try:
+        return create_model(name, num_classes=len(labels), **kwargs)
+    except OmgclipError as exc:
+        raise OmgclipError(f"{path} was saved with a model this omgclip cannot build: {exc}") from None
+    except (TypeError, ValueError, RuntimeError) as exc:
+        raise OmgclipError(f"{path} was saved with a model this omgclip cannot build: model {name!r}: "
+                           f"{str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__}") from None
 
 
 def _unpack(obj: Any, path: Path) -> tuple[dict, dict]:
@@ -139,7 +185,9 @@ def _unpack(obj: Any, path: Path) -> tuple[dict, dict]:
         if not net_state:
             raise OmgclipError(f"{not_ours} (its state_dict has no 'net.' weights)")
         meta = {k: v for k, v in hp.items()}
-        meta.setdefault("labels", list(EMOTIONS[: int(hp.get("num_classes", len(EMOTIONS)))]))
+        n = hp.get("num_classes", len(EMOTIONS))
+        meta.setdefault("labels", list(EMOTIONS[:n]) if isinstance(n, int) and 0 < n <= len(EMOTIONS)
+                        else [f"class {i}" for i in range(n if isinstance(n, int) and 0 < n <= MAX_LABELS else 0)])
         meta.setdefault("model_kwargs", {})
         meta.setdefault("block_len", DEFAULT_BLOCK_LEN)
         meta.setdefault("crop_size", DEFAULT_CROP_SIZE)
@@ -153,6 +201,12 @@ def _unpack(obj: Any, path: Path) -> tuple[dict, dict]:
 
 
 def _load_state(net: nn.Module, state: dict, path: Path, name: str) -> None:
+    _check_state(net, state, path, name)
+    net.load_state_dict(state, strict=True)
+
+
+def _check_state(net: nn.Module, state: dict, path: Path, name: str) -> None:
+    """The weights in ``state`` must be exactly the tensors ``net`` has, shape for shape."""
     own = net.state_dict()
     missing = [k for k in own if k not in state]
     unexpected = [k for k in state if k not in own]
@@ -168,7 +222,6 @@ def _load_state(net: nn.Module, state: dict, path: Path, name: str) -> None:
             parts.append(f"{len(wrong)} of the wrong shape, e.g. {wrong[0]}")
         raise OmgclipError(f"{path}: its weights do not fit its model {name!r} ({', '.join(parts)} "
                            f"tensors); the file is damaged or from another omgclip version")
-    net.load_state_dict(state, strict=True)
 
 
 def default_checkpoint() -> Path:

@@ -92,7 +92,7 @@ def load_index(data_dir: str | os.PathLike, *, check_arrays: bool = True,
     if (frame["path"] == "").any():
         raise OmgclipError(f"{index_path} has rows with an empty path; rebuild the dataset")
 
-    paths = [root / p for p in frame["path"]]
+    paths = _confined_paths(root, frame["path"], index_path)
     absent = [p for p in paths if not p.is_file()]
     if absent:
         raise OmgclipError(f"{index_path} lists {len(absent)} block file(s) that are missing (e.g. {absent[0]}); "
@@ -105,13 +105,37 @@ def load_index(data_dir: str | os.PathLike, *, check_arrays: bool = True,
     return frame
 
 
+def _confined_paths(root: Path, relative: Iterable[str], index_path: Path) -> list[Path]:
+    """``root / p`` for each index path, refusing any that leaves the dataset folder: absolute
+    paths, ``..`` parts, and symlinks (of the file or a folder on the way) pointing outside."""
+    import posixpath
+
+    real_root = root.resolve()
+    out = []
+    for i, rel in enumerate(relative):
+        parts = rel.replace("\\", "/").split("/")
+        escapes = posixpath.isabs(rel) or os.path.isabs(rel) or ".." in parts or "\0" in rel
+        path = root / rel
+        if not escapes:
+            try:
+                escapes = not path.resolve().is_relative_to(real_root)
+            except (OSError, RuntimeError, ValueError):  # a symlink loop, an odd name
+                escapes = True
+        if escapes:
+            raise OmgclipError(f"{index_path} row {i + 2} points outside the dataset folder ({rel!r}); "
+                               f"block paths must stay inside {root}: rebuild the dataset")
+        out.append(path)
+    return out
+
+
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
     return text[0] if text else type(exc).__name__
 
 
 def read_block_header(path: Path) -> tuple[tuple[int, ...], np.dtype]:
-    """Shape and dtype from a ``.npy`` header, without reading the data."""
+    """Shape and dtype from a ``.npy`` header, without reading the data. Raises
+    ``ValueError`` when the file is shorter than its header says (truncated)."""
     with open(path, "rb") as fh:
         version = np.lib.format.read_magic(fh)
         if version == (1, 0):
@@ -122,6 +146,11 @@ def read_block_header(path: Path) -> tuple[tuple[int, ...], np.dtype]:
             arr = np.load(path, mmap_mode="r", allow_pickle=False)
             shape, dtype = arr.shape, arr.dtype
             del arr
+            return tuple(int(s) for s in shape), np.dtype(dtype)
+        want = fh.tell() + int(np.prod(shape, dtype=np.int64)) * np.dtype(dtype).itemsize
+        have = os.fstat(fh.fileno()).st_size
+    if have < want:
+        raise ValueError(f"truncated: {have} bytes, its header says {want}")
     return tuple(int(s) for s in shape), np.dtype(dtype)
 
 
@@ -143,10 +172,27 @@ def _check_block_headers(paths: Sequence[Path], want: tuple[int, ...] | None) ->
             ref = shape
         elif shape != ref:
             what = "the model expects" if want is not None else "the first block has"
-            raise OmgclipError(f"block file {path} has shape {shape} but {what} {ref}; rebuild the dataset "
-                               f"with --block-len {ref[0]} --crop-size {ref[1]}")
+            raise OmgclipError(f"block file {path} has shape {shape} but {what} {ref}; "
+                               + _rebuild_hint(shape, ref))
     assert ref is not None
     return tuple(ref)
+
+
+def _rebuild_hint(shape: tuple[int, ...], ref: tuple[int, ...]) -> str:
+    """Only options that exist: --block-len sets T; the crop size is fixed by the build."""
+    if shape[1:] != ref[1:]:
+        return (f"its faces are {shape[1]}x{shape[2]}, not {ref[1]}x{ref[2]} (the crop size is fixed "
+                f"by the build): use a dataset built for this model")
+    return f"rebuild the dataset with --block-len {ref[0]}"
+
+
+def _load_block(path: str, mmap_mode: str | None = "r") -> np.ndarray:
+    """``np.load`` of one block, with a one-line error naming the file when it is damaged."""
+    try:
+        return np.load(path, mmap_mode=mmap_mode, allow_pickle=False)
+    except (OSError, ValueError, EOFError) as exc:
+        raise OmgclipError(f"block file {path} cannot be read ({_first_line(exc)}); "
+                           f"delete it and resume the build with `omgclip build-dataset`") from None
 
 
 # --------------------------------------------------------------------------- dataset
@@ -207,7 +253,7 @@ class BlockDataset(Dataset):
 
     def read(self, index: int) -> np.ndarray:
         """The raw uint8 block ``(T, S, S)`` of row ``index`` (a copy, not a memmap)."""
-        block = np.load(os.fsdecode(self.paths[index]), mmap_mode="r", allow_pickle=False)
+        block = _load_block(os.fsdecode(self.paths[index]))
         try:
             return np.array(block)
         finally:
@@ -222,7 +268,7 @@ class BlockDataset(Dataset):
 
     def _augmented(self, index: int) -> np.ndarray:
         rng, aug = self._generator(), self.augmentation
-        block = np.load(os.fsdecode(self.paths[index]), mmap_mode="r", allow_pickle=False)
+        block = _load_block(os.fsdecode(self.paths[index]))
         t, h, w = block.shape
         t_idx = np.clip(np.arange(t) + rng.integers(-aug.time_shift, aug.time_shift + 1), 0, t - 1)
         r_idx = np.clip(np.arange(h) + rng.integers(-aug.shift, aug.shift + 1), 0, h - 1)

@@ -294,6 +294,9 @@ def train(cfg: TrainConfig) -> TrainResult:
              precision)
     try:
         trainer.fit(module, datamodule=dm, ckpt_path=os.fspath(cfg.resume_from) if cfg.resume_from else None)
+    except BaseException:
+        _discard_if_checkpointless(run_dir)
+        raise
     finally:
         os.environ.pop(_RUN_DIR_ENV, None)  # the workers have it; a later run in this process must not
 
@@ -352,6 +355,25 @@ def check_init_matches(init, init_from, block_shape: tuple[int, int], face: dict
             raise OmgclipError(f"--init-from {init_from}: its face crops differ from the dataset's "
                                f"({', '.join(diff)}); rebuild the dataset with the same settings "
                                f"(e.g. --margin {init_face.get('margin')})")
+
+
+def _discard_if_checkpointless(run_dir: Path) -> None:
+    """A run that failed before saving any checkpoint leaves nothing that looks like a run:
+    only the files this run wrote are removed, and the folder if that empties it."""
+    import shutil
+
+    if not _is_launcher_rank_zero() or any((run_dir / "checkpoints").glob("*.ckpt")):
+        return
+    for name in ("train_config.json", "labels.json"):
+        (run_dir / name).unlink(missing_ok=True)
+    shutil.rmtree(run_dir / "logs", ignore_errors=True)
+    shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)
+    try:
+        run_dir.rmdir()
+    except OSError:
+        log.warning("the failed run left files in %s", run_dir)
+    else:
+        log.info("removed the run folder %s: the run failed before its first checkpoint", run_dir)
 
 
 def _write_run_files(run_dir: Path, cfg: TrainConfig, dm, precision: str) -> None:
