@@ -42,13 +42,14 @@ def _worker_init(parent: int) -> None:
     signal.signal(signal.SIGTERM, _raise_interrupt)
 
     def watch() -> None:
-        import _thread
         import time
 
         while os.getppid() == parent:
             time.sleep(0.5)
-        _thread.interrupt_main()  # unwinds the running job: its temp files are removed
-        time.sleep(10)
+        # a real signal (not _thread.interrupt_main) also breaks a blocking read: the
+        # running job unwinds and its temp files are removed
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(5)
         os._exit(1)
 
     threading.Thread(target=watch, daemon=True, name="omgclip-parent-watch").start()
