@@ -230,3 +230,18 @@ def test_truncated_video_is_labelled_up_to_its_end_and_flagged_partial(tmp_path,
     assert rows.attrs["timings"][0]["partial"] is True
     whole = predict(PredictConfig(inputs=(str(full),), checkpoint=checkpoint, progress=False))
     assert whole.attrs["timings"][0]["partial"] is False
+
+
+@pytest.mark.parametrize("out, needle", [("~nosuchuser_omgclip/m.onnx", "names no known user"),
+                                         ("file.txt/m.onnx", "is a file, not a folder")])
+def test_export_checks_its_output_first(out, needle, tmp_path, capfd, monkeypatch):
+    from omgclip.learn import checkpoint
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "file.txt").write_text("x")
+
+    def refuse(path):
+        raise AssertionError("the model was loaded before --out was checked")
+
+    monkeypatch.setattr(checkpoint, "load_for_inference", refuse)
+    _one_line(capfd, ["export", "--out", out], needle)

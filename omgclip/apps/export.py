@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from omgclip.errors import OmgclipError
-from omgclip.fsutil import atomic_write
+from omgclip.fsutil import atomic_write, check_output_file
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +59,7 @@ def export(cfg: ExportConfig) -> Path:
     """Export the model of ``cfg.checkpoint`` to ``cfg.out``; return the path written."""
     from omgclip.learn.checkpoint import load_for_inference
 
+    out = check_output_file(cfg.out, "--out")  # before the work: a folder, under a file, ...
     loaded = load_for_inference(cfg.checkpoint)
     net = loaded.net.cpu()
     meta = export_metadata(loaded)
@@ -81,7 +82,7 @@ def export(cfg: ExportConfig) -> Path:
                                    f"(max |diff| {err:.2e}); nothing written")
             log.info("%s export matches PyTorch (max |diff| %.1e)", cfg.format, err)
 
-    return atomic_write(Path(cfg.out).expanduser(), write)
+    return atomic_write(out, write)
 
 
 def export_metadata(loaded) -> dict:
