@@ -88,17 +88,21 @@ def test_cluster_build_is_byte_identical_to_a_local_build(manifest, cluster, loc
     assert (out / "videos" / ".throttle" / "127.0.0.1").is_file()  # the workers took turns
 
 
+def _executing(dask_worker) -> list[str]:
+    """On a worker: the keys of the tasks it is running right now."""
+    return [str(ts.key) for ts in dask_worker.state.executing]
+
+
 def _kill_a_busy_worker(address: str, build: threading.Thread, timeout: float = 120) -> str:
     """SIGKILL the process of a worker while it runs a build task; returns the task's key."""
     with distributed.Client(address, timeout=30) as client:
         pids = client.run(os.getpid)
         deadline = time.time() + timeout
         while time.time() < deadline and build.is_alive():
-            busy = {w: keys for w, keys in client.processing().items() if keys}
-            running = [(w, k) for w, keys in busy.items() for k in keys if k.startswith("build-source")]
+            running = [(w, k) for w, keys in client.run(_executing).items() for k in keys
+                       if k.startswith("build-source")]
             if running:
                 worker, key = running[0]
-                time.sleep(0.3)  # let it get into the download / decode
                 os.kill(pids[worker], signal.SIGKILL)
                 return key
             time.sleep(0.05)
