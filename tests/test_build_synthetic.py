@@ -213,3 +213,49 @@ def test_the_command_line_flags_reach_the_build(tmp_path, clip):
     assert _starts(index, "u06") == list(range(0, 31, 3)) and _starts(index, "u00") == [0, 20]
     index = build("link", "--split-by", "link", "--val-fraction", "0.5")
     assert index.groupby("split").group.nunique().to_dict() == {"train": 4, "validation": 4}
+
+
+def test_one_link_is_never_split_off_and_the_fraction_is_rounded(tmp_path, clip):
+    m = _manifest(tmp_path / "one.csv", clip, [("happy", "only", 0.0, 1.0), ("sad", "only", 1.0, 2.0)])
+    _, index = _build(tmp_path / "one", m, split_by="link", val_fraction=0.5)
+    assert set(index.split) == {"train"}                       # a single link stays in train
+    rows = [("happy", f"link{i}", 0.0, 1.0) for i in range(7)]
+    m = _manifest(tmp_path / "seven.csv", clip, rows)
+    _, index = _build(tmp_path / "seven", m, split_by="link", val_fraction=0.5)
+    assert index.groupby("split").group.nunique().to_dict() == {"train": 3, "validation": 4}  # 3.5 -> 4
+
+
+def test_a_url_source_is_downloaded_once_and_cut(tmp_path, clip, loopback):
+    with loopback({"/v/clip.mp4": clip.read_bytes()}) as server:
+        url = server.url("/v/clip.mp4")
+        with open(tmp_path / "m.csv", "w", newline="") as fh:
+            w = csv.writer(fh)
+            w.writerow(["source", "start", "end", "label", "group", "crop"])
+            w.writerow([url, 0, 2, "happy", "a", "none"])
+            w.writerow([url, 2, 4, "sad", "a", "none"])
+        report, index = _build(tmp_path, tmp_path / "m.csv")
+        gets = server.count("GET", "/v/clip.mp4")          # yt-dlp's generic extractor looks first
+        _build(tmp_path, tmp_path / "m.csv")
+        assert server.count("GET", "/v/clip.mp4") == gets  # a rerun fetches nothing
+    assert report.blocks == len(index) == 4 and sorted(index.start_frame) == [0, 20, 50, 70]
+    assert len(list((tmp_path / "ds" / "videos").glob("*.mp4"))) == 1
+
+
+def test_an_image_list_becomes_one_stretched_block(tmp_path):
+    import cv2
+
+    paths = []
+    for i in range(3):
+        p = tmp_path / f"f{i}.png"
+        cv2.imwrite(str(p), np.full((80, 80), 60 * (i + 1), np.uint8))
+        paths.append(str(p))
+    with open(tmp_path / "m.csv", "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["source", "start", "end", "label", "group", "crop"])
+        w.writerow([";".join(paths), "", "", "fear", "s1", "none"])
+    report, index = _build(tmp_path, tmp_path / "m.csv")
+    assert report.blocks == 1 and index.label.tolist() == [2]
+    block = np.load(tmp_path / "ds" / index.path.iloc[0])
+    assert block.shape == (20, 80, 80)
+    levels = [int(v) for v in block.reshape(20, -1).mean(axis=1).round()]
+    assert levels == sorted(levels) and {levels[0], levels[-1]} == {60, 180} and levels.count(120) >= 6
