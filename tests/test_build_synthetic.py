@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import time
 from pathlib import Path
 
 import numpy as np
@@ -219,26 +220,40 @@ def test_one_link_is_never_split_off_and_the_fraction_is_rounded(tmp_path, clip)
     m = _manifest(tmp_path / "one.csv", clip, [("happy", "only", 0.0, 1.0), ("sad", "only", 1.0, 2.0)])
     _, index = _build(tmp_path / "one", m, split_by="link", val_fraction=0.5)
     assert set(index.split) == {"train"}                       # a single link stays in train
+    m = _manifest(tmp_path / "two.csv", clip, [("happy", "x", 0.0, 1.0), ("sad", "y", 1.0, 2.0)])
+    _, index = _build(tmp_path / "two", m, split_by="link", val_fraction=0.2)
+    assert index.groupby("split").group.nunique().to_dict() == {"train": 1, "validation": 1}  # at least one
     rows = [("happy", f"link{i}", 0.0, 1.0) for i in range(7)]
     m = _manifest(tmp_path / "seven.csv", clip, rows)
     _, index = _build(tmp_path / "seven", m, split_by="link", val_fraction=0.5)
     assert index.groupby("split").group.nunique().to_dict() == {"train": 3, "validation": 4}  # 3.5 -> 4
 
 
-def test_a_url_source_is_downloaded_once_and_cut(tmp_path, clip, loopback):
-    with loopback({"/v/clip.mp4": clip.read_bytes()}) as server:
-        url = server.url("/v/clip.mp4")
+def test_url_sources_are_downloaded_once_and_a_dead_one_is_recorded(tmp_path, clip, loopback):
+    body = clip.read_bytes()
+    with loopback({"/v/clip.mp4": body, "/v/one.mp4": body}) as server:
+        url, one, dead = server.url("/v/clip.mp4"), server.url("/v/one.mp4"), server.url("/v/gone.mp4")
         with open(tmp_path / "m.csv", "w", newline="") as fh:
             w = csv.writer(fh)
             w.writerow(["source", "start", "end", "label", "group", "crop"])
+            w.writerow([dead, 0, 2, "anger", "d", "none"])      # first: it must not hide the others
             w.writerow([url, 0, 2, "happy", "a", "none"])
             w.writerow([url, 2, 4, "sad", "a", "none"])
+            w.writerow([one, 0, 1, "fear", "b", "none"])
+        started = time.monotonic()
         report, index = _build(tmp_path, tmp_path / "m.csv")
+        took = time.monotonic() - started
         gets = server.count("GET", "/v/clip.mp4")          # yt-dlp's generic extractor looks first
         _build(tmp_path, tmp_path / "m.csv")
-        assert server.count("GET", "/v/clip.mp4") == gets  # a rerun fetches nothing
-    assert report.blocks == len(index) == 4 and sorted(index.start_frame) == [0, 20, 50, 70]
-    assert len(list((tmp_path / "ds" / "videos").glob("*.mp4"))) == 1
+        assert server.count("GET", "/v/clip.mp4") == gets  # a rerun fetches nothing new
+    assert report.blocks == len(index) == 5
+    assert sorted(index[index.label == 3].start_frame) == [0, 20] and sorted(index[index.label == 5].start_frame) == [50, 70]
+    assert index[index.label == 2].start_frame.tolist() == [0]     # 25 frames: one block of 20
+    assert len(list((tmp_path / "ds" / "videos").glob("*.mp4"))) == 2
+    failures = pd.read_csv(tmp_path / "ds" / fmt.FAILURES_FILE)
+    assert failures.source.tolist() == [dead] and "404" in failures.reason.iloc[0]
+    assert set(report.task_seconds) == {dead, url, one}
+    assert all(0 <= v <= took for v in report.task_seconds.values())
 
 
 def test_an_image_list_becomes_one_stretched_block(tmp_path):
