@@ -313,7 +313,7 @@ class _Collected:
         self.mutants, self.where, self.timeout = mutants, where, timeout
         self.baseline = ""
 
-    def _child(self, session, tree) -> None:
+    def _child(self, session, tree, timings: str | None = None) -> None:
         from _pytest.runner import runtestprotocol
 
         devnull = os.open(os.devnull, os.O_WRONLY)
@@ -321,26 +321,37 @@ class _Collected:
         os.dup2(devnull, 2)
         if tree is not None:
             _install(self.module, self.path, tree)
-        items = session.items
+        items, passed = session.items, 0
         for i, item in enumerate(items):
             reports = runtestprotocol(item, nextitem=items[i + 1] if i + 1 < len(items) else None, log=False)
             if any(r.failed for r in reports):
                 os._exit(1)
-        os._exit(0 if items else 5)
+            passed += any(r.when == "call" and r.passed for r in reports)
+            if timings:
+                with open(timings, "a") as fh:
+                    fh.write(json.dumps([item.nodeid, sum(r.duration for r in reports)]) + "\n")
+        os._exit(0 if passed else 5)  # no test ran (all skipped?): not a survivor, not a pass
 
-    def _run(self, session, tree, timeout: float) -> str:
+    def _run(self, session, tree, timeout: float, timings: str | None = None) -> str:
         pid = os.fork()
         if pid == 0:
             try:
-                self._child(session, tree)
+                self._child(session, tree, timings)
             except BaseException:
                 os._exit(3)
         return _wait(pid, timeout)
 
     def pytest_runtestloop(self, session):
-        self.baseline = self._run(session, None, self.timeout * 3)
+        import tempfile
+
+        with tempfile.TemporaryDirectory() as tmp:
+            timings = os.path.join(tmp, "timings.jsonl")
+            self.baseline = self._run(session, None, self.timeout * 3, timings)
+            took = dict(json.loads(line) for line in open(timings)) if os.path.exists(timings) else {}
         if self.baseline != "survived":
             return True
+        # the quickest tests first: most mutants are killed by the first test that notices
+        session.items.sort(key=lambda item: took.get(item.nodeid, 0.0))
         for m, (pos, k) in zip(self.mutants, self.where):
             m.outcome = self._run(session, mutated_source(self.source, pos, k), self.timeout)
             print("." if m.outcome != "survived" else "S", end="", file=sys.__stdout__, flush=True)
@@ -370,7 +381,7 @@ def mutate_module(module_path: Path, tests: list[str], only: set[str] | None, ti
         pytest.main(["-q", "-p", "no:cacheprovider", *tests], plugins=[plugin])
         baseline = plugin.baseline
     if baseline != "survived":
-        raise SystemExit(f"{module}: the tests fail without any mutation ({baseline}): fix them first")
+        raise SystemExit(f"{module}: the tests fail (or are all skipped) without any mutation: fix that first")
     print()
     killed = sum(m.outcome != "survived" for m in mutants)
     rate = killed / len(mutants) if mutants else 1.0
