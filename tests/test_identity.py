@@ -38,6 +38,23 @@ def test_cut_detector_finds_the_three_hard_cuts_of_the_hamilton_clip(shared_data
     assert cuts.cuts == [20, 82, 211]  # stage -> close-up, -> the man on stage, -> audience
 
 
+def test_cut_detector_sees_no_cut_in_single_shot_clips(shared_data):
+    """23 MEAD clips (talking, moving heads) are single shots; a hand sweeping past a
+    close-up face (styletalk furious_talk1_clip1) gives at most one false cut."""
+    videos = sorted((shared_data / "mead_clips" / "videos").glob("*.mp4"))
+    assert len(videos) >= 20
+    for video in videos:
+        cuts = CutDetector()
+        for i, gray in video_io.iter_gray_frames(video, 640):
+            cuts.update(i, gray)
+        assert cuts.cuts == [], video.name
+    cuts = CutDetector()
+    path = shared_data / "unlabeled_faces" / "videos" / "styletalk_style_furious_talk1_clip1.mp4"
+    for i, gray in video_io.iter_gray_frames(path, 640):
+        cuts.update(i, gray)
+    assert len(cuts.cuts) <= 1
+
+
 def test_cut_detector_ignores_motion_and_light_and_sees_a_switch():
     rng = np.random.default_rng(0)
     scene_a = rng.integers(0, 120, (90, 160), dtype=np.uint8)

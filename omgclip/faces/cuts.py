@@ -10,7 +10,9 @@ histogram, a light change shifts the histogram a little; a cut does both, at onc
 Measured on the shared data: the Hamilton clip's three hard cuts score pixel 0.11 /
 histogram 0.19-0.40 while its other frame pairs stay under 0.06 / 0.08; a cut between two
 MEAD talking heads (same studio, same framing) scores only 0.06 / 0.15 against ~0.01 / 0.03
-within the clips.
+within the clips. Over the 63 real clips of the shared data (13,363 frames) it finds those 3,
+one real jump cut, and one false cut (a hand sweeping past a close-up face; a false cut only
+ends a track: the person id carries on).
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ class CutConfig:
     min_hist: float = 0.10    #: half the L1 distance of the 32-bin histograms, in [0, 1]
     min_ratio: float = 3.0    #: pixel difference over the median of the last ``recent`` ones
     recent: int = 8
+    min_shot: int = 6         #: frames: a cut this soon after another is taken for motion
     thumb_width: int = 64     #: thumbnail width in pixels (height keeps the aspect)
 
     def __post_init__(self) -> None:
@@ -62,7 +65,9 @@ class CutDetector:
         cfg = self.config
         pixel, histo = self.scores(prev, (thumb, hist))
         level = sorted(self._levels)[len(self._levels) // 2] if self._levels else 0.0
-        if pixel >= cfg.min_pixel and histo >= cfg.min_hist and pixel >= cfg.min_ratio * level:
+        soon = bool(self.cuts) and index - self.cuts[-1] < cfg.min_shot
+        if (pixel >= cfg.min_pixel and histo >= cfg.min_hist and pixel >= cfg.min_ratio * level
+                and not soon):
             self.cuts.append(index)
             self._levels.clear()  # the new shot sets its own level
             return True
