@@ -228,7 +228,8 @@ def _add_evaluate(sub) -> None:
     p.add_argument("--data", required=True, help="a folder made by build-dataset")
     p.add_argument("--split", default=_default(E, "split"),
                    help="index rows of this split; 'heldout' = the groups the checkpoint's training "
-                        "run held out; 'all' = every labeled row")
+                        "run held out; 'all' = every labeled row; 'auto' (default) = 'validation' when "
+                        "the dataset has it, else 'heldout'")
     p.add_argument("--out", help="write the metrics as JSON here")
     p.add_argument("--confusion-png", help="write the confusion matrix picture here")
     p.add_argument("--batch-size", type=int, default=_default(E, "batch_size"), help="blocks per forward pass")

@@ -4,6 +4,7 @@ read from outside the dataset folder, no run folder left behind without a checkp
 from __future__ import annotations
 
 import copy
+import json
 import math
 import os
 import subprocess
@@ -208,3 +209,24 @@ def test_label_errors_show_plain_numbers():
         with pytest.raises(ValueError) as exc:
             parse_label(value)
         assert "unknown label 9 " in str(exc.value) and "np." not in str(exc.value)
+
+
+# --------------------------------------------------------------------------- evaluate after train
+def test_evaluate_right_after_train_scores_what_the_run_held_out(tmp_path: Path, capsys):
+    from omgclip.cli import main
+
+    make_dataset(tmp_path / "ds", groups=14, utterances_per_group=1, blocks_per_utterance=2, val_groups=())
+    data = str(tmp_path / "ds")
+    assert main(["-q", "train", "--data", data, "--out", str(tmp_path / "runs"), "--epochs", "1",
+                 "--batch-size", "8", "--workers", "0", "--no-progress", "--run-name", "r"]) == 0
+    capsys.readouterr()
+    weights = str(tmp_path / "runs" / "r" / "best.pt")
+    assert main(["-q", "evaluate", "--data", data, "--checkpoint", weights, "--workers", "0"]) == 0
+    report = capsys.readouterr().out
+    assert "split heldout" in report and "no labeled 'validation' rows" in report
+    held = json.loads((tmp_path / "runs" / "r" / "train_config.json").read_text())["resolved"]["val_blocks"]
+    assert f"block-level ({held} blocks)" in report
+    # the bundled model held out none of these groups: a clear error that lists the splits
+    assert main(["-q", "evaluate", "--data", data, "--workers", "0"]) == 2
+    err = capsys.readouterr().err
+    assert "choose --split" in err and "train (28)" in err

@@ -10,6 +10,9 @@ Which rows are scored (``EvalConfig.split``), always labeled rows only:
 * ``'heldout'``: exactly the rows the checkpoint's training run held out for validation
   (its groups are stored in the checkpoint), when this is the dataset it was trained on.
 * ``'all'``: every labeled row.
+* ``'auto'`` (the default): ``'validation'`` when the dataset has labeled validation rows,
+  else ``'heldout'`` (so ``evaluate --data D`` right after ``train --data D`` scores what
+  the run held out); the report says which was used.
 
 Clip level: the blocks of one utterance (same ``source`` and ``utterance``) vote by their mean
 class probability; the clip's true label is its blocks' (most common) label.
@@ -39,6 +42,7 @@ log = logging.getLogger(__name__)
 
 SPLIT_ALL = "all"
 SPLIT_HELDOUT = "heldout"
+SPLIT_AUTO = "auto"
 
 
 # --------------------------------------------------------------------------- config
@@ -46,13 +50,14 @@ SPLIT_HELDOUT = "heldout"
 class EvalConfig:
     """What to evaluate. ``checkpoint=None`` uses the bundled default model.
 
-    ``split``: a split name of the index, ``'heldout'`` or ``'all'`` (see the module doc).
+    ``split``: a split name of the index, ``'heldout'``, ``'all'`` or ``'auto'`` (see the
+    module doc).
     ``device``: ``'auto'`` (CUDA when available), ``'cpu'``, ``'cuda'``, ...
     """
 
     data: Path
     checkpoint: Path | None = None
-    split: str = "validation"
+    split: str = SPLIT_AUTO
     out_json: Path | None = None
     confusion_png: Path | None = None
     batch_size: int = 64
@@ -61,6 +66,24 @@ class EvalConfig:
 
 
 # --------------------------------------------------------------------------- evaluate
+def resolve_split(frame, split: str, meta: dict) -> tuple[str, str]:
+    """``(split, why)``: ``'auto'`` becomes ``'validation'`` when the dataset has labeled
+    rows of that split, else ``'heldout'`` when the checkpoint records held-out groups that
+    are in this dataset; other values stay. ``why`` is '' unless a choice was made."""
+    if split != SPLIT_AUTO:
+        return split, ""
+    labeled = frame[frame["label"] >= 0]
+    if (labeled["split"] == "validation").any():
+        return "validation", ""
+    held = set((meta.get("split_info") or {}).get("val_groups") or [])
+    if held and labeled["group"].isin(held).any():
+        return SPLIT_HELDOUT, "the dataset has no labeled 'validation' rows"
+    counts = labeled["split"].value_counts()
+    avail = ", ".join(f"{s} ({n})" for s, n in counts.items()) or "none"
+    raise OmgclipError(f"the dataset has no labeled 'validation' rows and this checkpoint held out none of its "
+                       f"groups; choose --split (labeled splits: {avail}; or all)")
+
+
 def select_rows(frame, split: str, meta: dict):
     """``(rows, rule)``: the labeled rows of ``frame`` that ``split`` names, and a sentence
     saying which rows those are."""
@@ -132,7 +155,12 @@ def evaluate(cfg: EvalConfig) -> dict:
     labels = list(model.labels)
     k = len(labels)
     frame = load_index(cfg.data, expected_shape=(model.block_len, model.crop_size, model.crop_size))
-    rows, rule = select_rows(frame, cfg.split, model.meta)
+    split, why = resolve_split(frame, cfg.split, model.meta)
+    if why:
+        log.info("scoring split %r: %s", split, why)
+    rows, rule = select_rows(frame, split, model.meta)
+    if why:
+        rule += f" (chosen because {why})"
     if int(rows["label"].max()) >= k:
         raise OmgclipError(f"the dataset has labels up to {int(rows['label'].max())} but the model knows "
                            f"only {k} classes")
@@ -183,7 +211,7 @@ def evaluate(cfg: EvalConfig) -> dict:
         "checkpoint": os.fspath(ckpt),
         "model": model.model_name,
         "data": os.fspath(cfg.data),
-        "split": cfg.split,
+        "split": split,
         "rows": rule,
         "labels": labels,
         "num_blocks": int(len(rows)),
