@@ -87,7 +87,7 @@ def test_torchrun_ranks_share_one_run_folder(tmp_path, monkeypatch):
     from omgclip.learn.train import TrainConfig, _make_run_dir
 
     monkeypatch.delenv("OMGCLIP_RUN_DIR", raising=False)  # as in a fresh torchrun process
-    cfg = TrainConfig(data=tmp_path, out=tmp_path / "runs")
+    cfg = TrainConfig(data=tmp_path, out=tmp_path / "runs", model="r2plus1d")  # as train() resolves it
     folders = set()
     for rank in ("1", "0", "1"):  # any order; an existing folder is not refused
         monkeypatch.setenv("RANK", rank)
