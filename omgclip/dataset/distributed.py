@@ -20,6 +20,7 @@ and only when a scheduler is used.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import re
@@ -168,7 +169,10 @@ def map_tasks(client, func: Callable, items: Sequence, *, kwargs: dict, retries:
             if future.status == "finished":
                 yield TaskOutcome(item, result=future.result())
             else:
-                exc = future.exception()
+                try:
+                    exc = future.exception()
+                except (Exception, asyncio.CancelledError) as cancelled:  # the scheduler dropped it
+                    exc = cancelled
                 reason = f"task failed: {type(exc).__name__}: {one_line(str(exc), '')}".rstrip(": ")
                 log.warning("%s: %s", key(item), reason)
                 yield TaskOutcome(item, error=reason)
