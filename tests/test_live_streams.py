@@ -1,5 +1,5 @@
 """``omgclip live`` on real streams, run as a user runs it (the CLI, its own process): a clip
-served over HTTP on 127.0.0.1, and an H.264 RTSP stream that ffmpeg publishes on loopback,
+served over HTTP on 127.0.0.1 (an mp4, and HLS), and an H.264 RTSP stream that ffmpeg publishes on loopback,
 cut once (a reconnect) and then gone for good (a bounded end)."""
 
 from __future__ import annotations
@@ -29,23 +29,44 @@ def _live(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, timeout=timeout)
 
 
-def test_live_over_http(mead_video, loopback, tmp_path):
-    """An mp4 streamed over HTTP, as web servers and cameras send one: its index first
-    (``-movflags +faststart``), so it plays while it arrives."""
+def _http_mp4(ffmpeg: str, clip: Path, tmp_path: Path) -> tuple[dict, str]:
+    """An mp4 as web servers and cameras stream one: its index first (``+faststart``)."""
+    out = tmp_path / "clip.mp4"
+    subprocess.run([ffmpeg, "-v", "error", "-y", "-i", str(clip), "-c", "copy", "-movflags", "+faststart",
+                    str(out)], check=True, timeout=60)
+    return {"/clip.mp4": out.read_bytes()}, "/clip.mp4"
+
+
+def _http_hls(ffmpeg: str, clip: Path, tmp_path: Path) -> tuple[dict, str]:
+    """HLS: an H.264 playlist of 1-second MPEG-TS segments."""
+    from conftest import Route
+
+    folder = tmp_path / "hls"
+    folder.mkdir()
+    subprocess.run([ffmpeg, "-v", "error", "-y", "-i", str(clip), "-c:v", "libx264", "-preset", "ultrafast",
+                    "-g", "25", "-an", "-f", "hls", "-hls_time", "1", "-hls_playlist_type", "vod",
+                    "-hls_segment_filename", str(folder / "seg%02d.ts"), str(folder / "index.m3u8")],
+                   check=True, timeout=60)
+    kinds = {".m3u8": "application/vnd.apple.mpegurl", ".ts": "video/mp2t"}
+    return ({f"/hls/{p.name}": Route(p.read_bytes(), kinds[p.suffix]) for p in folder.iterdir()},
+            "/hls/index.m3u8")
+
+
+@pytest.mark.parametrize("make", [_http_mp4, _http_hls], ids=["mp4", "hls"])
+def test_live_over_http(make, mead_video, loopback, tmp_path):
+    """A clip streamed over HTTP from 127.0.0.1, as an mp4 or as HLS; rows on stdout."""
     from omgclip.apps.annotate import find_ffmpeg
 
     ffmpeg = find_ffmpeg() or pytest.skip("no ffmpeg (imageio-ffmpeg ships one)")
-    streamable = tmp_path / "clip.mp4"
-    subprocess.run([ffmpeg, "-v", "error", "-y", "-i", str(mead_video), "-c", "copy",
-                    "-movflags", "+faststart", str(streamable)], check=True, timeout=60)
-    with loopback({"/clip.mp4": streamable.read_bytes()}) as server:
-        proc = _live(server.url("/clip.mp4"), "--headless", "--out", "-")
+    routes, path = make(ffmpeg, mead_video, tmp_path)
+    with loopback(routes) as server:
+        proc = _live(server.url(path), "--headless", "--out", "-")
     assert proc.returncode == 0, proc.stderr
     assert "ended: end of stream" in proc.stderr and "0 reconnects" in proc.stderr
     rows = [json.loads(line) for line in proc.stdout.splitlines()]  # JSON lines on stdout
     # 94 frames played at 25 fps; a label every 10 processed frames once 20 are in the window
     assert 4 <= len(rows) <= 8
-    assert all(r["label"] in EMOTIONS and r["track_id"] == 0 for r in rows)
+    assert all(r["label"] in EMOTIONS and r["track_id"] == 0 and r["person_id"] == 0 for r in rows)
     frames = [r["frame"] for r in rows]
     assert frames == sorted(frames) and frames[0] >= 19 and frames[-1] <= 93
     assert all(r["stream_s"] == pytest.approx(r["frame"] / 25.0, abs=1e-3) for r in rows)
