@@ -171,22 +171,28 @@ def new_net(widths: Sequence[int] = (48, 96, 192)) -> nn.Module:
 # --------------------------------------------------------------------------- stage 1
 def pretrain_stills(fer_root: str, out: str, epochs: int = 30, batch_size: int = 128, lr: float = 3e-3,
                     weight_decay: float = 0.05, label_smoothing: float = 0.1,
-                    widths: Sequence[int] = (48, 96, 192), seed: int = 0, cache: str | None = None) -> dict:
+                    widths: Sequence[int] = (48, 96, 192), seed: int = 0, cache: str | None = None,
+                    init: str | None = None, stop_after: int | None = None, warmup_epochs: float = 1.0) -> dict:
     """Stage 1: FER2013 Training as 1-frame clips; the best PublicTest epoch is kept in
     ``OUT/best.pt`` (``{'state_dict', 'widths', 'epoch'}``), each epoch's numbers in
-    ``OUT/history.json``. Returns the best epoch's record."""
+    ``OUT/history.json``. Returns the best epoch's record.
+
+    ``epochs`` sets the cosine schedule; ``stop_after`` ends the run earlier (the schedule is
+    not shortened); ``init`` starts from a stage-1 file (e.g. a stopped run's ``last.pt``,
+    then annealed with a new, shorter schedule from ``lr``)."""
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     os.makedirs(out, exist_ok=True)
     X, y, usage = load_fer(fer_root, cache)
     tr, pub = np.where(usage == "Training")[0], np.where(usage == "PublicTest")[0]
     Xt, yt = torch.from_numpy(X), torch.from_numpy(y)
-    net = new_net(widths)
+    net = _load_init(init) if init else new_net(widths)
+    widths = list(net.widths)
     opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=weight_decay)
     steps = len(tr) // batch_size
-    sched = _cosine(opt, steps * epochs, steps)
+    sched = _cosine(opt, steps * epochs, int(steps * warmup_epochs))
     best, hist = None, []
-    for ep in range(epochs):
+    for ep in range(epochs if stop_after is None else min(epochs, stop_after)):
         net.train()
         t0, total = time.time(), 0.0
         perm = torch.from_numpy(rng.permutation(tr))
@@ -315,6 +321,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     a.add_argument("--epochs", type=int, default=30)
     a.add_argument("--widths", default="48,96,192")
     a.add_argument("--cache", help="an .npz cache of the decoded images")
+    a.add_argument("--lr", type=float, default=3e-3)
+    a.add_argument("--init", help="start from this stage-1 file (e.g. a stopped run's last.pt)")
+    a.add_argument("--stop-after", type=int, help="stop after this many epochs of the --epochs schedule")
+    a.add_argument("--warmup-epochs", type=float, default=1.0)
     b = sub.add_parser("finetune", help="stage 2: video blocks + FER stills -> a weights file")
     b.add_argument("--init", required=True, help="OUT/best.pt of pretrain, or any omgclip weights")
     b.add_argument("--data", action="append", required=True, help="a built dataset (repeatable)")
@@ -330,8 +340,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     if args.cmd == "pretrain":
-        best = pretrain_stills(args.fer, args.out, epochs=args.epochs,
-                               widths=[int(w) for w in args.widths.split(",")], seed=args.seed, cache=args.cache)
+        best = pretrain_stills(args.fer, args.out, epochs=args.epochs, lr=args.lr,
+                               widths=[int(w) for w in args.widths.split(",")], seed=args.seed, cache=args.cache,
+                               init=args.init, stop_after=args.stop_after, warmup_epochs=args.warmup_epochs)
         print("best", json.dumps(best))
         return 0
     from omgclip.learn.checkpoint import save_weights
