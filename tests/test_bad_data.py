@@ -230,3 +230,13 @@ def test_evaluate_right_after_train_scores_what_the_run_held_out(tmp_path: Path,
     assert main(["-q", "evaluate", "--data", data, "--workers", "0"]) == 2
     err = capsys.readouterr().err
     assert "choose --split" in err and "train (28)" in err
+
+
+def test_index_label_errors_show_the_cell_as_written(small: Path):
+    index = pd.read_csv(small / INDEX_FILE, keep_default_na=False)
+    index.loc[1, "label"] = 9
+    index.to_csv(small / INDEX_FILE, index=False)
+    with pytest.raises(OmgclipError) as exc:
+        D.load_index(small)
+    msg = _one_line(exc, "row 3: 9;")
+    assert "np." not in msg

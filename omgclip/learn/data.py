@@ -85,7 +85,7 @@ def load_index(data_dir: str | os.PathLike, *, check_arrays: bool = True,
     if bad.any():
         row = int(np.flatnonzero(bad.to_numpy())[0])
         raise OmgclipError(f"{index_path} has {int(bad.sum())} row(s) with an invalid label (e.g. row {row + 2}: "
-                           f"{frame['label'].iloc[row]!r}; expected {UNLABELED}..{NUM_CLASSES - 1}); rebuild the dataset")
+                           f"{_plain(frame['label'].iloc[row])}; expected {UNLABELED}..{NUM_CLASSES - 1}); rebuild the dataset")
     frame["label"] = labels.astype(np.int64)
     for col in ("split", "group", "source", "utterance", "path", "block_id"):
         frame[col] = frame[col].astype(str)
@@ -103,6 +103,13 @@ def load_index(data_dir: str | os.PathLike, *, check_arrays: bool = True,
         frame.attrs["block_shape"] = shape
     frame.attrs["root"] = str(root)
     return frame
+
+
+def _plain(value) -> str:
+    """A cell as the file shows it: ``9``, not ``np.int64(9)``; text quoted."""
+    if isinstance(value, str):
+        return repr(value)
+    return str(value.item() if hasattr(value, "item") else value)
 
 
 def _confined_paths(root: Path, relative: Iterable[str], index_path: Path) -> list[Path]:
