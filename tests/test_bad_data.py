@@ -240,3 +240,32 @@ def test_index_label_errors_show_the_cell_as_written(small: Path):
         D.load_index(small)
     msg = _one_line(exc, "row 3: 9;")
     assert "np." not in msg
+
+
+def test_sigterm_before_the_first_checkpoint_exits_143_and_leaves_no_run_folder(tmp_path: Path):
+    """Lightning turns SIGTERM into SystemExit() (exit status 0); train says 'terminated'."""
+    import signal
+    import time
+
+    make_dataset(tmp_path / "ds", groups=14, utterances_per_group=1, blocks_per_utterance=2)
+    out = tmp_path / "runs"
+    code = ("import sys, time\n"
+            "import omgclip.learn.lit_module as L\n"
+            "step = L.EmotionClassifier.training_step\n"
+            "def slow(self, *a, **k):\n    time.sleep(0.5)\n    return step(self, *a, **k)\n"
+            "L.EmotionClassifier.training_step = slow\n"
+            "from omgclip.cli import main\n"
+            f"sys.exit(main(['-q', 'train', '--data', {str(tmp_path / 'ds')!r}, '--out', {str(out)!r},"
+            " '--epochs', '3', '--batch-size', '2', '--workers', '0', '--no-progress', '--run-name', 'r']))\n")
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen([sys.executable, "-c", code], stderr=subprocess.PIPE, text=True, env=env)
+    deadline = time.time() + 120
+    while time.time() < deadline and not (out / "r" / "train_config.json").exists():
+        time.sleep(0.1)
+    time.sleep(2.0)  # into the first epoch (14 steps of 0.5 s), well before its checkpoint
+    assert proc.poll() is None
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 143, err
+    assert "terminated" in err and "Traceback" not in err
+    assert not (out / "r").exists()

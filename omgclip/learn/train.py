@@ -25,7 +25,7 @@ import re
 from pathlib import Path
 from typing import Any, Mapping
 
-from omgclip.errors import OmgclipError
+from omgclip.errors import OmgclipError, Terminated
 from omgclip.labels import EMOTIONS, NUM_CLASSES
 
 log = logging.getLogger(__name__)
@@ -294,8 +294,12 @@ def train(cfg: TrainConfig) -> TrainResult:
              precision)
     try:
         trainer.fit(module, datamodule=dm, ckpt_path=os.fspath(cfg.resume_from) if cfg.resume_from else None)
-    except BaseException:
+    except BaseException as exc:
         _discard_if_checkpointless(run_dir)
+        if isinstance(exc, SystemExit) and (not exc.code or isinstance(exc.__context__, KeyboardInterrupt)):
+            # Lightning ends a fit stopped by SIGTERM with SystemExit() -- exit status 0, as if
+            # it had worked -- and one stopped by Ctrl-C with SystemExit(1): say what happened
+            raise (KeyboardInterrupt() if exc.code else Terminated("training stopped by SIGTERM")) from None
         raise
     finally:
         os.environ.pop(_RUN_DIR_ENV, None)  # the workers have it; a later run in this process must not
