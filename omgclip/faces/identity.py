@@ -7,7 +7,7 @@ dlib's 5-point shape predictor); tracks are then grouped into persons by descrip
 distance (:func:`group_tracks`).
 
 * Descriptors are costly (~50-120 ms each on one CPU core), so only a few are computed: the
-  face is aligned (cheap) on a track's 1st, 3rd and 9th clip and every 30th after that (at
+  face is aligned (cheap) on a track's 1st, 2nd, 5th and 13th clip and every 30th after that (at
   most ``max_samples``), at the real detection with the largest box in that clip, and the
   aligned chips are described only when persons are asked for and there are two or more
   tracks to tell apart (a video with one track costs no descriptor at all).
@@ -113,7 +113,7 @@ class FaceEncoder:
 
 def _due(n: int) -> bool:
     """Is a track's ``n``-th clip (from 0) one to describe?"""
-    return n in (0, 2, 8) or (n > 0 and n % 30 == 0)
+    return n in (0, 1, 4, 12) or (n > 0 and n % 30 == 0)
 
 
 @dataclass
