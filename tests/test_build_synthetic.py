@@ -253,7 +253,7 @@ def test_url_sources_are_downloaded_once_and_a_dead_one_is_recorded(tmp_path, cl
     failures = pd.read_csv(tmp_path / "ds" / fmt.FAILURES_FILE)
     assert failures.source.tolist() == [dead] and "404" in failures.reason.iloc[0]
     assert set(report.task_seconds) == {dead, url, one}
-    assert all(0 <= v <= took for v in report.task_seconds.values())
+    assert all(0 < v <= took for v in report.task_seconds.values())
 
 
 def test_an_image_list_becomes_one_stretched_block(tmp_path):
@@ -274,3 +274,16 @@ def test_an_image_list_becomes_one_stretched_block(tmp_path):
     assert block.shape == (20, 80, 80)
     levels = [int(v) for v in block.reshape(20, -1).mean(axis=1).round()]
     assert levels == sorted(levels) and {levels[0], levels[-1]} == {60, 180} and levels.count(120) >= 6
+
+
+def test_an_empty_out_folder_is_fine_and_a_damaged_config_is_refused(tmp_path, clip):
+    m = _manifest(tmp_path / "m.csv", clip, [("happy", "a")])
+    (tmp_path / "ds").mkdir()
+    report, _ = _build(tmp_path, m)                                  # existing but empty: fine
+    assert report.blocks == 5
+    config = tmp_path / "ds" / fmt.CONFIG_FILE
+    saved = json.loads(config.read_text())
+    del saved["face"]
+    config.write_text(json.dumps(saved))
+    with pytest.raises(OmgclipError, match="damaged"):
+        _build(tmp_path, m)
