@@ -15,7 +15,6 @@ See :mod:`omgclip.dataset.format` for the layout.
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import random
 from collections import Counter
@@ -25,10 +24,11 @@ from typing import Mapping
 
 from omgclip.dataset import format as fmt
 from omgclip.dataset import state as st
+from omgclip.dataset.build_report import BuildReport, collect, reason_kind, top_reasons, write_report, write_tables
 from omgclip.dataset.pool import run_in_processes
 from omgclip.errors import OmgclipError, VideoError, one_line
 from omgclip.faces.detect import FaceConfig
-from omgclip.fsutil import atomic_save_npy, atomic_write_json, atomic_write_text, sigterm_raises, to_jsonable
+from omgclip.fsutil import atomic_save_npy, atomic_write_json, sigterm_raises, to_jsonable
 from omgclip.labels import EMOTIONS, UNLABELED
 from omgclip.progress import progress_bar
 from omgclip.dataset.segment import (Block, cut_blocks, default_rare_strides, resample_indices,
@@ -123,29 +123,6 @@ class SourceResult:
     faces_s: float = 0.0
 
 
-@dataclass
-class BuildReport:
-    out: str
-    blocks: int
-    counts: dict
-    skips_by_reason: dict
-    failures: list
-    manifest_skips: int
-    task_seconds: dict = field(default_factory=dict)  #: source -> seconds of its task in this run
-
-    def summary(self) -> str:
-        lines = [f"{self.blocks} blocks in {self.out}"]
-        for split, per_class in self.counts.items():
-            shown = ", ".join(f"{k} {v}" for k, v in per_class.items() if v)
-            lines.append(f"  {split}: {shown or 'none'}")
-        if self.skips_by_reason:
-            lines.append("skipped: " + ", ".join(f"{r} {n}" for r, n in self.skips_by_reason.items()))
-        if self.failures:
-            lines.append(f"{len(self.failures)} source(s) failed: see {fmt.FAILURES_FILE} "
-                         f"(--retry-failed requests failed URLs again)")
-        return "\n".join(lines)
-
-
 # ----------------------------------------------------------------------------- planning
 def _load_manifests(cfg: BuildConfig):
     from omgclip.dataset.omg import load_manifest
@@ -165,9 +142,9 @@ def _load_manifests(cfg: BuildConfig):
             seen.add(state_key)
             utterances.append(utt)
     if not utterances:
-        reasons = Counter(_reason_kind(s["reason"]) for s in skips).most_common()
+        reasons = Counter(reason_kind(s["reason"]) for s in skips).most_common()
         raise OmgclipError("the manifest(s) hold no usable utterance"
-                           + (f" ({len(skips)} rows skipped: {_top_reasons(dict(reasons))})" if skips else ""))
+                           + (f" ({len(skips)} rows skipped: {top_reasons(dict(reasons))})" if skips else ""))
     return utterances, skips
 
 
@@ -415,29 +392,6 @@ def _download(url: str, cfg: BuildConfig, out: Path) -> Path:
 
 
 # ----------------------------------------------------------------------------- the run
-def _check_config(cfg: BuildConfig, out: Path) -> None:
-    """A dataset folder is built with one content config; refuse to mix two, and refuse a
-    non-empty folder whose config is missing or damaged (not ours, or not knowable)."""
-    if not out.is_dir() or not any(out.iterdir()):
-        return
-    saved_path = out / fmt.CONFIG_FILE
-    if not saved_path.is_file():
-        raise OmgclipError(f"--out {out} is not empty and has no {fmt.CONFIG_FILE}: not a dataset folder "
-                           f"of build-dataset; choose a new or empty --out")
-    try:
-        saved = json.loads(saved_path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        saved = None
-    if not isinstance(saved, dict) or any(k not in saved for k in _CONTENT_FIELDS):
-        raise OmgclipError(f"{saved_path} is damaged, so what {out} was built with is unknown; "
-                           "choose another --out, or delete that folder to rebuild")
-    now = to_jsonable(cfg)
-    changed = [k for k in _CONTENT_FIELDS if saved[k] != now[k]]
-    if changed:
-        raise OmgclipError(f"{out} was built with different {', '.join(changed)}; "
-                           "use another --out, or delete that folder to rebuild")
-
-
 def _progress(total: int, enabled: bool, desc: str):
     return progress_bar(total=total, desc=desc, unit="video", enabled=enabled)
 
@@ -471,91 +425,6 @@ def _run_jobs(jobs: list[Job], cfg: BuildConfig, out: Path) -> list[SourceResult
     return results
 
 
-def _collect(utterances, out: Path, splits: Mapping[str, str], fingerprints: Mapping[str, str]):
-    """Rows and skips of the utterances whose marker matches what the manifest says now."""
-    rows, skips = [], []
-    for utt in utterances:
-        state = st.read_state(out, utt)
-        if state is None or state.get("fingerprint") != fingerprints[f"{utt.split}/{utt.key}"]:
-            continue
-        final = splits[f"{utt.split}/{utt.key}"]
-        rows.extend({**r, "split": final} for r in state["rows"])
-        skips.extend(state["skips"])
-    rows.sort(key=lambda r: r["block_id"])
-    return rows, skips
-
-
-def _write_tables(out: Path, rows, skips, failures) -> None:
-    """``skips``: the manifests' skipped rows (``file:line``) and the skipped blocks."""
-    import pandas as pd
-
-    index = pd.DataFrame(rows, columns=list(fmt.INDEX_COLUMNS))
-    atomic_write_text(out / fmt.INDEX_FILE, index.to_csv(index=False))
-    atomic_write_text(out / fmt.SKIPS_FILE,
-                      pd.DataFrame(skips, columns=["where", "source", "reason"]).fillna("").to_csv(index=False))
-    atomic_write_text(out / fmt.FAILURES_FILE,
-                      pd.DataFrame(failures, columns=["source", "reason"]).to_csv(index=False))
-
-
-def _report(cfg: BuildConfig, out: Path, rows, skips, failures, manifest_skips, strides) -> BuildReport:
-    counts: dict[str, dict[str, int]] = {}
-    for r in rows:
-        per = counts.setdefault(r["split"], {name: 0 for name in (*EMOTIONS, "unlabeled")})
-        per[r["label_name"] or "unlabeled"] += 1
-    by_reason = Counter(_reason_kind(s["reason"]) for s in [*manifest_skips, *skips])
-    by_reason.update("task failed" if f["reason"].startswith("task failed") else "download failed"
-                     for f in failures)
-    report = BuildReport(str(out), len(rows), counts, dict(by_reason.most_common()), failures,
-                         len(manifest_skips))
-    atomic_write_json(out / fmt.REPORT_FILE, {
-        "blocks": len(rows), "counts": counts, "skips_by_reason": report.skips_by_reason,
-        "manifest_skips": manifest_skips, "failures": failures,
-        "strides": {EMOTIONS[k]: v for k, v in sorted(strides.items())},
-        "config": to_jsonable(cfg),
-    })
-    return report
-
-
-def _reason_kind(reason: str) -> str:
-    """Group reasons for the report ('unreadable video: x.mp4: ...' -> 'unreadable video')."""
-    head = reason.split(":", 1)[0]
-    if head.startswith("shorter than one block"):
-        return "shorter than one block"
-    if head.startswith("starts at"):
-        return "starts after the video's end"
-    if head.startswith("unknown label"):
-        return "unknown label"
-    return head
-
-
-def _top_reasons(by_reason: Mapping[str, int], n: int = 3) -> str:
-    return ", ".join(f"{reason} {count}" for reason, count in list(by_reason.items())[:n])
-
-
-def _known_failures(jobs: list[Job], cfg: BuildConfig, out: Path) -> tuple[list[Job], dict[str, str]]:
-    """``(jobs to run, source -> reason)``: URLs that failed in an earlier run are not
-    requested again unless ``cfg.retry_failed``."""
-    recorded = {} if cfg.retry_failed else st.load_failed_urls(out)
-    known = {j.source: recorded[j.source] for j in jobs if j.source in recorded}
-    if known:
-        log.info("%d URL(s) failed in an earlier run and are not requested again (--retry-failed "
-                 "tries them)", len(known))
-    return [j for j in jobs if j.source not in known], known
-
-
-def _record_failures(out: Path, results: list[SourceResult], failed: Mapping[str, str]) -> None:
-    """Remember this run's failed downloads, forget those fetched now (written only on a
-    change). A task that failed for another reason (a crashed cluster worker) is not kept."""
-    from omgclip.dataset.sources import is_url
-
-    fetched = {r.source for r in results if not r.failure}
-    before = st.load_failed_urls(out)
-    dead = {s: r for s, r in failed.items() if is_url(s) and not r.startswith("task failed")}
-    now = {**{u: r for u, r in before.items() if u not in fetched}, **dead}
-    if now != before:
-        st.save_failed_urls(out, now)
-
-
 def build_dataset(cfg: BuildConfig) -> BuildReport:
     """Build (or finish building) the dataset described by ``cfg``; see the module doc.
 
@@ -564,7 +433,7 @@ def build_dataset(cfg: BuildConfig) -> BuildReport:
     out = Path(cfg.out).absolute()  # tasks may run in other processes and on other machines
     if out.exists() and not out.is_dir():
         raise OmgclipError(f"--out {out} exists and is not a folder")
-    _check_config(cfg, out)
+    st.check_config(to_jsonable(cfg), out, _CONTENT_FIELDS)
     if cfg.video_dir:
         cfg = dataclasses.replace(cfg, video_dir=str(Path(cfg.video_dir).absolute()))
     utterances, manifest_skips = _load_manifests(cfg)  # bad manifests fail before any write
@@ -572,7 +441,7 @@ def build_dataset(cfg: BuildConfig) -> BuildReport:
     with sigterm_raises():
         report = _build(cfg, out, utterances, manifest_skips)
     if not report.blocks:
-        raise OmgclipError(f"no block was written to {out}: {_top_reasons(report.skips_by_reason) or 'no reason'} "
+        raise OmgclipError(f"no block was written to {out}: {top_reasons(report.skips_by_reason) or 'no reason'} "
                            f"(every skip is in {fmt.SKIPS_FILE}, failed sources in {fmt.FAILURES_FILE})")
     return report
 
@@ -589,17 +458,19 @@ def _build(cfg: BuildConfig, out: Path, utterances, manifest_skips) -> BuildRepo
     changed = st.discard_changed(out, ((u, fingerprints[f"{u.split}/{u.key}"]) for u in utterances))
     if changed:
         log.info("%d utterance(s) changed, or their source could not be read before: building them again", changed)
-    jobs, failed = _known_failures(_plan_jobs(utterances, strides, cfg, fingerprints), cfg, out)
+    jobs = _plan_jobs(utterances, strides, cfg, fingerprints)
+    failed = st.known_failures([j.source for j in jobs], out, cfg.retry_failed)
+    jobs = [j for j in jobs if j.source not in failed]
     log.info("%d utterances from %d sources", len(utterances), len(jobs))
     results = _run_jobs(jobs, cfg, out)
     new_failures = {r.source: r.failure for r in results if r.failure}
-    _record_failures(out, results, new_failures)
+    st.record_failures(out, [r.source for r in results if not r.failure], new_failures)
     failed.update(new_failures)
     st.remove_stale_temps(out)  # left by a task killed mid-write, that then ran again
-    rows, skips = _collect(utterances, out, splits, fingerprints)
+    rows, skips = collect(utterances, out, splits, fingerprints)
     sources = list(dict.fromkeys(u.source for u in utterances))
     failures = [{"source": s, "reason": failed[s]} for s in sources if s in failed]
-    _write_tables(out, rows, [*manifest_skips, *skips], failures)
-    report = _report(cfg, out, rows, skips, failures, manifest_skips, strides)
+    write_tables(out, rows, [*manifest_skips, *skips], failures)
+    report = write_report(cfg, out, rows, skips, failures, manifest_skips, strides)
     report.task_seconds = {r.source: r.download_s + r.faces_s for r in results}
     return report

@@ -126,3 +126,52 @@ def load_failed_urls(out: Path) -> dict[str, str]:
 
 def save_failed_urls(out: Path, failed: Mapping[str, str]) -> None:
     atomic_write_json(out / fmt.STATE_DIR / FAILED_URLS_FILE, dict(sorted(failed.items())))
+
+
+def check_config(now: Mapping[str, Any], out: Path, content_fields: Iterable[str]) -> None:
+    """A dataset folder is built with one content config (``now``, as JSON types); refuse to
+    mix two, and refuse a non-empty folder whose config is missing or damaged."""
+    from omgclip.errors import OmgclipError
+
+    if not out.is_dir() or not any(out.iterdir()):
+        return
+    saved_path = out / fmt.CONFIG_FILE
+    if not saved_path.is_file():
+        raise OmgclipError(f"--out {out} is not empty and has no {fmt.CONFIG_FILE}: not a dataset folder "
+                           f"of build-dataset; choose a new or empty --out")
+    try:
+        saved = json.loads(saved_path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        saved = None
+    if not isinstance(saved, dict) or any(k not in saved for k in content_fields):
+        raise OmgclipError(f"{saved_path} is damaged, so what {out} was built with is unknown; "
+                           "choose another --out, or delete that folder to rebuild")
+    changed = [k for k in content_fields if saved[k] != now[k]]
+    if changed:
+        raise OmgclipError(f"{out} was built with different {', '.join(changed)}; "
+                           "use another --out, or delete that folder to rebuild")
+
+
+def known_failures(sources: Iterable[str], out: Path, retry: bool) -> dict[str, str]:
+    """Source -> reason for the URLs among ``sources`` that failed in an earlier run (none
+    with ``retry``: they are requested again)."""
+    recorded = {} if retry else load_failed_urls(out)
+    known = {s: recorded[s] for s in sources if s in recorded}
+    if known:
+        log.info("%d URL(s) failed in an earlier run and are not requested again (--retry-failed "
+                 "tries them)", len(known))
+    return known
+
+
+def record_failures(out: Path, fetched: Iterable[str], failed: Mapping[str, str]) -> None:
+    """Remember this run's failed downloads and forget the sources ``fetched`` now (written
+    only on a change). A task that failed for another reason (a crashed cluster worker) is
+    not kept."""
+    from omgclip.dataset.sources import is_url
+
+    before = load_failed_urls(out)
+    done = set(fetched)
+    dead = {s: r for s, r in failed.items() if is_url(s) and not r.startswith("task failed")}
+    now = {**{u: r for u, r in before.items() if u not in done}, **dead}
+    if now != before:
+        save_failed_urls(out, now)
