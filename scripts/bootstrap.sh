@@ -15,5 +15,6 @@ pip() { "$VENV/bin/python" -m pip --disable-pip-version-check -q "$@"; }
 pip install "${OMGCLIP_TORCH:-torch==2.13.0}"
 pip install -e ".[all]"   # every extra: test, export, web, dask (see pyproject)
 "$VENV/bin/python" -c "import omgclip, torch, dlib, cv2, yt_dlp, pytorch_lightning" 
+"$VENV/bin/python" -c "from omgclip.faces import dlib_models as m; [m.model_file(f) for f in (m.RESNET_FILE, m.SHAPE5_FILE, m.MMOD_FILE)]"
 touch "$stamp"
 echo "omgclip installed in $VENV" >&2
