@@ -7,7 +7,6 @@ from __future__ import annotations
 import math
 import os
 import re
-import tempfile
 import urllib.parse
 from pathlib import Path
 
@@ -149,15 +148,19 @@ def _check_accepted(manifest) -> None:
                 assert ".." not in Path(entry).parts, u.source
 
 
-_FOLDER = tempfile.mkdtemp(prefix="omgclip-fuzz-")
+@pytest.fixture(scope="module")
+def fuzz_dir(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("fuzz")
 
 
 @settings(max_examples=int(os.environ.get("OMGCLIP_FUZZ_EXAMPLES", "2000")), deadline=None,
+          database=None,  # nothing written into the repository (.hypothesis/)
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(data=manifests(), name=st.sampled_from(["m.csv", "omg_TrainVideos.csv",
                                                "omg_TestVideos.csv"]))
-def test_malformed_manifests_give_one_line_errors_or_safe_rows(data: bytes, name: str) -> None:
-    path = Path(_FOLDER) / name
+def test_malformed_manifests_give_one_line_errors_or_safe_rows(fuzz_dir: Path, data: bytes,
+                                                               name: str) -> None:
+    path = fuzz_dir / name
     path.write_bytes(data)
     try:
         manifest = read_manifest(path)
@@ -187,3 +190,12 @@ def test_times_are_bounded(tmp_path: Path, start: str, end: str, ok: bool) -> No
     if not ok:
         assert "10^6" in m.skips[0].reason or "1e+06" in m.skips[0].reason or \
             "1000000" in m.skips[0].reason
+
+
+@settings(max_examples=500, deadline=None, database=None)
+@given(text=st.one_of(st.text(max_size=60), st.builds(lambda a, b: f"http{a}://{b}",
+                                                      st.sampled_from(["", "s"]), st.text(max_size=40))))
+def test_is_url_never_raises(text: str) -> None:
+    from omgclip.dataset.sources import is_local_path, is_url
+
+    assert is_url(text) in (True, False) and is_local_path(text) in (True, False)
