@@ -183,6 +183,14 @@ def test_face_options_are_one_line_errors(face, words):
     _one_line(exc, words)
 
 
+def test_face_settings_without_a_flag_are_not_named_as_flags():
+    for face in (dict(crop_size=4), dict(work_width=10), dict(upsample=9)):
+        with pytest.raises(OmgclipError) as exc:
+            FaceConfig(**face)
+        msg = _one_line(exc, "face setting " + next(iter(face)))
+        assert "--" not in msg
+
+
 def test_bad_rare_stride_fails_before_anything_is_written(tmp_path: Path):
     manifest = tmp_path / "m.csv"
     manifest.write_text("source,start,end,label\nnothere.mp4,0,1,happy\n")

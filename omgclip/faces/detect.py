@@ -94,13 +94,16 @@ class FaceConfig:
 
         for name, low, high in _FACE_BOUNDS:
             value = getattr(self, name)
+            # options of the command line by their flag; the others by their field name
+            what = f"--{name.replace('_', '-')}" if name in _FACE_FLAGS else f"face setting {name}"
             if isinstance(value, bool) or not isinstance(value, Real):
-                raise OmgclipError(f"--{name.replace('_', '-')} must be a number (got {value!r})")
+                raise OmgclipError(f"{what} must be a number (got {value!r})")
             if not low <= value <= high:  # also false for NaN
-                raise OmgclipError(f"--{name.replace('_', '-')} must be between {low} and {high} "
-                                   f"(got {value})")
+                raise OmgclipError(f"{what} must be between {low} and {high} (got {value})")
 
 
+#: FaceConfig fields that are command-line options (--detect-width, ...)
+_FACE_FLAGS = frozenset({"detect_width", "detect_every", "margin", "max_gap", "min_detect_frac"})
 #: (field, lowest, highest) allowed for FaceConfig's numbers
 _FACE_BOUNDS = (
     ("detect_width", 32, 4096), ("upsample", 0, 3), ("detect_every", 1, 1000),
