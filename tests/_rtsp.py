@@ -3,8 +3,8 @@ it as RTP (over UDP to 127.0.0.1); a tiny RTSP server here hands those packets t
 clients, interleaved on their TCP connection (RFC 2326 section 10.12).
 
 ffmpeg alone cannot be an RTSP server that clients connect to (its ``-rtsp_flags listen``
-only receives a publisher), and no RTSP server comes with Debian's or PyPI's usual packages,
-so the session control (OPTIONS, DESCRIBE, SETUP, PLAY, TEARDOWN) lives here; the video --
+only receives a publisher), and mediamtx is packaged neither for Debian nor on PyPI, so the
+session control (OPTIONS, DESCRIBE, SETUP, PLAY, TEARDOWN) lives here; the video --
 real H.264 in real RTP packets -- is all ffmpeg's. Only TCP transport is offered (a client
 asking for UDP gets 461 and falls back to TCP, as FFmpeg's client does).
 """
