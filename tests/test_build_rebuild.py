@@ -254,3 +254,17 @@ def test_killing_the_parent_stops_its_workers_and_leaves_no_temp_files(shared_da
         subprocess.run([sys.executable, "-m", "omgclip", "-q", "build-dataset", "--manifest", str(m),
                         "--out", str(out), "--no-progress", "--limit", "1"], timeout=300)
         assert not list(out.rglob("*.tmp")), "temp files left after the next run"
+
+
+def test_a_changed_utterance_never_removes_files_through_a_symlink(tmp_path):
+    from types import SimpleNamespace
+
+    from omgclip.dataset import state as st
+
+    out, elsewhere = tmp_path / "ds", tmp_path / "elsewhere"
+    (elsewhere / "k").mkdir(parents=True)
+    (elsewhere / "k" / "0000.npy").write_bytes(b"keep")
+    (out / fmt.BLOCKS_DIR).mkdir(parents=True)
+    (out / fmt.BLOCKS_DIR / "train").symlink_to(elsewhere, target_is_directory=True)
+    st.discard(out, SimpleNamespace(split="train", key="k"))
+    assert (elsewhere / "k" / "0000.npy").read_bytes() == b"keep"

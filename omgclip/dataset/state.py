@@ -91,7 +91,8 @@ def discard(out: Path, utt) -> None:
     """Forget ``utt``: its marker first (so a kill now means "not done"), then its blocks."""
     state_path(out, utt).unlink(missing_ok=True)
     folder = block_dir(out, utt)
-    if folder.is_dir() and not folder.is_symlink():
+    # only a real folder inside OUT (never through a symlink to somewhere else)
+    if folder.is_dir() and not folder.is_symlink() and folder.resolve().is_relative_to(out.resolve()):
         shutil.rmtree(folder, ignore_errors=True)
 
 
