@@ -464,3 +464,14 @@ def test_smoothing_windows_are_n_segments_wide(n, window):
         np.testing.assert_allclose(out.loc[i, PROBS].to_numpy(float), probs[near].mean(axis=0), err_msg=str(i))
     np.testing.assert_allclose(out.loc[8, PROBS].to_numpy(float), probs[8])  # alone on its track
     assert smooth_probs(rows, 1, PROBS) is rows
+
+
+def test_windows_exactly():
+    """The planned windows (face_clips extends them while the video goes on, and cuts the
+    last ones where it really ends): whole segments of the announced frames, or every
+    ``stride`` frames; an image is one segment."""
+    assert _windows(105, 20, 20, image=False) == [Block(s, 20) for s in (0, 20, 40, 60, 80)]
+    assert _windows(50, 20, 10, image=False) == [Block(s, 20) for s in (0, 10, 20, 30, 40)]
+    assert _windows(0, 20, 10, image=False) == [Block(0, 20)]
+    assert _windows(0, 20, 20, image=False) == [Block(0, 20)]
+    assert _windows(1, 20, 20, image=True) == [Block(0, 20)]
