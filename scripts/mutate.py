@@ -57,7 +57,7 @@ SUITE = [
     ("omgclip/dataset/build.py", ["tests/test_build_synthetic.py", "-k", "not command_line and not kill_minus"],
      "resolve_strides,assign_splits,_plan_jobs,_pending,_check_config,_remove_stale_temps,_collect,build_source",
      "numpy,pandas,pytest,cv2"),
-    ("omgclip/apps/predict.py", ["tests/test_predict.py", "-k", "windows or two_faces or stride or smooth"],
+    ("omgclip/apps/predict.py", ["tests/test_predict.py", "-k", "windows or two_faces or stride or smooth or without_a_face"],
      "_windows,_segment_faces,_to_source", "numpy,pandas,pytest,torch,cv2"),
     ("omgclip/apps/report.py", ["tests/test_predict.py", "-k", "smoothing_windows or smooth_probs"], "smooth_probs",
      "numpy,pandas,pytest,torch,cv2"),

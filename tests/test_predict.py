@@ -295,6 +295,8 @@ def test_two_faces_in_one_segment_both_labeled_with_boxes_in_source_pixels(two_f
     faces = rows[rows["track_id"] >= 0]
     assert len(faces) == 4 and faces.groupby("segment")["track_id"].nunique().tolist() == [2, 2]
     assert faces["label"].isin(EMOTIONS).all()
+    assert faces[["x0", "y0", "x1", "y1"]].notna().all().all()
+    assert ((faces["detect_frac"] > 0.5) & (faces["detect_frac"] <= 1)).all()
     cx = (faces["x0"] + faces["x1"]) / 2
     left, right = faces[cx < 640], faces[cx >= 640]
     assert len(left) == 2 and len(right) == 2 and left["track_id"].nunique() == right["track_id"].nunique() == 1
@@ -309,6 +311,9 @@ def test_two_faces_in_one_segment_both_labeled_with_boxes_in_source_pixels(two_f
     for c, v in expect.items():
         assert abs(here[c] - v) < 0.12 * width, (c, here[c], v)
     assert (right["x0"] > 640).all() and (right["y1"] > 400).all()
+    # and in the second segment the left face is still where it was (boxes of its own frames)
+    later = left[left["segment"] == 1].iloc[0]
+    assert abs(later["x0"] - here["x0"]) < 0.25 * width and abs(later["y0"] - here["y0"]) < 0.25 * width
 
 
 def test_url_input_is_downloaded_into_the_cache(loopback, videos, checkpoint, tmp_path):
