@@ -2,8 +2,8 @@
 
 * Ctrl-C, or SIGTERM to the parent: running jobs unwind (their temp files are removed by
   :func:`omgclip.fsutil.atomic_write`), queued jobs are cancelled, workers are ended.
-* The parent killed outright (``kill -9``): each worker notices within half a second that
-  its parent is gone and stops the same way, instead of finishing its video unseen.
+* The parent killed outright (``kill -9``): each worker notices within 0.2 s that its
+  parent is gone and stops the same way, instead of finishing its video unseen.
 """
 
 from __future__ import annotations
@@ -27,13 +27,23 @@ def run_in_processes(fn: Callable, calls: Sequence[tuple], workers: int) -> Iter
     pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_worker_init,
                                initargs=(os.getpid(),))
     try:
-        futures = [pool.submit(fn, *args) for args in calls]
+        futures = [pool.submit(_guarded, fn, *args) for args in calls]
         for future in as_completed(futures):
             yield future.result()
     except BaseException:
         _stop_workers(pool)
         raise
     pool.shutdown()
+
+
+def _guarded(fn: Callable, *args):
+    """``fn(*args)`` in a worker; interrupted (SIGTERM, SIGINT, parent gone), the job
+    unwinds -- its temp files are removed on the way -- and the worker ends right there
+    instead of returning to the pool for more work."""
+    try:
+        return fn(*args)
+    except KeyboardInterrupt:
+        os._exit(130)
 
 
 def _worker_init(parent: int) -> None:
@@ -45,7 +55,7 @@ def _worker_init(parent: int) -> None:
         import time
 
         while os.getppid() == parent:
-            time.sleep(0.5)
+            time.sleep(0.2)
         # a real signal (not _thread.interrupt_main) also breaks a blocking read: the
         # running job unwinds and its temp files are removed
         os.kill(os.getpid(), signal.SIGINT)
@@ -61,13 +71,12 @@ def _raise_interrupt(signum, frame) -> None:
 
 def _stop_workers(pool: ProcessPoolExecutor) -> None:
     """Cancel what has not started, end the running jobs (SIGTERM: they unwind), and wait
-    briefly for them."""
-    import multiprocessing
-
+    briefly for them. Only this pool's processes (the executor keeps no public list)."""
+    children = list((getattr(pool, "_processes", None) or {}).values())
     pool.shutdown(wait=False, cancel_futures=True)
-    children = multiprocessing.active_children()
     for child in children:
-        child.terminate()
+        if child.is_alive():
+            child.terminate()
     for child in children:
         child.join(timeout=10)
         if child.is_alive():
