@@ -1,41 +1,35 @@
 #!/usr/bin/env bash
 # Reproduce the bundled default model (omgclip/weights/default.pt) from ../shared/data.
 #   scripts/train_default_model.sh [WORKDIR]        (default WORKDIR: runs/default)
-# 1. held-out run: MEAD person W009 and 20 CK+ subjects go to split 'test'; train picks its
-#    validation people from the rest; `omgclip evaluate --split test` gives the model card's
-#    numbers (people never seen in training or model selection);
-# 2. shipped run: the same recipe on all people.
-# Recipe: a fixed 20-epoch cosine schedule, and the weights at its end are used (last.ckpt):
-# with so few validation people, "best validation epoch" picks noise (it chose epoch 4 of 40
-# once); validation UAR is still logged.
+# Recipe (omgclip/learn/transfer.py; numbers and timings in omgclip/weights/MODEL_CARD.md):
+# 1. stage 1: r2plus1d_wide learns faces from FER2013 Training as 1-frame still clips; the
+#    epoch with the best PublicTest accuracy is kept; PrivateTest is never looked at. The
+#    shipped run was cut for time on a shared 2-core machine and this script replays it
+#    exactly: 4 epochs of a 12-epoch cosine schedule (lr 3e-3), then a new 4-epoch cosine
+#    schedule from the rate reached (2.25e-3) down to 0, from that run's last weights;
+# 2. stage 2: fine-tuned on the 20-frame blocks of every shared video person (MEAD, CREMA-D)
+#    and the CK+ sequences, each step also on a batch of FER stills (FINETUNE_EPOCHS);
+#    the weights at the end are shipped (the benchmark measures this stage per held-out
+#    person: benchmarks/bench_accuracy.py --pretrained WORKDIR/pretrain/best.pt).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 W=${1:-runs/default}
-EPOCHS=${EPOCHS:-20}
-BUILD_ARGS=(--workers 2 --no-progress --stride 4)
-TRAIN_ARGS=(--epochs "$EPOCHS" --patience 1000 --seed 0 --no-progress)
-last_weights() {  # a run's final weights as a compact weights file
-  .venv/bin/python -c "import sys; from omgclip.learn.checkpoint import load_model, save_weights; m = load_model(sys.argv[1]); save_weights(sys.argv[2], m.net, {**m.meta, 'selected': 'last epoch'})" "$1/checkpoints/last.ckpt" "$2"
-}
+FINETUNE_EPOCHS=${FINETUNE_EPOCHS:-4}
+THREADS=${THREADS:-1}   # 1 thread: faster than 2 on a shared, busy 2-core machine
+DATA=${DATA:-../shared/data}
+py=.venv/bin/python
 omg=.venv/bin/omgclip
 mkdir -p "$W"
-.venv/bin/python scripts/make_shared_manifests.py --out "$W/manifests_holdout" --holdout-mead W009 --holdout-ck-count 20
-.venv/bin/python scripts/make_shared_manifests.py --out "$W/manifests_all"
-for v in holdout all; do
-  $omg build-dataset "${BUILD_ARGS[@]}" --out "$W/data_$v" \
-    --manifest "$W/manifests_$v/mead.csv" --manifest "$W/manifests_$v/cremad.csv" --manifest "$W/manifests_$v/ckplus.csv"
-done
-$omg train --data "$W/data_holdout" --out "$W" --run-name holdout "${TRAIN_ARGS[@]}"
-last_weights "$W/holdout" "$W/holdout/last.pt"
-$omg evaluate --checkpoint "$W/holdout/last.pt" --data "$W/data_holdout" --split test \
-  --out "$W/holdout_eval.json" --confusion-png "$W/holdout_confusion.png"
-# the same numbers per source (video people vs CK+ stills): index views over the same blocks
-for part in mead ck; do
-  mkdir -p "$W/view_$part"; ln -sfn ../data_holdout/blocks "$W/view_$part/blocks"
-  .venv/bin/python -c "import pandas as pd, sys; d = pd.read_csv(sys.argv[1]); d[d.group.str.startswith(sys.argv[2])].to_csv(sys.argv[3], index=False)" \
-    "$W/data_holdout/index.csv" "$part" "$W/view_$part/index.csv"
-  $omg evaluate --checkpoint "$W/holdout/last.pt" --data "$W/view_$part" --split test --out "$W/holdout_eval_$part.json"
-done
-$omg train --data "$W/data_all" --out "$W" --run-name all "${TRAIN_ARGS[@]}"
-last_weights "$W/all" omgclip/weights/default.pt
-echo "bundled weights updated from $W/all (last epoch); held-out metrics in $W/holdout_eval*.json"
+start=$(date +%s)
+$py scripts/make_shared_manifests.py --data "$DATA" --out "$W/manifests_all"
+$omg build-dataset --workers 2 --no-progress --stride 4 --out "$W/data_all" \
+  --manifest "$W/manifests_all/mead.csv" --manifest "$W/manifests_all/cremad.csv" --manifest "$W/manifests_all/ckplus.csv"
+$py -m omgclip.learn.transfer pretrain --fer "$DATA/fer2013" --cache "$W/fer80.npz" --out "$W/pretrain_a" \
+  --epochs 12 --stop-after 4 --threads "$THREADS"
+$py -m omgclip.learn.transfer pretrain --fer "$DATA/fer2013" --cache "$W/fer80.npz" --out "$W/pretrain" \
+  --init "$W/pretrain_a/last.pt" --epochs 4 --lr 2.25e-3 --warmup-epochs 0.25 --seed 1 --threads "$THREADS"
+$py -m omgclip.learn.transfer finetune --init "$W/pretrain/best.pt" --data "$W/data_all" \
+  --fer "$DATA/fer2013" --cache "$W/fer80.npz" --epochs "$FINETUNE_EPOCHS" --threads "$THREADS" \
+  --out omgclip/weights/default.pt
+echo "bundled weights updated in $(( ($(date +%s) - start) / 60 )) min; benchmark them with:"
+echo "  $py benchmarks/bench_accuracy.py --pretrained $W/pretrain/best.pt --data $W/data_all --fer-cache $W/fer80.npz"
