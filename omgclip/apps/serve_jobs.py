@@ -161,7 +161,7 @@ class PredictService:
     def _pictures(self, job: Job, result, df, path: Path) -> None:
         """The page's job: downloads, the timeline and the annotated video."""
         from omgclip.apps.annotate import plot_timeline
-        from omgclip.apps.predict import _annotate
+        from omgclip.apps.prediction import annotate_result
         from omgclip.apps.report import write_rows
         from omgclip.dataset.sources import is_image
 
@@ -172,7 +172,7 @@ class PredictService:
                       title=Path(job.name).name)
         job.files["timeline"] = "timeline.png"
         if not is_image(Path(path)):
-            _annotate(result, df, job.folder / "annotated.mp4")
+            annotate_result(result, df, job.folder / "annotated.mp4")
             job.files["video"] = "annotated.mp4"
 
     def close(self) -> None:
