@@ -189,9 +189,9 @@ def _known_work(job) -> float:
 
 
 def run_on_cluster(jobs: list, cfg, out: str) -> list:
-    """build-dataset's engine on Dask: :func:`omgclip.dataset.build.build_source` for each
+    """build-dataset's engine on Dask: :func:`omgclip.dataset.tasks.build_source` for each
     job; returns one ``SourceResult`` per job (a failed task's reason as its failure)."""
-    from omgclip.dataset.build import SourceResult, build_source
+    from omgclip.dataset.tasks import SourceResult, build_source
 
     scheduler = parse_scheduler(cfg.scheduler)
     if not jobs:
