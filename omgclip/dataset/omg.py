@@ -18,8 +18,8 @@ import urllib.parse
 import urllib.request
 from pathlib import Path, PurePosixPath
 
-from omgclip.dataset.manifest import (Manifest, _SPLIT_ALIASES, _detect_format, _normalise_split_argument,
-                                      _safe_part, read_manifest)
+from omgclip.dataset.manifest import Manifest, _detect_format, read_manifest
+from omgclip.dataset.manifest_cells import _SPLIT_ALIASES, _normalise_split_argument, _safe_part
 from omgclip.dataset.sources import is_url
 from omgclip.errors import OmgclipError
 from omgclip.fsutil import atomic_write, expand_path
