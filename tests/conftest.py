@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import http.server
 import re
+import signal
 import threading
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -20,6 +21,13 @@ from pathlib import Path
 from typing import Callable, Iterator, Mapping
 
 import pytest
+
+# CI (and any background job: `cmd &` in a script) may start pytest with SIGINT ignored, and an
+# ignored signal stays ignored in every child process, so the tests that press "Ctrl-C" on a
+# real omgclip process would see nothing happen. A Python-level handler here is reset to the
+# default in exec'd children: they get Ctrl-C exactly as in a terminal.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 SHARED_DATA = SHARED / "data"
