@@ -223,9 +223,7 @@ def plot_timeline(rows, dst: str | os.PathLike, labels: Sequence[str] = EMOTIONS
     from matplotlib.figure import Figure
     from matplotlib.patches import Patch
 
-
     labels = tuple(labels)
-    prob_cols = [f"p_{name}" for name in labels]
     timed = bool((rows["end_s"] > rows["start_s"]).any())
     x0 = rows["start_s"] if timed else rows["segment"]
     x1 = rows["end_s"] if timed else rows["segment"] + 1
@@ -242,34 +240,9 @@ def plot_timeline(rows, dst: str | os.PathLike, labels: Sequence[str] = EMOTIONS
     fig = Figure(figsize=(11, sum(heights) + 1.3), layout="constrained")
     axes = fig.subplots(len(heights), 1, sharex=True, squeeze=False,
                         gridspec_kw={"height_ratios": heights})[:, 0]
-    ax = axes[0]
     empty = rows[rows[key] < 0]
-    for _, r in empty.iterrows():
-        ax.axvspan(r["_x0"], r["_x0"] + r["_w"], facecolor="0.93", edgecolor="0.7", hatch="//",
-                   lw=0, zorder=0)
-    for lane, tid in enumerate(tracks):
-        tr = faces[faces[key] == tid]
-        for _, r in tr.iterrows():
-            rgb = np.array(emotion_rgb(r["label"])) / 255
-            conf = r["confidence"] if r["confidence"] == r["confidence"] else 1.0
-            ax.broken_barh([(r["_x0"], r["_w"])], (lane - 0.4, 0.8),
-                           facecolors=[(*rgb, 0.35 + 0.65 * float(conf))], edgecolor="none")
-    ax.set_yticks(range(len(tracks)), [names[t] for t in tracks] if tracks else [])
-    ax.set_ylim(-0.6, n_lanes - 0.4)
-    ax.invert_yaxis()
-    ax.set_title((f"emotion per {'person' if key == 'person_id' else 'face'} over time" + (f" - {title}" if title else ""))
-                 + ("" if tracks else " (no face found)"), fontsize=11, loc="left")
-    for k, tid in enumerate(panels, start=1):
-        a = axes[k]
-        tr = faces[faces[key] == tid]
-        bottom = np.zeros(len(tr))
-        for name, col in zip(labels, prob_cols):
-            vals = tr[col].fillna(0).to_numpy()
-            a.bar(tr["_x0"], vals, width=tr["_w"], bottom=bottom, align="edge",
-                  color=np.array(emotion_rgb(name)) / 255, linewidth=0)
-            bottom += vals
-        a.set_ylim(0, 1)
-        a.set_ylabel(f"{names[tid]}\nP(emotion)", fontsize=9)
+    _draw_lanes(axes[0], empty, faces, key, tracks, names, title)
+    _draw_prob_panels(axes[1:], faces, key, panels, names, labels)
     axes[-1].set_xlabel("time (s)" if timed else "segment")
     axes[-1].set_xlim(0, float((rows["_x0"] + rows["_w"]).max()))
     handles = [Patch(color=np.array(emotion_rgb(n)) / 255, label=n) for n in labels]
@@ -282,6 +255,44 @@ def plot_timeline(rows, dst: str | os.PathLike, labels: Sequence[str] = EMOTIONS
                  len(tracks))
     fmt = Path(dst).suffix.lower().lstrip(".") or "png"
     return atomic_write(dst, lambda tmp: fig.savefig(tmp, format=fmt, dpi=110))
+
+
+def _draw_lanes(ax, empty, faces, key: str, tracks: list, names: dict, title: str | None) -> None:
+    """The top panel: one lane per person/track, each segment coloured by its label (paler =
+    less confident); grey hatching over the segments in ``empty`` (no usable face)."""
+    import numpy as np
+
+    for _, r in empty.iterrows():
+        ax.axvspan(r["_x0"], r["_x0"] + r["_w"], facecolor="0.93", edgecolor="0.7", hatch="//",
+                   lw=0, zorder=0)
+    for lane, tid in enumerate(tracks):
+        tr = faces[faces[key] == tid]
+        for _, r in tr.iterrows():
+            rgb = np.array(emotion_rgb(r["label"])) / 255
+            conf = r["confidence"] if r["confidence"] == r["confidence"] else 1.0
+            ax.broken_barh([(r["_x0"], r["_w"])], (lane - 0.4, 0.8),
+                           facecolors=[(*rgb, 0.35 + 0.65 * float(conf))], edgecolor="none")
+    ax.set_yticks(range(len(tracks)), [names[t] for t in tracks] if tracks else [])
+    ax.set_ylim(-0.6, max(1, len(tracks)) - 0.4)
+    ax.invert_yaxis()
+    ax.set_title((f"emotion per {'person' if key == 'person_id' else 'face'} over time" + (f" - {title}" if title else ""))
+                 + ("" if tracks else " (no face found)"), fontsize=11, loc="left")
+
+
+def _draw_prob_panels(axes, faces, key: str, panels: list, names: dict, labels: tuple) -> None:
+    """One panel per lane in ``panels``: the stacked class probabilities per segment."""
+    import numpy as np
+
+    for a, tid in zip(axes, panels):
+        tr = faces[faces[key] == tid]
+        bottom = np.zeros(len(tr))
+        for name in labels:
+            vals = tr[f"p_{name}"].fillna(0).to_numpy()
+            a.bar(tr["_x0"], vals, width=tr["_w"], bottom=bottom, align="edge",
+                  color=np.array(emotion_rgb(name)) / 255, linewidth=0)
+            bottom += vals
+        a.set_ylim(0, 1)
+        a.set_ylabel(f"{names[tid]}\nP(emotion)", fontsize=9)
 
 
 def _lane_names(faces, key: str) -> dict:

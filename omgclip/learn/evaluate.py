@@ -165,16 +165,7 @@ def evaluate(cfg: EvalConfig) -> dict:
         raise OmgclipError(f"the dataset has labels up to {int(rows['label'].max())} but the model knows "
                            f"only {k} classes")
     warnings: list[str] = []
-
-    train_groups = set((model.meta.get("split_info") or {}).get("train_groups") or [])
-    overlap_groups = sorted(set(rows["group"]) & train_groups)
-    overlap_blocks = int(rows["group"].isin(overlap_groups).sum()) if overlap_groups else 0
-    if overlap_groups:
-        msg = (f"{len(overlap_groups)} of the {rows['group'].nunique()} scored groups ({overlap_blocks} of "
-               f"{len(rows)} blocks) were used to train this model: scores are optimistic "
-               f"(use --split heldout, or a split it never saw)")
-        log.warning(msg)
-        warnings.append(msg)
+    overlap_groups, overlap_blocks = _training_overlap(rows, model.meta, warnings)
 
     device = _resolve_device(cfg.device)
     workers = default_num_workers() if cfg.num_workers is None else int(cfg.num_workers)
@@ -183,29 +174,9 @@ def evaluate(cfg: EvalConfig) -> dict:
     y_true = rows["label"].to_numpy(dtype=np.int64)
     y_pred = probs.argmax(axis=1)
 
-    counts = model.meta.get("train_class_counts")
-    if counts and sum(counts) > 0:
-        majority, source = int(np.argmax(counts)), "training data of the checkpoint"
-    else:
-        majority = int(np.bincount(y_true, minlength=k).argmax())
-        source = "evaluated rows (the checkpoint does not record its training data)"
-
-    # clip level: mean probability over the blocks of each (source, utterance)
-    keys = rows["source"].astype(str) + "\x00" + rows["utterance"].astype(str)
-    codes, uniques = _factorize(keys.to_numpy())
-    n_clips = len(uniques)
-    clip_probs = np.zeros((n_clips, k), dtype=np.float64)
-    np.add.at(clip_probs, codes, probs.astype(np.float64))
-    clip_probs /= np.bincount(codes, minlength=n_clips)[:, None]
-    clip_label_counts = np.zeros((n_clips, k), dtype=np.int64)
-    np.add.at(clip_label_counts, (codes, y_true), 1)
-    clip_true = clip_label_counts.argmax(axis=1)
-    mixed = int(((clip_label_counts > 0).sum(axis=1) > 1).sum())
-    if mixed:
-        msg = f"{mixed} clip(s) have blocks with different labels; each clip takes its most common label"
-        log.warning(msg)
-        warnings.append(msg)
-    clip_pred = clip_probs.argmax(axis=1)
+    majority, source = _majority_class(model.meta, y_true, k)
+    clip_true, clip_pred = _clip_level(rows, probs, y_true, k, warnings)
+    n_clips = len(clip_true)
 
     result = {
         "checkpoint": os.fspath(ckpt),
@@ -228,13 +199,64 @@ def evaluate(cfg: EvalConfig) -> dict:
         },
         "warnings": warnings,
     }
+    _write_outputs(cfg, result)
+    return result
+
+
+def _training_overlap(rows, meta: dict, warnings: list[str]) -> tuple[list, int]:
+    """The scored groups the checkpoint was trained on, and their block count; a warning
+    (logged and appended to ``warnings``) when there are any."""
+    train_groups = set((meta.get("split_info") or {}).get("train_groups") or [])
+    overlap_groups = sorted(set(rows["group"]) & train_groups)
+    overlap_blocks = int(rows["group"].isin(overlap_groups).sum()) if overlap_groups else 0
+    if overlap_groups:
+        msg = (f"{len(overlap_groups)} of the {rows['group'].nunique()} scored groups ({overlap_blocks} of "
+               f"{len(rows)} blocks) were used to train this model: scores are optimistic "
+               f"(use --split heldout, or a split it never saw)")
+        log.warning(msg)
+        warnings.append(msg)
+    return overlap_groups, overlap_blocks
+
+
+def _majority_class(meta: dict, y_true: np.ndarray, k: int) -> tuple[int, str]:
+    """The baseline's class and where it comes from: the checkpoint's training counts when
+    it records them, else the evaluated rows."""
+    counts = meta.get("train_class_counts")
+    if counts and sum(counts) > 0:
+        return int(np.argmax(counts)), "training data of the checkpoint"
+    return (int(np.bincount(y_true, minlength=k).argmax()),
+            "evaluated rows (the checkpoint does not record its training data)")
+
+
+def _clip_level(rows, probs: np.ndarray, y_true: np.ndarray, k: int,
+                warnings: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """Clip-level ``(true, predicted)`` labels, one per (source, utterance): the mean
+    probability over the clip's blocks ``probs`` ``(N, K)``; the true label is the clip's most
+    common block label (a warning when a clip's blocks disagree)."""
+    keys = rows["source"].astype(str) + "\x00" + rows["utterance"].astype(str)
+    codes, uniques = _factorize(keys.to_numpy())
+    n_clips = len(uniques)
+    clip_probs = np.zeros((n_clips, k), dtype=np.float64)
+    np.add.at(clip_probs, codes, probs.astype(np.float64))
+    clip_probs /= np.bincount(codes, minlength=n_clips)[:, None]
+    clip_label_counts = np.zeros((n_clips, k), dtype=np.int64)
+    np.add.at(clip_label_counts, (codes, y_true), 1)
+    clip_true = clip_label_counts.argmax(axis=1)
+    mixed = int(((clip_label_counts > 0).sum(axis=1) > 1).sum())
+    if mixed:
+        msg = f"{mixed} clip(s) have blocks with different labels; each clip takes its most common label"
+        log.warning(msg)
+        warnings.append(msg)
+    return clip_true, clip_probs.argmax(axis=1)
+
+
+def _write_outputs(cfg: EvalConfig, result: dict) -> None:
     if cfg.out_json is not None:
         atomic_write_json(cfg.out_json, result)
         log.info("wrote %s", cfg.out_json)
     if cfg.confusion_png is not None:
         write_confusion_png(cfg.confusion_png, result)
         log.info("wrote %s", cfg.confusion_png)
-    return result
 
 
 def _factorize(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

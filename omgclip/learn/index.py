@@ -37,6 +37,26 @@ def load_index(data_dir: str | os.PathLike, *, check_arrays: bool = True,
     block shape (when checked) and ``frame.attrs['root']`` the dataset folder.
     """
     root = Path(data_dir)
+    index_path = _index_path(root)
+    frame = _read_index(index_path)
+    _check_cells(frame, index_path)
+
+    paths = _confined_paths(root, frame["path"], index_path)
+    absent = [p for p in paths if not p.is_file()]
+    if absent:
+        raise OmgclipError(f"{index_path} lists {len(absent)} block file(s) that are missing (e.g. {absent[0]}); "
+                           f"resume or rebuild the dataset with `omgclip build-dataset`")
+    if check_arrays:
+        want = tuple(int(v) for v in expected_shape) if expected_shape is not None else None
+        shape = _check_block_headers(paths, want)
+        frame.attrs["block_shape"] = shape
+    frame.attrs["root"] = str(root)
+    return frame
+
+
+def _index_path(root: Path) -> Path:
+    """``root/index.csv``, or an error that says why there is none (no folder, a file,
+    an empty folder, an unfinished build)."""
     if not root.exists():
         raise OmgclipError(f"dataset folder {root} does not exist ({_BUILD_HINT})")
     if not root.is_dir():
@@ -47,6 +67,11 @@ def load_index(data_dir: str | os.PathLike, *, check_arrays: bool = True,
             raise OmgclipError(f"dataset folder {root} is empty ({_BUILD_HINT})")
         raise OmgclipError(f"{root} has no {INDEX_FILE}: not an omgclip dataset, or its build has not "
                            f"finished ({_BUILD_HINT}, or resume it)")
+    return index_path
+
+
+def _read_index(index_path: Path) -> pd.DataFrame:
+    """The index as read, with the needed columns and at least one row."""
     try:
         frame = pd.read_csv(index_path, dtype={"split": str, "group": str, "source": str,
                                                "utterance": str, "video": str, "block_id": str,
@@ -62,7 +87,11 @@ def load_index(data_dir: str | os.PathLike, *, check_arrays: bool = True,
                            f"or from an older version; rebuild the dataset with `omgclip build-dataset`")
     if frame.empty:
         raise OmgclipError(f"{index_path} lists no blocks ({_BUILD_HINT} from a manifest with usable videos)")
+    return frame
 
+
+def _check_cells(frame: pd.DataFrame, index_path: Path) -> None:
+    """Valid labels (made int) and non-empty paths (text columns made str), in place."""
     labels = pd.to_numeric(frame["label"], errors="coerce")
     bad = labels.isna() | ~labels.isin(list(range(NUM_CLASSES)) + [UNLABELED])
     if bad.any():
@@ -74,18 +103,6 @@ def load_index(data_dir: str | os.PathLike, *, check_arrays: bool = True,
         frame[col] = frame[col].astype(str)
     if (frame["path"] == "").any():
         raise OmgclipError(f"{index_path} has rows with an empty path; rebuild the dataset")
-
-    paths = _confined_paths(root, frame["path"], index_path)
-    absent = [p for p in paths if not p.is_file()]
-    if absent:
-        raise OmgclipError(f"{index_path} lists {len(absent)} block file(s) that are missing (e.g. {absent[0]}); "
-                           f"resume or rebuild the dataset with `omgclip build-dataset`")
-    if check_arrays:
-        want = tuple(int(v) for v in expected_shape) if expected_shape is not None else None
-        shape = _check_block_headers(paths, want)
-        frame.attrs["block_shape"] = shape
-    frame.attrs["root"] = str(root)
-    return frame
 
 
 def _plain(value) -> str:
