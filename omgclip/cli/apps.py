@@ -8,6 +8,7 @@ from omgclip.cli.common import add_command, config_default
 from omgclip.errors import OmgclipError
 
 
+# ----------------------------------------------------------------------------- predict
 def add_predict(sub) -> None:
     from omgclip.apps.predict import PredictConfig as P
 
@@ -160,7 +161,7 @@ def run_serve(args) -> int:
     return 0
 
 
-# ----------------------------------------------------------------------------- export / models
+# ----------------------------------------------------------------------------- export
 def add_export(sub) -> None:
     p = add_command(sub, "export", "the model as ONNX or TorchScript, for use outside Python",
                      "Export a model (input (N, 1, 20, 80, 80) in [0, 1], 7 logits); the file is "

@@ -79,6 +79,3 @@ def run_build(args) -> int:
     report = build_dataset(cfg)
     print(report.summary())
     return 0
-
-
-# ----------------------------------------------------------------------------- train

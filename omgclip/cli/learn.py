@@ -5,6 +5,7 @@ from __future__ import annotations
 from omgclip.cli.common import add_command, config_default
 
 
+# ----------------------------------------------------------------------------- train
 def add_train(sub) -> None:
     from omgclip.learn.train import TrainConfig as C
 
@@ -109,7 +110,7 @@ def run_evaluate(args) -> int:
     return 0
 
 
-# ----------------------------------------------------------------------------- predict
+# ----------------------------------------------------------------------------- models
 def add_models(sub) -> None:
     p = add_command(sub, "models", "list the registered model architectures",
                      "List the model architectures `omgclip train --model` accepts.", "  omgclip models")

@@ -24,6 +24,7 @@ import logging
 import urllib.parse
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
+from typing import Callable, TypeVar
 
 from omgclip.dataset.manifest_cells import (_RowError, _check_id, _check_no_times_for_frames, _id_stem,
                                             _is_safe_part, _normalise_split, _parse_label_cell,
@@ -33,8 +34,7 @@ from omgclip.errors import OmgclipError
 from omgclip.labels import UNLABELED
 
 log = logging.getLogger(__name__)
-
-
+T = TypeVar("T")
 
 OMG_COLUMNS = ("link", "start", "end", "video", "utterance", "arousal", "valence", "EmotionMaxVote")
 OMG_REQUIRED = OMG_COLUMNS[:5]
@@ -192,20 +192,30 @@ def _parse_omg_rows(rows: list[tuple[int, list[str]]], columns: dict[str, int], 
     has_label = OMG_LABEL_COLUMN.lower() in columns
     identifying = OMG_REQUIRED + ((OMG_LABEL_COLUMN,) if has_label else ())
     seen = _SeenIds()
-    utterances: list[Utterance] = []
+
+    def parse(row: int, record: list[str]) -> Utterance:
+        utt = _omg_utterance(row, record, columns, base_dir, split, has_label)
+        seen.claim(utt)
+        return utt
+
+    return _each_row(rows, columns, identifying, parse)
+
+
+def _each_row(rows: list[tuple[int, list[str]]], columns: dict[str, int], identifying: tuple[str, ...],
+              parse: Callable[[int, list[str]], T]) -> tuple[list[T], list[RowSkip]]:
+    """``parse(row, record)`` for each non-blank row; a blank row or a ``_RowError`` becomes
+    a :class:`RowSkip` with its reason."""
+    parsed: list[T] = []
     skips: list[RowSkip] = []
     for row, record in rows:
         if _is_blank(record, columns, identifying):
             skips.append(RowSkip(row, "blank row"))
             continue
         try:
-            utt = _omg_utterance(row, record, columns, base_dir, split, has_label)
-            seen.claim(utt)
+            parsed.append(parse(row, record))
         except _RowError as exc:
             skips.append(RowSkip(row, str(exc)))
-            continue
-        utterances.append(utt)
-    return utterances, skips
+    return parsed, skips
 
 
 def _omg_utterance(row: int, record: list[str], columns: dict[str, int], base_dir: Path,
@@ -241,16 +251,8 @@ class _OwnRow:
 def _parse_own_rows(rows: list[tuple[int, list[str]]], columns: dict[str, int], base_dir: Path,
                     split: str) -> tuple[list[Utterance], list[RowSkip]]:
     identifying = OWN_REQUIRED + tuple(c for c in ("id",) if c in columns)
-    parsed: list[_OwnRow] = []
-    skips: list[RowSkip] = []
-    for row, record in rows:
-        if _is_blank(record, columns, identifying):
-            skips.append(RowSkip(row, "blank row"))
-            continue
-        try:
-            parsed.append(_own_row(row, record, columns, base_dir, split))
-        except _RowError as exc:
-            skips.append(RowSkip(row, str(exc)))
+    parsed, skips = _each_row(rows, columns, identifying,
+                              lambda row, record: _own_row(row, record, columns, base_dir, split))
     utterances, id_skips = _assign_own_ids(parsed)
     return utterances, skips + id_skips
 
