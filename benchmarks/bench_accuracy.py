@@ -28,7 +28,7 @@ is the mean of its per-frame probabilities):
 Install them with ``pip install --no-deps -r benchmarks/requirements-accuracy.txt``.
 
     python benchmarks/bench_accuracy.py --pretrained runs/default/pretrain/best.pt \\
-        [--checkpoint W.pt] [--data DIR] [--epochs 4] [--json benchmarks/results/bench_accuracy.json]
+        [--checkpoint W.pt] [--data DIR] [--epochs 8] [--json benchmarks/results/bench_accuracy.json]
 
 Without ``--data`` the MEAD + CREMA-D + CK+ blocks are built from ../shared/data into
 ``benchmarks/results/accuracy_data`` (as ``scripts/train_default_model.sh`` builds them).
@@ -188,7 +188,7 @@ def main(argv=None) -> int:
     p.add_argument("--data", help="built MEAD + CREMA-D + CK+ dataset (default: built into results/)")
     p.add_argument("--fer", default=str(SHARED / "fer2013"))
     p.add_argument("--fer-cache", default=str(HERE / "results" / "fer80.npz"))
-    p.add_argument("--epochs", type=int, default=4, help="fine-tuning epochs per fold")
+    p.add_argument("--epochs", type=int, default=8, help="fine-tuning epochs per fold (the shipped recipe: 8)")
     p.add_argument("--folds", default="all", help="'all' or comma-separated fold numbers 1..4 (quick runs)")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--json", default=str(DEFAULT_JSON))

@@ -14,7 +14,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 W=${1:-runs/default}
-FINETUNE_EPOCHS=${FINETUNE_EPOCHS:-4}
+FINETUNE_EPOCHS=${FINETUNE_EPOCHS:-8}
 THREADS=${THREADS:-1}   # 1 thread: faster than 2 on a shared, busy 2-core machine
 DATA=${DATA:-../shared/data}
 py=.venv/bin/python
