@@ -33,6 +33,7 @@ log = logging.getLogger(__name__)
 from omgclip.learn import DEFAULT_MODEL
 from omgclip.fsutil import atomic_write_json, to_jsonable
 from omgclip.dataset.format import CONFIG_FILE
+from omgclip.learn.run_dir import _RUN_DIR_ENV, _is_launcher_rank_zero, _make_run_dir  # noqa: F401
 
 
 @dataclasses.dataclass(frozen=True)
@@ -146,64 +147,6 @@ def _check_config(cfg: TrainConfig) -> None:
         raise OmgclipError(f"checkpoint to resume from {cfg.resume_from} does not exist")
 
 
-_RUN_DIR_ENV = "OMGCLIP_RUN_DIR"
-
-
-def _is_launcher_rank_zero() -> bool:
-    """False in every DDP process but the first (see :mod:`omgclip.learn.launch`)."""
-    from omgclip.learn.launch import global_rank
-
-    return global_rank() == 0
-
-
-def _make_run_dir(cfg: TrainConfig) -> Path:
-    from omgclip.learn.launch import external_launch
-
-    if not _is_launcher_rank_zero() and os.environ.get(_RUN_DIR_ENV):
-        return Path(os.environ[_RUN_DIR_ENV])  # DDP worker: the run folder rank 0 made
-    if external_launch():
-        return _shared_run_dir(cfg)
-    out = Path(cfg.out)
-    if cfg.run_name:
-        if Path(cfg.run_name).name != cfg.run_name:
-            raise OmgclipError(f"run name {cfg.run_name!r} must be a plain folder name")
-        run_dir = out / cfg.run_name
-        if run_dir.exists() and any(run_dir.iterdir()) and cfg.resume_from is None:
-            raise OmgclipError(f"run folder {run_dir} already exists; choose another --run-name "
-                               f"(or --resume-from its checkpoints/last.ckpt)")
-    else:
-        stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%d-%H%M%S")
-        run_dir = out / f"{stamp}-{cfg.model}"
-        n = 1
-        while run_dir.exists():
-            n += 1
-            run_dir = out / f"{stamp}-{cfg.model}-{n}"
-    try:
-        run_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise OmgclipError(f"cannot create run folder {run_dir}: {exc.strerror or exc}") from None
-    return run_dir
-
-
-def _shared_run_dir(cfg: TrainConfig) -> Path:
-    """torchrun / srun: every process derives the same folder from --run-name or the job id
-    (none refuses an existing folder: another process may have just made it)."""
-    from omgclip.learn.launch import launch_id
-
-    name = cfg.run_name or (f"{cfg.model}-{launch_id()}" if launch_id() else None)
-    if name is None:
-        raise OmgclipError("under torchrun without --rdzv-id, give --run-name: every process "
-                           "must use the same run folder")
-    if Path(name).name != name:
-        raise OmgclipError(f"run name {name!r} must be a plain folder name")
-    run_dir = Path(cfg.out) / name
-    try:
-        run_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise OmgclipError(f"cannot create run folder {run_dir}: {exc.strerror or exc}") from None
-    return run_dir
-
-
 def _loggers(run_dir: Path) -> list:
     from pytorch_lightning.loggers import CSVLogger
 
@@ -224,22 +167,10 @@ def _loggers(run_dir: Path) -> list:
 def train(cfg: TrainConfig) -> TrainResult:
     """Train, keep the checkpoint with the best validation UAR, export it as ``best.pt``."""
     import pytorch_lightning as pl
-    from pytorch_lightning.callbacks import EarlyStopping, LearningRateMonitor, ModelCheckpoint
 
-    from omgclip.learn.checkpoint import load_model, save_weights
     from omgclip.learn.data import BlockDataModule, DataConfig
-    from omgclip.learn.lit_module import EmotionClassifier
 
-    init = None
-    if cfg.init_from is not None:
-        init = load_init_weights(cfg.init_from)
-        if cfg.model not in (None, init.model_name):
-            raise OmgclipError(f"--init-from {cfg.init_from} holds a {init.model_name!r} model, not {cfg.model!r}: "
-                               f"leave out --model (or pass --model {init.model_name})")
-        cfg = dataclasses.replace(cfg, model=init.model_name,
-                                  model_kwargs=dict(init.meta.get("model_kwargs") or {}))
-    elif cfg.model is None:
-        cfg = dataclasses.replace(cfg, model=DEFAULT_MODEL)
+    cfg, init = _resolve_model(cfg)
     _check_config(cfg)
     max_time = parse_max_time(cfg.max_time)
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
@@ -257,11 +188,35 @@ def train(cfg: TrainConfig) -> TrainResult:
     run_dir = _make_run_dir(cfg)
     os.environ[_RUN_DIR_ENV] = os.fspath(run_dir.resolve())  # inherited by DDP worker processes
     precision = _resolve_precision(cfg)
-    split_info = {"mode": cfg.val_split, "val_fraction": cfg.val_fraction, "seed": cfg.seed,
-                  "train_groups": dm.train_groups, "val_groups": dm.val_groups}
     if _is_launcher_rank_zero():
         _write_run_files(run_dir, cfg, dm, precision)
+    module = _make_module(cfg, dm, init)
+    trainer, ckpt_cb = _make_trainer(cfg, dm, run_dir, precision, max_time)
+    log.info("training %s in %s (%s, precision %s)", cfg.model, run_dir, trainer.accelerator.__class__.__name__,
+             precision)
+    _fit(trainer, module, dm, cfg, run_dir)
+    return _finish(cfg, run_dir, trainer, ckpt_cb)
 
+
+def _resolve_model(cfg: TrainConfig):
+    """``(cfg, init)``: with ``--init-from`` the model (and its settings) come from that file;
+    else the named model or the default."""
+    if cfg.init_from is None:
+        return (dataclasses.replace(cfg, model=DEFAULT_MODEL) if cfg.model is None else cfg), None
+    init = load_init_weights(cfg.init_from)
+    if cfg.model not in (None, init.model_name):
+        raise OmgclipError(f"--init-from {cfg.init_from} holds a {init.model_name!r} model, not {cfg.model!r}: "
+                           f"leave out --model (or pass --model {init.model_name})")
+    return dataclasses.replace(cfg, model=init.model_name,
+                               model_kwargs=dict(init.meta.get("model_kwargs") or {})), init
+
+
+def _make_module(cfg: TrainConfig, dm, init):
+    from omgclip.learn.lit_module import EmotionClassifier
+
+    block_len, crop, _ = dm.block_shape
+    split_info = {"mode": cfg.val_split, "val_fraction": cfg.val_fraction, "seed": cfg.seed,
+                  "train_groups": dm.train_groups, "val_groups": dm.val_groups}
     module = EmotionClassifier(
         model_name=cfg.model, model_kwargs=dict(cfg.model_kwargs or {}), num_classes=NUM_CLASSES,
         labels=list(EMOTIONS), lr=cfg.lr, weight_decay=cfg.weight_decay,
@@ -272,26 +227,33 @@ def train(cfg: TrainConfig) -> TrainResult:
     if init is not None:
         module.net.load_state_dict(init.net.state_dict())
         module.hparams["init_from"] = os.fspath(init.path) if init.path else str(cfg.init_from)
+    return module
+
+
+def _make_trainer(cfg: TrainConfig, dm, run_dir: Path, precision, max_time):
+    """The Lightning trainer and its best-validation-UAR checkpoint callback."""
+    import pytorch_lightning as pl
+    from pytorch_lightning.callbacks import EarlyStopping, LearningRateMonitor, ModelCheckpoint
+
     ckpt_cb = ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="best-epoch{epoch:02d}-uar{val_uar:.4f}",
                               auto_insert_metric_name=False, monitor="val_uar", mode="max",
                               save_top_k=1, save_last=True)
     callbacks: list = [ckpt_cb, EarlyStopping(monitor="val_uar", mode="max", patience=cfg.patience),
                        LearningRateMonitor(logging_interval="epoch"), _epoch_summary_callback()]
-    trainer_kwargs: dict[str, Any] = {}
-    if cfg.limit_train_batches is not None:
-        trainer_kwargs["limit_train_batches"] = cfg.limit_train_batches
-    if cfg.limit_val_batches is not None:
-        trainer_kwargs["limit_val_batches"] = cfg.limit_val_batches
+    limits = {k: v for k, v in (("limit_train_batches", cfg.limit_train_batches),
+                                ("limit_val_batches", cfg.limit_val_batches)) if v is not None}
     trainer = pl.Trainer(
         max_epochs=cfg.epochs, max_time=max_time, accelerator=cfg.accelerator, devices=cfg.devices,
-        num_nodes=cfg.num_nodes, strategy=cfg.strategy, precision=precision, callbacks=callbacks, logger=_loggers(run_dir),
-        default_root_dir=os.fspath(run_dir), enable_progress_bar=cfg.progress,
+        num_nodes=cfg.num_nodes, strategy=cfg.strategy, precision=precision, callbacks=callbacks,
+        logger=_loggers(run_dir), default_root_dir=os.fspath(run_dir), enable_progress_bar=cfg.progress,
         enable_model_summary=cfg.progress,
         log_every_n_steps=max(1, min(cfg.log_every_n_steps, len(dm.train_frame) // cfg.batch_size)),
-        num_sanity_val_steps=0, **trainer_kwargs,
+        num_sanity_val_steps=0, **limits,
     )
-    log.info("training %s in %s (%s, precision %s)", cfg.model, run_dir, trainer.accelerator.__class__.__name__,
-             precision)
+    return trainer, ckpt_cb
+
+
+def _fit(trainer, module, dm, cfg: TrainConfig, run_dir: Path) -> None:
     try:
         trainer.fit(module, datamodule=dm, ckpt_path=os.fspath(cfg.resume_from) if cfg.resume_from else None)
     except BaseException as exc:
@@ -303,6 +265,11 @@ def train(cfg: TrainConfig) -> TrainResult:
         raise
     finally:
         os.environ.pop(_RUN_DIR_ENV, None)  # the workers have it; a later run in this process must not
+
+
+def _finish(cfg: TrainConfig, run_dir: Path, trainer, ckpt_cb) -> TrainResult:
+    """Pick the best checkpoint, write ``best.pt`` and ``result.json`` (rank 0)."""
+    from omgclip.learn.checkpoint import load_model, save_weights
 
     best = Path(ckpt_cb.best_model_path) if ckpt_cb.best_model_path else None
     if best is None or not best.is_file():
