@@ -480,3 +480,60 @@ def test_windows_exactly():
     assert _windows(0, 20, 10, image=False) == [Block(0, 20)]
     assert _windows(0, 20, 20, image=False) == [Block(0, 20)]
     assert _windows(1, 20, 20, image=True) == [Block(0, 20)]
+
+
+def test_windows_of_a_one_frame_video_with_a_small_stride_is_one_window():
+    """A video of 0 or 1 announced frames gives a single window, whatever the stride."""
+    assert _windows(1, 20, 1, image=False) == [Block(0, 20)]
+    assert _windows(0, 20, 1, image=False) == [Block(0, 20)]
+    assert _windows(3, 20, 1, image=False) == [Block(0, 20), Block(1, 20), Block(2, 20)]
+
+
+def _clip(track_id, boxes, real, span=None):
+    from omgclip.faces.clips import FaceClip
+    return FaceClip(track_id=track_id, crops=np.zeros((len(boxes), 4, 4), np.uint8), boxes=tuple(boxes),
+                    real=tuple(real), span=span)
+
+
+def test_segment_faces_keeps_only_the_on_screen_frames_after_a_shot_cut():
+    """Window frames 20..40; a cut at frame 25 leaves track 3 on screen for frames [25, 33):
+    its record starts at frame 25 and holds exactly those 8 boxes, halved back to source
+    pixels (working scale 0.5). Track 1, on screen throughout, keeps all 20 boxes from 20."""
+    from omgclip.apps.predict import _segment_faces
+    from omgclip.faces.clips import WindowFaces
+    from omgclip.faces.detect import FaceBox
+    boxes = [FaceBox(i, 10 + i, 50 + i, 60 + i, 0.5) for i in range(20)]  # box k = frame 20 + k
+    real = [5 <= k < 13 for k in range(20)]
+    wf = WindowFaces(requested=Block(20, 20), block=Block(20, 20), rejected=(),
+                     clips=(_clip(3, boxes, real, span=(25, 33)), _clip(1, boxes, [True] * 20)))
+    recs = _segment_faces(wf, 1, 0.5)
+    assert [r.track_id for r in recs] == [1, 3]
+    full, cut = recs
+    assert full.first == 20 and len(full.boxes) == 20 and cut.first == 25
+    assert [b.left for b in cut.boxes] == [2.0 * k for k in range(5, 13)]
+    assert cut.boxes[0] == FaceBox(10.0, 30.0, 110.0, 130.0, 0.5)
+    assert cut.detect_frac == pytest.approx(8 / 20) and cut.segment == 1 and cut.block == Block(20, 20)
+    empty = WindowFaces(requested=Block(40, 20), block=Block(40, 20), clips=(), rejected=((0, "too few"),))
+    [none] = _segment_faces(empty, 2, 0.5)
+    assert none.track_id == -1 and none.reason == empty.reason and none.boxes == ()
+
+
+def test_to_source_divides_working_pixels_by_the_scale():
+    from omgclip.apps.predict import _to_source
+    from omgclip.faces.detect import FaceBox
+    box = FaceBox(10.0, 20.0, 30.0, 40.0, 0.7)
+    assert _to_source(box, 2.0) == FaceBox(5.0, 10.0, 15.0, 20.0, 0.7)
+    assert _to_source(box, 0.5) == FaceBox(20.0, 40.0, 60.0, 80.0, 0.7)
+    assert _to_source(box, 1.0) == box
+
+
+def test_smooth_probs_of_integer_columns_keeps_the_fractions():
+    """One-hot probabilities read as integers (a CSV of 0s and 1s): the average of
+    segments 0..2 is 1/3 and 2/3, not truncated to 0."""
+    probs = np.eye(7, dtype=np.int64)[[3, 0, 3]]
+    rows = pd.DataFrame({"file": "v", "segment": [0, 1, 2], "track_id": 0, "label": "",
+                         "confidence": 0.0, **{c: probs[:, i] for i, c in enumerate(PROBS)}})
+    out = smooth_probs(rows, 3, PROBS)
+    np.testing.assert_allclose(out.loc[1, PROBS].to_numpy(float), [1 / 3, 0, 0, 2 / 3, 0, 0, 0])
+    np.testing.assert_allclose(out.loc[0, PROBS].to_numpy(float), [1 / 2, 0, 0, 1 / 2, 0, 0, 0])
+    assert out.loc[1, "label"] == "happy" and out.loc[1, "confidence"] == pytest.approx(2 / 3)

@@ -69,13 +69,13 @@ def smooth_probs(df, n: int, prob_cols: Sequence[str]):
     rows (segments where it has no row are skipped); labels and confidences follow."""
     if n <= 1 or df.empty:
         return df
-    df = df.copy()
     cols = list(prob_cols)
+    df = df.astype({c: "float64" for c in cols})  # a copy; integer (one-hot) columns average too
     before, after = (n - 1) // 2, n // 2
     face = df["track_id"] >= 0
     for _, group in df[face].groupby(["file", "track_id"], sort=False):
         seg = group["segment"].to_numpy()
-        probs = group[cols].to_numpy(dtype=float)
+        probs = group[cols].to_numpy()
         out = np.empty_like(probs)
         for i, s in enumerate(seg):
             near = (seg >= s - before) & (seg <= s + after)
