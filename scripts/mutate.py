@@ -59,7 +59,8 @@ SUITE = [
      "numpy,pandas,pytest,cv2"),
     ("omgclip/dataset/tasks.py", ["tests/test_build_synthetic.py", "-k", "not command_line and not kill_minus"],
      "build_source", "numpy,pandas,pytest,cv2"),
-    ("omgclip/apps/predict.py", ["tests/test_predict.py", "-k", "windows or two_faces or stride or smooth or without_a_face or segment_faces or to_source"],
+    ("omgclip/apps/predict.py", ["tests/test_predict.py", "-k", "windows or two_faces or stride or smooth or "
+                                 "without_a_face or segment_faces or to_source"],
      "_windows,_segment_faces,_to_source", "numpy,pandas,pytest,torch,cv2"),
     ("omgclip/apps/report.py", ["tests/test_predict.py", "-k", "smoothing_windows or smooth_probs"], "smooth_probs",
      "numpy,pandas,pytest,torch,cv2"),
