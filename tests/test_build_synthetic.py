@@ -2,7 +2,8 @@
 strides, resume, splits by link, config refusal, temp clean-up.
 
 The manifests mark the videos ``crop=none`` (sources that are already face crops), so no
-face detection runs; the face path on real footage is in test_build.py and test_face.py.
+face detection runs (except the minimum-detections test, which pastes one real face frame
+from ../shared); the face path on real footage is in test_build.py and test_face.py.
 """
 
 from __future__ import annotations
@@ -287,3 +288,39 @@ def test_an_empty_out_folder_is_fine_and_a_damaged_config_is_refused(tmp_path, c
     config.write_text(json.dumps(saved))
     with pytest.raises(OmgclipError, match="damaged"):
         _build(tmp_path, m)
+
+
+@pytest.mark.parametrize("min_frac, kept", [(0.5, True), (0.6, False)])
+def test_a_block_with_too_few_real_detections_is_skipped_and_counted(tmp_path, write_video, mead_video,
+                                                                     min_frac, kept):
+    """A real face (dlib) in frames 0-10, then black frames: with key frames every 5, frames
+    0-10 are real and 11-19 carried, so block 0 has 11/20 = 0.55 real frames. It is built
+    at a minimum of 0.5 and skipped (and counted, with its reason) at 0.6."""
+    import cv2
+
+    from omgclip.faces import clips
+
+    cap = cv2.VideoCapture(str(mead_video))
+    ok, face = cap.read()
+    cap.release()
+    assert ok
+    frames = [face if i <= 10 else np.zeros_like(face) for i in range(40)]
+    video = write_video(tmp_path / "cut.mp4", frames, fps=FPS)
+    m = tmp_path / "m.csv"
+    plain = write_video(tmp_path / "plain.mp4", frames, fps=FPS)
+    # u01 (another file, whole frames, no detection) keeps the build from having no block at all
+    m.write_text("source,start,end,label,group,id,crop\n"
+                 f"{video},,,happy,a,u00,detect\n{plain},,,sad,b,u01,none\n")
+    face_cfg = FaceConfig(detect_every=5, max_gap=10, min_detect_frac=min_frac)
+    report, index = _build(tmp_path, m, face=face_cfg)
+    skips = pd.read_csv(tmp_path / "ds" / fmt.SKIPS_FILE)
+    block0 = skips[skips["where"].str.endswith("/u00@0")]
+    u00 = index[index.block_id.str.contains("/u00/")]
+    assert _starts(index, "u01") and report.blocks == len(index)
+    if kept:
+        assert u00.start_frame.tolist() == [0] and u00.detect_frac.tolist() == [pytest.approx(0.55)]
+        assert block0.empty
+    else:
+        assert u00.empty
+        assert block0["reason"].tolist() == [clips.FEW_DETECTIONS]
+        assert report.skips_by_reason.get(clips.FEW_DETECTIONS) == 1
