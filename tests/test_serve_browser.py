@@ -1,7 +1,8 @@
 """``omgclip serve`` used as a person uses it: a real Chromium uploads a real clip and reads
 the table, and streams its (fake) camera through the webcam tab.
 
-Set ``OMGCLIP_SCREENSHOT=docs/serve.png`` to refresh the README's screenshot of the page.
+Set ``OMGCLIP_SCREENSHOT=docs/serve.png`` to refresh the README's screenshot of the page
+(the committed copy has the video frame pixelated: no face from ../shared is committed).
 """
 
 from __future__ import annotations
