@@ -19,6 +19,8 @@ from typing import Iterator, Sequence
 
 import pytest
 
+from _procs import stop
+
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
@@ -73,12 +75,7 @@ def omgclip_server(args: Sequence[str] = ()) -> Iterator[str]:
                 time.sleep(0.3)
         yield base
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop(proc, timeout=20)
         log.close()
 
 

@@ -20,6 +20,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
+from _procs import stop
+
 
 class RtspRelay:
     def __init__(self, sdp: str):
@@ -185,10 +187,4 @@ def rtsp_stream(ffmpeg: str, clip: Path, workdir: Path, loops: int = 0) -> Itera
         yield relay.start()
     finally:
         relay.stop()
-        if proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        stop(proc, timeout=10)

@@ -12,21 +12,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from _procs import unprivileged
 from omgclip.errors import VideoError
 
 ROOT = Path(__file__).resolve().parents[1]
 # libav reads its log level at the process's first capture or writer; these tests may make
 # one before omgclip does (see omgclip.faces.video_io._cv2).
 os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
-
-
-def _unprivileged() -> list[str]:
-    """A command prefix under which file permissions apply (root reads anything)."""
-    if os.geteuid() != 0:
-        return []
-    if shutil.which("setpriv") is None:
-        pytest.skip("running as root without setpriv: permissions cannot be tested")
-    return ["setpriv", "--inh-caps=-all", "--bounding-set=-all"]
 
 
 def _cli(*args: str, prefix: list[str] | None = None) -> subprocess.CompletedProcess:
@@ -86,7 +78,7 @@ def test_unreadable_input_says_permission_denied(name, pictures, tmp_path):
     else:
         shutil.copy(pictures / name, src)
     src.chmod(0)
-    proc = _cli("predict", "--no-progress", str(src), prefix=_unprivileged())
+    proc = _cli("predict", "--no-progress", str(src), prefix=unprivileged())
     _assert_one_line(proc, "permission denied")
 
 

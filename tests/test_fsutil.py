@@ -4,6 +4,7 @@ import os
 
 import pytest
 
+from _procs import wait_for
 from omgclip.fsutil import atomic_write, atomic_write_text
 
 
@@ -30,7 +31,6 @@ def _umask() -> int:
 import signal  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
-import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 from omgclip.errors import OmgclipError  # noqa: E402
@@ -56,16 +56,6 @@ def _child(code: str, *args: str, env: dict | None = None) -> subprocess.Popen:
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
-def _wait_for(pred, timeout: float = 60.0):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        found = pred()
-        if found:
-            return found
-        time.sleep(0.005)
-    raise AssertionError("timed out waiting")
-
-
 def _hidden(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.name.startswith("."))
 
@@ -79,7 +69,7 @@ def test_temp_files_sit_beside_their_target_with_a_tag(tmp_path):
 def test_sigterm_removes_the_temporary_file(tmp_path):
     target = tmp_path / "out.txt"
     proc = _child(_SLOW_WRITER, str(target))
-    _wait_for(lambda: _hidden(tmp_path))
+    wait_for(lambda: _hidden(tmp_path))
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=60)
     assert "Terminated" in err and proc.returncode != 0
@@ -88,13 +78,13 @@ def test_sigterm_removes_the_temporary_file(tmp_path):
 
 def test_kill_9_leftovers_are_swept_by_the_next_write_but_live_ones_are_kept(tmp_path):
     dead = _child(_SLOW_WRITER, str(tmp_path / "a.txt"))
-    left = _wait_for(lambda: _hidden(tmp_path))
+    left = wait_for(lambda: _hidden(tmp_path))
     dead.kill()
     dead.communicate(timeout=60)
     assert _hidden(tmp_path) == left  # kill -9: nothing could clean up
     alive = _child(_SLOW_WRITER, str(tmp_path / "b.txt"))
     try:
-        live = _wait_for(lambda: [p for p in _hidden(tmp_path) if p.name.startswith(".b.txt")])
+        live = wait_for(lambda: [p for p in _hidden(tmp_path) if p.name.startswith(".b.txt")])
         (tmp_path / ".notes.tmp").write_text("not ours")
         atomic_write_text(tmp_path / "c.txt", "next run")
         names = {p.name for p in tmp_path.iterdir()}

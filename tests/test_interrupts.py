@@ -13,6 +13,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from _procs import wait_for
+
 ROOT = Path(__file__).resolve().parents[1]
 # libav reads its log level at the process's first capture or writer; these tests may make
 # one before omgclip does (see omgclip.faces.video_io._cv2).
@@ -39,16 +41,6 @@ def _synthetic_video(path: Path, frames: int = 300, size=(240, 320)) -> Path:
     return path
 
 
-def _wait_for(pred, timeout: float = 120.0):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        found = pred()
-        if found:
-            return found
-        time.sleep(0.005)
-    raise AssertionError("timed out waiting")
-
-
 @pytest.fixture(scope="module")
 def noise_video(tmp_path_factory) -> Path:
     return _synthetic_video(tmp_path_factory.mktemp("src") / "noise.mp4")
@@ -66,7 +58,7 @@ def test_annotate_keeps_its_intermediate_beside_the_output_and_the_next_run_swee
     proc = subprocess.Popen([sys.executable, "-c", _ANNOTATE, str(noise_video), str(out / "a.mp4")],
                             env=env, cwd=ROOT, stderr=subprocess.PIPE, text=True)
     try:
-        _wait_for(lambda: any(out.iterdir()) or any(systmp.iterdir()))
+        wait_for(lambda: any(out.iterdir()) or any(systmp.iterdir()), timeout=120)
         time.sleep(0.05)
     finally:
         proc.kill()  # kill -9: no clean-up code runs
@@ -105,7 +97,7 @@ def test_predict_annotate_interrupted_leaves_nothing(sig, code, word, noise_vide
     systmp.mkdir()
     proc = _predict_annotate(noise_video, out, systmp)
     try:
-        _wait_for(lambda: [p for p in _annotating(out) if p.suffix == ".mp4"])
+        wait_for(lambda: [p for p in _annotating(out) if p.suffix == ".mp4"], timeout=120)
     finally:
         proc.send_signal(sig)
         _, err = proc.communicate(timeout=120)
@@ -120,7 +112,7 @@ def test_predict_annotate_after_kill_9_the_next_run_cleans_up(noise_video, tmp_p
     systmp.mkdir()
     proc = _predict_annotate(noise_video, out, systmp)
     try:
-        _wait_for(lambda: [p for p in _annotating(out) if p.suffix == ".mp4"])
+        wait_for(lambda: [p for p in _annotating(out) if p.suffix == ".mp4"], timeout=120)
     finally:
         proc.kill()
         proc.communicate(timeout=120)

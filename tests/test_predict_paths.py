@@ -7,7 +7,6 @@ these run without ../shared/data.
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -16,6 +15,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from _procs import unprivileged
 from omgclip.apps import predict as predict_mod
 from omgclip.apps.inputs import unique_tags
 from omgclip.apps.predict import PartialPredictError, PredictConfig, predict
@@ -148,14 +148,6 @@ def test_bad_output_paths_fail_before_the_work(option, kind, tmp_path, capfd, no
     _one_line(capfd, ["predict", "--no-progress", option, str(target), str(src)], needle)
 
 
-def _unprivileged() -> list[str]:
-    if os.geteuid() != 0:
-        return []
-    if shutil.which("setpriv") is None:
-        pytest.skip("running as root without setpriv: permissions cannot be tested")
-    return ["setpriv", "--inh-caps=-all", "--bounding-set=-all"]
-
-
 @pytest.mark.parametrize("option", ["--out", "--annotate", "--plot", "--cache-dir"])
 def test_unwritable_output_folder_is_one_line(option, tmp_path):
     src = _video(tmp_path / "v.mp4")
@@ -164,7 +156,7 @@ def test_unwritable_output_folder_is_one_line(option, tmp_path):
     locked.chmod(0o555)
     suffix = {"--out": "rows.csv", "--annotate": "a.mp4", "--plot": "t.png", "--cache-dir": "c"}
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run([*_unprivileged(), sys.executable, "-m", "omgclip", "predict",
+    proc = subprocess.run([*unprivileged(), sys.executable, "-m", "omgclip", "predict",
                            "--no-progress", "--checkpoint", str(tmp_path / "absent.pt"), option,
                            str(locked / suffix[option]), str(src)],
                           cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)

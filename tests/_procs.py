@@ -1,0 +1,43 @@
+"""Small helpers for tests that run real processes: wait for a condition, stop a process,
+drop root's power to read any file."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import time
+
+import pytest
+
+
+def wait_for(pred, timeout: float = 60.0):
+    """``pred()``'s first truthy value, polled every 5 ms; AssertionError after ``timeout`` s."""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        found = pred()
+        if found:
+            return found
+        time.sleep(0.005)
+    raise AssertionError("timed out waiting")
+
+
+def stop(proc: subprocess.Popen, timeout: float) -> None:
+    """SIGTERM, then SIGKILL if ``proc`` has not ended within ``timeout`` seconds."""
+    if proc.poll() is not None:
+        return
+    proc.terminate()
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def unprivileged() -> list[str]:
+    """A command prefix under which file permissions apply (root reads anything)."""
+    if os.geteuid() != 0:
+        return []
+    if shutil.which("setpriv") is None:
+        pytest.skip("running as root without setpriv: permissions cannot be tested")
+    return ["setpriv", "--inh-caps=-all", "--bounding-set=-all"]
