@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Mapping, Sequence
 
-from omgclip.errors import OmgclipError
+from omgclip.errors import OmgclipError, one_line
 from omgclip.labels import EMOTIONS
 from omgclip.fsutil import atomic_write, commit_temp, discard_temp, temp_path
 from omgclip.faces.video_io import iter_bgr_frames
@@ -198,7 +198,7 @@ def _reencode_h264(ffmpeg: str, raw: Path, src: Path, dst: Path) -> Path:
             proc = subprocess.run([ffmpeg, "-y", "-v", "error", "-nostdin", *args, str(tmp)],
                                   capture_output=True, text=True)
             if proc.returncode != 0:
-                err = " ".join(proc.stderr.split())[-300:]
+                err = one_line(proc.stderr, fallback="")[-300:]
                 raise OmgclipError(f"ffmpeg could not re-encode {dst.name} to H.264: {err}")
 
         try:

@@ -22,7 +22,7 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from omgclip.errors import OmgclipError
+from omgclip.errors import OmgclipError, one_line
 
 log = logging.getLogger(__name__)
 
@@ -125,7 +125,7 @@ class PredictService:
                 self._run(job)
                 job.state = "done"
             except OmgclipError as exc:
-                job.state, job.message = "error", " ".join(str(exc).split())
+                job.state, job.message = "error", one_line(str(exc), fallback="")
             except Exception as exc:  # noqa: BLE001 - the server stays up; the job says why
                 log.exception("job %s failed", job.id)
                 job.state, job.message = "error", f"internal error: {type(exc).__name__}: {exc}"
