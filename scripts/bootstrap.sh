@@ -14,6 +14,12 @@ fi
 pip() { "$VENV/bin/python" -m pip --disable-pip-version-check -q "$@"; }
 pip install "${OMGCLIP_TORCH:-torch==2.13.0}"
 pip install -e ".[all]"   # every extra: test, export, web, dask (see pyproject)
+# opencv-python and opencv-python-headless install the same cv2 files: a venv made before omgclip
+# asked for the GUI build has both, and removing one breaks the other, so keep only the GUI one.
+if "$VENV/bin/python" -m pip show -q opencv-python-headless >/dev/null 2>&1; then
+  pip uninstall -y opencv-python-headless
+  pip install --force-reinstall --no-deps "$("$VENV/bin/python" -c 'from importlib.metadata import version; print("opencv-python==" + version("opencv-python"))')"
+fi
 "$VENV/bin/python" -c "import omgclip, torch, dlib, cv2, yt_dlp, pytorch_lightning" 
 "$VENV/bin/python" -c "from omgclip.faces import dlib_models as m; [m.model_file(f) for f in (m.RESNET_FILE, m.SHAPE5_FILE, m.MMOD_FILE)]"
 touch "$stamp"

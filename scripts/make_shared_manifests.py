@@ -79,7 +79,7 @@ def main(argv=None) -> int:
     ap.add_argument("--holdout-ck-count", type=int, default=0,
                     help="instead: hold out every k-th CK+ subject so that this many are held out")
     args = ap.parse_args(argv)
-    data, out = Path(args.data), Path(args.out)
+    data, out = Path(args.data).resolve(), Path(args.out)  # absolute: manifests resolve paths from their own folder
     if not data.is_dir():
         print(f"error: {data} is not a folder", file=sys.stderr)
         return 2

@@ -267,3 +267,66 @@ def test_cli_dead_stream_is_one_line_error(source):
     assert proc.returncode == 2
     assert proc.stderr.count("\n") == 1 and proc.stderr.startswith("omgclip: error: ")
     assert "cannot open" in proc.stderr and proc.stdout == ""
+
+
+# --------------------------------------------------------------------------- webcam index
+class _ClipCamera:
+    """A webcam stand-in for a unit test: the clip's real frames, endlessly, at 25 fps, with
+    what a webcam reports (its fps, no frame count)."""
+
+    def __init__(self, clip: Path):
+        import cv2
+
+        cap = cv2.VideoCapture(str(clip))
+        self.frames = []
+        while True:
+            ok, frame = cap.read()
+            if not ok:
+                break
+            self.frames.append(frame)
+        cap.release()
+        self.i, self.t0 = 0, time.monotonic()
+
+    def read(self):
+        time.sleep(max(0.0, self.t0 + self.i / 25 - time.monotonic()))
+        self.i += 1
+        return True, self.frames[(self.i - 1) % len(self.frames)].copy()
+
+    def get(self, prop):
+        return {5: 25.0}.get(prop, 0.0)
+
+    def release(self):
+        pass
+
+
+def test_live_camera_index_opens_that_camera_and_labels(mead_video, tmp_path, monkeypatch):
+    """``live 0``: camera 0 is opened by its index (an int, as OpenCV wants), read as an
+    endless source, and labeled until --duration. The camera itself is a stand-in (this
+    machine has none); the next test runs OpenCV's real camera open."""
+    from omgclip.apps.live import LiveConfig, run_live
+    from omgclip.faces import video_io
+
+    opened = []
+    monkeypatch.setattr(video_io, "open_capture",
+                        lambda source, **kw: opened.append(source) or _ClipCamera(mead_video))
+    out = tmp_path / "rows.jsonl"
+    summary = run_live(LiveConfig("0", headless=True, out=str(out), duration=3))
+    assert opened == [0]
+    assert summary.ended == "duration 3 s reached" and summary.reconnects == 0
+    rows = _read_jsonl(out)
+    assert 3 <= len(rows) <= 8
+    _check_rows(rows)
+    assert [r["frame"] for r in rows] == list(range(rows[0]["frame"], rows[0]["frame"] + 10 * len(rows), 10))
+
+
+@pytest.mark.skipif(os.path.exists("/dev/video0"), reason="this machine has a camera 0")
+def test_cli_missing_camera_is_one_line_error():
+    """OpenCV's real camera open, on a machine with no camera: one line, exit 2, in seconds."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    t0 = time.monotonic()
+    proc = subprocess.run([sys.executable, "-m", "omgclip", "live", "0", "--headless"], env=env,
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2
+    assert proc.stderr.splitlines() == ["omgclip: error: 0: cannot open (no such camera, not a video, or the "
+                                        "stream does not answer)"]
+    assert proc.stdout == "" and time.monotonic() - t0 < 30

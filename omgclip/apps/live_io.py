@@ -81,6 +81,36 @@ class RowSink:
         return self.target
 
 
+_WINDOW_PROBE = ("import cv2, sys\n"
+                 "cv2.namedWindow('omgclip probe', cv2.WINDOW_NORMAL)\n"
+                 "cv2.destroyAllWindows()\n")
+
+
+def window_unavailable(timeout: float = 20.0) -> str | None:
+    """Why an OpenCV window cannot open here, or ``None`` if it can.
+
+    OpenCV's Qt build (opencv-python) aborts the whole process when there is no display
+    to connect to, instead of raising, so a child process tries first."""
+    import subprocess
+
+    if sys.platform.startswith("linux") and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
+        return "no display: DISPLAY is not set"
+    try:
+        proc = subprocess.run([sys.executable, "-c", _WINDOW_PROBE], capture_output=True, text=True,
+                              timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return "the display does not answer"
+    if proc.returncode == 0:
+        return None
+    err = proc.stderr
+    if "could not connect to display" in err or "platform plugin" in err:
+        return f"cannot connect to display {os.environ.get('DISPLAY', '')!r}".replace(" ''", "")
+    if "The function is not implemented" in err or "GUI" in err:
+        return "OpenCV has no GUI support (the opencv-python-headless build?)"
+    last = [ln for ln in err.strip().splitlines() if ln.strip()]
+    return last[-1][:200] if last else f"a test window failed (exit {proc.returncode})"
+
+
 def _nan(v) -> bool:
     return v is None or (isinstance(v, float) and math.isnan(v))
 
@@ -94,12 +124,15 @@ class LiveWindow:
 
         self.cv2, self.title = cv2, title
         self.times: list[float] = []
-        try:
-            cv2.namedWindow(title, cv2.WINDOW_NORMAL)
-        except cv2.error:
-            raise OmgclipError("cannot open a window here (no display, or OpenCV was built without "
-                               "GUI support, as opencv-python-headless is): use --headless --out "
-                               "rows.jsonl, or install opencv-python") from None
+        reason = window_unavailable()
+        if reason is None:
+            try:
+                cv2.namedWindow(title, cv2.WINDOW_NORMAL)
+            except cv2.error:
+                reason = "OpenCV has no GUI support (the opencv-python-headless build?)"
+        if reason is not None:
+            raise OmgclipError(f"cannot open a window here ({reason}): use --headless --out rows.jsonl, "
+                               f"or run it where there is a display") from None
 
     def show(self, image, faces) -> bool:
         cv2 = self.cv2

@@ -258,7 +258,16 @@ def open_capture(source: "str | int", open_timeout_s: float = 10.0, read_timeout
         except AttributeError:
             pass
     if isinstance(source, int):
-        cap = cv2.VideoCapture(source)
+        # probing a missing camera, OpenCV's backends print their own [ERROR] lines; the
+        # caller says it in one line instead
+        quiet = "OPENCV_LOG_LEVEL" not in os.environ and hasattr(cv2, "utils")
+        if quiet:
+            cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
+        try:
+            cap = cv2.VideoCapture(source)
+        finally:
+            if quiet:
+                cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
     else:
         if str(source).lower().startswith("rtsp"):
             os.environ["OPENCV_FFMPEG_CAPTURE_OPTIONS"] = f"rtsp_transport;{rtsp_transport}"

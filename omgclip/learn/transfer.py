@@ -162,19 +162,29 @@ def _cosine(opt, total_steps: int, warmup_steps: int):
     return torch.optim.lr_scheduler.LambdaLR(opt, f)
 
 
-def new_net(widths: Sequence[int] = (48, 96, 192)) -> nn.Module:
+DEFAULT_ARCH = {"widths": [64, 128, 256], "stem": "s2x2"}
+
+
+def new_net(widths: Sequence[int] | None = None, **arch) -> nn.Module:
+    """A fresh ``r2plus1d_wide``; ``widths`` and ``arch`` (``depths``, ``stem``,
+    ``stem_t_stride``) override :data:`DEFAULT_ARCH`."""
     from omgclip.learn.models import create_model
 
-    return create_model(MODEL_NAME, widths=tuple(int(w) for w in widths))
+    kw = {**DEFAULT_ARCH, **arch}
+    if widths is not None:
+        kw["widths"] = widths
+    kw["widths"] = tuple(int(w) for w in kw["widths"])
+    return create_model(MODEL_NAME, **kw)
 
 
 # --------------------------------------------------------------------------- stage 1
 def pretrain_stills(fer_root: str, out: str, epochs: int = 30, batch_size: int = 128, lr: float = 3e-3,
                     weight_decay: float = 0.05, label_smoothing: float = 0.1,
-                    widths: Sequence[int] = (48, 96, 192), seed: int = 0, cache: str | None = None,
+                    widths: Sequence[int] | None = None, stem: str | None = None, seed: int = 0,
+                    cache: str | None = None,
                     init: str | None = None, stop_after: int | None = None, warmup_epochs: float = 1.0) -> dict:
     """Stage 1: FER2013 Training as 1-frame clips; the best PublicTest epoch is kept in
-    ``OUT/best.pt`` (``{'state_dict', 'widths', 'epoch'}``), each epoch's numbers in
+    ``OUT/best.pt`` (``{'state_dict', 'arch', 'widths', 'epoch'}``), each epoch's numbers in
     ``OUT/history.json``. Returns the best epoch's record.
 
     ``epochs`` sets the cosine schedule; ``stop_after`` ends the run earlier (the schedule is
@@ -186,8 +196,7 @@ def pretrain_stills(fer_root: str, out: str, epochs: int = 30, batch_size: int =
     X, y, usage = load_fer(fer_root, cache)
     tr, pub = np.where(usage == "Training")[0], np.where(usage == "PublicTest")[0]
     Xt, yt = torch.from_numpy(X), torch.from_numpy(y)
-    net = _load_init(init) if init else new_net(widths)
-    widths = list(net.widths)
+    net = _load_init(init) if init else new_net(widths, **({"stem": stem} if stem else {}))
     opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=weight_decay)
     steps = len(tr) // batch_size
     sched = _cosine(opt, steps * epochs, int(steps * warmup_epochs))
@@ -213,7 +222,8 @@ def pretrain_stills(fer_root: str, out: str, epochs: int = 30, batch_size: int =
         hist.append(rec)
         log.info("pretrain %s", json.dumps(rec))
         print(json.dumps(rec), flush=True)
-        state = {"state_dict": net.state_dict(), "widths": list(widths), "epoch": ep + 1}
+        state = {"state_dict": net.state_dict(), "arch": dict(net.arch), "widths": list(net.widths),
+                 "epoch": ep + 1}
         torch.save(state, Path(out) / "last.pt")
         if best is None or acc > best["public_acc"]:
             best = rec
@@ -292,7 +302,7 @@ def _load_init(init: str | nn.Module) -> nn.Module:
         return init
     obj = torch.load(init, map_location="cpu", weights_only=True)
     if isinstance(obj, dict) and "widths" in obj and "state_dict" in obj:  # a pretrain_stills file
-        net = new_net(obj["widths"])
+        net = new_net(**obj["arch"]) if "arch" in obj else new_net(obj["widths"], stem="s4")
         net.load_state_dict(obj["state_dict"])
         return net
     from omgclip.learn.checkpoint import load_model
@@ -303,7 +313,7 @@ def _load_init(init: str | nn.Module) -> nn.Module:
 def weights_meta(net: nn.Module, face: dict | None, **extra) -> dict:
     """The meta of a weights file for a net from this module (``face``: the crop settings
     of the datasets it was trained on, so ``predict`` crops alike)."""
-    meta = {"model_name": MODEL_NAME, "model_kwargs": {"widths": list(net.widths)},
+    meta = {"model_name": MODEL_NAME, "model_kwargs": dict(net.arch),
             "labels": list(EMOTIONS), "num_classes": NUM_CLASSES, "block_len": 20, "crop_size": 80}
     if face is not None:
         meta["face"] = face
@@ -319,7 +329,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     a.add_argument("--fer", required=True, help="the fer2013 folder (labels.csv + images/)")
     a.add_argument("--out", required=True)
     a.add_argument("--epochs", type=int, default=30)
-    a.add_argument("--widths", default="48,96,192")
+    a.add_argument("--widths", default=",".join(str(w) for w in DEFAULT_ARCH["widths"]))
+    a.add_argument("--stem", default=DEFAULT_ARCH["stem"], choices=("s4", "s2x2"))
     a.add_argument("--cache", help="an .npz cache of the decoded images")
     a.add_argument("--lr", type=float, default=3e-3)
     a.add_argument("--init", help="start from this stage-1 file (e.g. a stopped run's last.pt)")
@@ -341,7 +352,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     if args.cmd == "pretrain":
         best = pretrain_stills(args.fer, args.out, epochs=args.epochs, lr=args.lr,
-                               widths=[int(w) for w in args.widths.split(",")], seed=args.seed, cache=args.cache,
+                               widths=[int(w) for w in args.widths.split(",")], stem=args.stem, seed=args.seed, cache=args.cache,
                                init=args.init, stop_after=args.stop_after, warmup_epochs=args.warmup_epochs)
         print("best", json.dumps(best))
         return 0

@@ -54,6 +54,9 @@ class R2Plus1DWide(R2Plus1D):
         super().__init__(num_classes=num_classes, widths=widths, depths=depths, stem=stem,
                          stem_t_stride=stem_t_stride, dropout=dropout, standardize=standardize)
         self.widths = tuple(int(w) for w in widths)
+        #: the constructor options that fix the weights' shapes, as saved in weights files
+        self.arch = {"widths": list(self.widths), "depths": [int(d) for d in depths], "stem": str(stem),
+                     "stem_t_stride": int(stem_t_stride)}
         for module in list(self.modules()):
             for name, child in list(module.named_children()):
                 if isinstance(child, nn.Conv3d) and child.kernel_size[0] > 1:
