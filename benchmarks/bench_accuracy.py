@@ -15,7 +15,9 @@ Every row is person-disjoint, and the peers see exactly the same face crops in t
   fold's subjects; UAR pooled over the folds. (Fold 1 and 2 also hold out W009 / M030, so
   the MEAD and CK+ rows share their fold models: 4 fine-tunes in all, not 6.)
 
-Our model is scored as `omgclip predict` runs it: one pass, no test-time flip.
+Our model is scored as `omgclip predict` runs it: with the test-time flip its weights ask for
+(the mean of the clip's and its mirror image's probabilities; the fold models are made by the
+same recipe, so they get it too). The column "omgclip, no flip" is one plain pass.
 
 Peers, each given the same 80x80 dlib face crops (per frame; a block or clip label for a peer
 is the mean of its per-frame probabilities):
@@ -124,6 +126,9 @@ class WtfPeer:
         return res
 
 
+NO_FLIP = "omgclip, no flip"
+
+
 def peer_block_proba(peer, blocks: np.ndarray) -> np.ndarray:
     """``(N, T, S, S)`` uint8 blocks -> ``(N, 7)``: mean of per-frame probabilities (each
     distinct frame is classified once; blocks overlap)."""
@@ -199,7 +204,7 @@ def main(argv=None) -> int:
     torch.set_num_threads(args.threads)
     sys.path.insert(0, str(ROOT))
     from omgclip.learn import transfer
-    from omgclip.learn.checkpoint import default_checkpoint, load_model
+    from omgclip.learn.checkpoint import default_checkpoint, load_for_inference, load_model
 
     t_start = time.time()
     peers = [FerPeer(), WtfPeer()]
@@ -220,17 +225,19 @@ def main(argv=None) -> int:
         wanted = range(1, CK_FOLDS + 1) if args.folds == "all" else [int(v) for v in args.folds.split(",")]
         pre = transfer._load_init(args.pretrained)
         proba_ft = np.full((len(frame), 7), np.nan, np.float32)
+        proba_ft1 = proba_ft.copy()
         for k in wanted:
             held = fold_defs[k - 1]
             t0 = time.time()
             net = transfer.finetune(args.pretrained, [str(data)], args.fer, exclude_groups=held, epochs=args.epochs,
                                     seed=k, cache=args.fer_cache)
             mask = frame["group"].isin(held).to_numpy()
-            proba_ft[mask] = transfer.predict_proba(net, Xall[mask], tta_flip=False)
+            proba_ft[mask] = transfer.predict_proba(net, Xall[mask], tta_flip=True)
+            proba_ft1[mask] = transfer.predict_proba(net, Xall[mask], tta_flip=False)
             folds_out[k] = {"held_out": held, "seconds": round(time.time() - t0)}
             print(f"[{time.time() - t_start:.0f}s] fold {k} fine-tuned in {time.time() - t0:.0f}s", flush=True)
         done = ~np.isnan(proba_ft[:, 0])
-        proba_zero = transfer.predict_proba(pre, Xall, tta_flip=False)
+        proba_zero = transfer.predict_proba(pre, Xall, tta_flip=True)
         peer_p = {q.name: peer_block_proba(q, Xall) for q in peers}
         print(f"[{time.time() - t_start:.0f}s] peers on blocks done", flush=True)
         for person in MEAD_PEOPLE:
@@ -241,7 +248,8 @@ def main(argv=None) -> int:
             yb = f["label"].to_numpy()
             row = {"row": f"MEAD LOPO, held-out {person} ({len(f)} blocks, "
                           f"{f['utterance'].nunique()} clips)", "metric": "block UAR / clip UAR", "n": int(m.sum())}
-            for name, pb in [("omgclip", proba_ft[m]), ("omgclip stage 1 (FER only)", proba_zero[m])] + \
+            for name, pb in [("omgclip", proba_ft[m]), (NO_FLIP, proba_ft1[m]),
+                             ("omgclip stage 1 (FER only)", proba_zero[m])] + \
                     [(q.name, peer_p[q.name][m]) for q in peers]:
                 yc, pc = clip_level(f, pb)
                 row[name] = [uar(yb, pb), uar(yc, pc)]
@@ -255,7 +263,8 @@ def main(argv=None) -> int:
             nsub = frame["group"][m].nunique()
             row = {"row": f"CK+ {CK_FOLDS}-fold subject-disjoint ({int(m.sum())} sequences, {nsub} subjects)",
                    "metric": "UAR / accuracy", "n": int(m.sum())}
-            for name, pb in [("omgclip", proba_ft[m]), ("omgclip stage 1 (FER only)", proba_zero[m])] + \
+            for name, pb in [("omgclip", proba_ft[m]), (NO_FLIP, proba_ft1[m]),
+                             ("omgclip stage 1 (FER only)", proba_zero[m])] + \
                     [(q.name, peer_p[q.name][m]) for q in peers]:
                 row[name] = [uar(yb, pb), acc(yb, pb)]
             row["target"] = TARGETS["ck_uar"]
@@ -263,19 +272,22 @@ def main(argv=None) -> int:
             rows.append(row)
 
     # ---- FER2013 PrivateTest
-    ours = load_model(ours_path).net  # loaded only now: the fold runs may be writing it meanwhile
+    loaded = load_for_inference(ours_path)  # only now: the fold runs may be writing it meanwhile
+    ours = loaded.net  # with the test-time flip where the weights ask for it, as predict runs it
     X, y, usage = transfer.load_fer(args.fer, args.fer_cache)
     prv = np.where(usage == "PrivateTest")[0]
     Xp, yp = X[prv], y[prv]
     row = {"row": "FER2013 PrivateTest (3,589 faces)", "metric": "accuracy / UAR", "n": int(len(prv))}
     pr = transfer.predict_proba(ours, Xp, 256, tta_flip=False)
     row["omgclip"] = [acc(yp, pr), uar(yp, pr)]
+    pr = transfer.predict_proba(load_model(ours_path).net, Xp, 256, tta_flip=False)
+    row[NO_FLIP] = [acc(yp, pr), uar(yp, pr)]
     for peer in peers:
         pp = peer(Xp)
         row[peer.name] = [acc(yp, pp), uar(yp, pp)]
     if args.pretrained:
         pre = transfer._load_init(args.pretrained)
-        pr = transfer.predict_proba(pre, Xp, 256, tta_flip=False)
+        pr = transfer.predict_proba(pre, Xp, 256, tta_flip=True)
         row["omgclip stage 1 (FER only)"] = [acc(yp, pr), uar(yp, pr)]
     row["target"] = TARGETS["fer_acc"]
     row["met"] = row["omgclip"][0] >= TARGETS["fer_acc"] and all(row["omgclip"][0] > row[q.name][0] for q in peers)
@@ -283,7 +295,7 @@ def main(argv=None) -> int:
     print(f"[{time.time() - t_start:.0f}s] FER2013 done", flush=True)
 
 
-    cols = ["omgclip", "omgclip stage 1 (FER only)"] + [q.name for q in peers]
+    cols = ["omgclip", NO_FLIP, "omgclip stage 1 (FER only)"] + [q.name for q in peers]
     print()
     print("| row | metric | " + " | ".join(cols) + " | target | met |")
     print("|---|---|" + "---|" * len(cols) + "---|---|")

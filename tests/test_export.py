@@ -21,9 +21,9 @@ pytest.importorskip("onnx")
 @pytest.fixture(scope="module")
 def reference(checkpoint):
     """Inputs of two batch sizes and PyTorch's logits for them."""
-    from omgclip.learn.checkpoint import load_model
+    from omgclip.learn.checkpoint import load_for_inference
 
-    loaded = load_model(checkpoint)
+    loaded = load_for_inference(checkpoint)  # as predict runs it (with its test-time flip)
     rng = np.random.default_rng(1)
     out = []
     for n in (1, 5):

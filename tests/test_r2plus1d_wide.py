@@ -32,3 +32,29 @@ def test_trains_on_stills_and_blocks():
     assert torch.allclose(still, still[:, :, :1].expand_as(still))
     loss = torch.nn.functional.cross_entropy(net(x), torch.tensor([0, 1, 2, 3]))
     loss.backward()
+
+
+def test_test_time_flip_where_the_weights_say_so(tmp_path):
+    """A weights file with ``test_time_flip`` is run (predict, live, serve, evaluate, export)
+    as the mean of the clip's and its mirror image's probabilities; one without, as is."""
+    from omgclip.learn.checkpoint import load_for_inference, save_weights
+    from omgclip.learn.transfer import weights_meta
+
+    torch.manual_seed(0)
+    net = create_model("r2plus1d_wide", widths=(8, 16, 32)).eval()
+    with torch.no_grad():  # a fresh net's outputs are near uniform: give it some opinions
+        for prm in net.parameters():
+            prm.normal_(0, 0.3)
+    meta = weights_meta(net, None)
+    assert meta["test_time_flip"] is True  # the recipe's weights ask for it
+    flip_file = save_weights(tmp_path / "flip.pt", net, meta)
+    plain_file = save_weights(tmp_path / "plain.pt", net, {**meta, "test_time_flip": False})
+    x = torch.rand(4, 1, 20, 80, 80)
+    with torch.no_grad():
+        p, p_mirror = net(x).softmax(1), net(x.flip(-1)).softmax(1)
+        assert not torch.allclose(p, p_mirror, atol=1e-3)  # the net alone is not symmetric
+        flipped = load_for_inference(flip_file).net
+        got = flipped(x).softmax(1)
+        torch.testing.assert_close(got, (p + p_mirror) / 2, atol=1e-6, rtol=1e-5)
+        torch.testing.assert_close(flipped(x.flip(-1)).softmax(1), got, atol=1e-6, rtol=1e-5)
+        torch.testing.assert_close(load_for_inference(plain_file).net(x).softmax(1), p, atol=1e-6, rtol=1e-5)

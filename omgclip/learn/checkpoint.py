@@ -233,6 +233,15 @@ def default_checkpoint() -> Path:
 
 
 def load_for_inference(checkpoint: str | os.PathLike | None) -> LoadedModel:
-    """The model for prediction/export, in eval mode (``None``: the bundled default model)."""
+    """The model as ``predict``, ``live``, ``serve``, ``evaluate`` and ``export`` run it, in
+    eval mode (``None``: the bundled default model). Where the file's meta says
+    ``test_time_flip``, ``net`` averages the clip and its mirror image (:class:`FlipAverage`)."""
+    import dataclasses
+
+    from omgclip.learn.models.layers import FlipAverage
+
     path = expand_path(checkpoint, "--checkpoint") if checkpoint else default_checkpoint()
-    return load_model(path)  # eval mode; OmgclipError (one line) for a missing or bad file
+    loaded = load_model(path)  # eval mode; OmgclipError (one line) for a missing or bad file
+    if loaded.meta.get("test_time_flip") is True:
+        loaded = dataclasses.replace(loaded, net=FlipAverage(loaded.net).eval())
+    return loaded

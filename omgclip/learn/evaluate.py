@@ -147,11 +147,11 @@ def _baseline(y_true: np.ndarray, majority: int, num_classes: int, labels, sourc
 def evaluate(cfg: EvalConfig) -> dict:
     """Score the checkpoint on the chosen rows; write ``out_json`` / ``confusion_png`` if
     given. Returns the result dictionary (JSON-able; see :func:`format_report`)."""
-    from omgclip.learn.checkpoint import default_checkpoint, load_model
+    from omgclip.learn.checkpoint import default_checkpoint, load_for_inference
     from omgclip.learn.data import BlockDataset, default_num_workers, load_index
 
     ckpt = Path(cfg.checkpoint) if cfg.checkpoint is not None else default_checkpoint()
-    model = load_model(ckpt)
+    model = load_for_inference(ckpt)  # scored as predict runs it (test-time flip where the file says so)
     labels = list(model.labels)
     k = len(labels)
     frame = load_index(cfg.data, expected_shape=(model.block_len, model.crop_size, model.crop_size))

@@ -314,7 +314,8 @@ def weights_meta(net: nn.Module, face: dict | None, **extra) -> dict:
     """The meta of a weights file for a net from this module (``face``: the crop settings
     of the datasets it was trained on, so ``predict`` crops alike)."""
     meta = {"model_name": MODEL_NAME, "model_kwargs": dict(net.arch),
-            "labels": list(EMOTIONS), "num_classes": NUM_CLASSES, "block_len": 20, "crop_size": 80}
+            "labels": list(EMOTIONS), "num_classes": NUM_CLASSES, "block_len": 20, "crop_size": 80,
+            "test_time_flip": True}
     if face is not None:
         meta["face"] = face
     meta.update(extra)

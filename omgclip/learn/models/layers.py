@@ -89,3 +89,18 @@ class ClipStandardize(nn.Module):
         mean = x.mean(dim=(1, 2, 3, 4), keepdim=True)
         std = x.std(dim=(1, 2, 3, 4), keepdim=True)
         return (x - mean) / (std + self.eps)
+
+
+class FlipAverage(nn.Module):
+    """Test-time flip: ``(N, C, T, H, W) -> (N, K)`` logits whose softmax is the mean of the
+    wrapped net's softmax on the clip and on its mirror image (faces are left-right symmetric
+    in what they express). Twice the model time; used at inference only, where a weights
+    file's meta says ``test_time_flip``."""
+
+    def __init__(self, net: nn.Module):
+        super().__init__()
+        self.net = net
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        p = (torch.softmax(self.net(x), dim=1) + torch.softmax(self.net(x.flip(-1)), dim=1)) / 2
+        return p.clamp_min(1e-12).log()
