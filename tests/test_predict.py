@@ -270,6 +270,21 @@ def test_smooth_averages_each_faces_neighbouring_segments(videos, checkpoint, sh
     np.testing.assert_allclose(faces["confidence"], faces[PROBS].max(axis=1))
 
 
+def test_no_flip_is_one_pass_of_the_bundled_model(videos, checkpoint, short_raw):
+    """The bundled weights ask for the test-time flip; --no-flip gives the plain net's
+    probabilities for the same faces and segments (a little different, same boxes)."""
+    from omgclip.learn.checkpoint import load_model
+
+    assert load_model(checkpoint).meta.get("test_time_flip") is True
+    one = predict(PredictConfig(inputs=(str(videos / SHORT),), checkpoint=checkpoint, progress=False, flip=False))
+    raw = short_raw
+    keys = ["segment", "track_id", "x0", "y0", "x1", "y1"]
+    pd.testing.assert_frame_equal(one[keys], raw[keys])
+    faces = raw["track_id"] >= 0
+    diff = np.abs(one.loc[faces, PROBS].to_numpy(float) - raw.loc[faces, PROBS].to_numpy(float))
+    assert 1e-4 < diff.max() < 0.5
+
+
 @pytest.fixture(scope="module")
 def two_faces_wide(videos, tmp_path_factory):
     """1280x720, 30 frames: the single-face clip's frames x 130..450 on the left and the

@@ -58,3 +58,6 @@ def test_test_time_flip_where_the_weights_say_so(tmp_path):
         torch.testing.assert_close(got, (p + p_mirror) / 2, atol=1e-6, rtol=1e-5)
         torch.testing.assert_close(flipped(x.flip(-1)).softmax(1), got, atol=1e-6, rtol=1e-5)
         torch.testing.assert_close(load_for_inference(plain_file).net(x).softmax(1), p, atol=1e-6, rtol=1e-5)
+        # --no-flip (predict, live): one pass even where the weights ask for the flip
+        torch.testing.assert_close(load_for_inference(flip_file, flip=False).net(x).softmax(1), p,
+                                   atol=1e-6, rtol=1e-5)

@@ -57,6 +57,7 @@ class LiveConfig:
     pace: bool = True               #: play a file at its frame rate (False: as fast as possible)
     detect_every: int | None = 5    #: run the face detector on every k-th processed frame
     persons: bool = True            #: person ids across tracks (dlib face descriptors)
+    flip: bool = True               #: test-time flip where the weights ask for it (False: one pass)
     threads: int = 1                #: torch threads for the model (this process)
     face: FaceConfig | None = None
 
@@ -297,7 +298,7 @@ def run_live(cfg: LiveConfig, model=None) -> LiveSummary:
     source = FrameSource(cfg.source, buffer=cfg.buffer, pace=cfg.pace, reconnect=cfg.reconnect,
                          reconnect_delay=cfg.reconnect_delay, timeout=cfg.timeout).open()
     try:
-        model = model or load_predict_model(cfg.checkpoint)
+        model = model or load_predict_model(cfg.checkpoint, cfg.flip)
         face = face_config_for(model, cfg)
         labeler = LiveLabeler(model, face, cfg.hop, cfg.smooth, persons=cfg.persons)
         labeler.warm_up()

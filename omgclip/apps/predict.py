@@ -90,6 +90,7 @@ class PredictConfig:
     detector: str = "hog"                  #: 'hog' (fast) or 'cnn' (dlib MMOD: more angles, ~40x slower)
     people: str | None = None              #: reference photos DIR/<name>/*.jpg naming persons
     persons: bool = True                   #: person ids (False: person_id -1; tracks still end at cuts)
+    flip: bool = True                      #: test-time flip where the weights ask for it (False: one pass, faster)
 
     def __post_init__(self) -> None:
         if not self.inputs:
@@ -135,7 +136,7 @@ def predict(cfg: PredictConfig):
     if not several and errors:
         raise OmgclipError(errors[0])
     plan = plan_outputs(sources, several, cfg.out, cfg.annotate, cfg.plot, cfg.cache_dir)
-    model = load_predict_model(cfg.checkpoint)  # after the cheap checks; a bad one fails here
+    model = load_predict_model(cfg.checkpoint, cfg.flip)  # after the cheap checks; a bad one fails here
     if cfg.scheduler:
         from omgclip.apps.predict_cluster import predict_on_cluster
 
@@ -225,11 +226,12 @@ def face_config_for(model, cfg: PredictConfig) -> FaceConfig:
                           detect_every=cfg.detect_every)
 
 
-def load_predict_model(checkpoint: str | os.PathLike | None):
-    """The model for prediction, in eval mode (``None``: the bundled default model)."""
+def load_predict_model(checkpoint: str | os.PathLike | None, flip: bool = True):
+    """The model for prediction, in eval mode (``None``: the bundled default model); with the
+    test-time flip where its weights ask for it, unless ``flip`` is False."""
     from omgclip.learn.checkpoint import load_for_inference
 
-    return load_for_inference(checkpoint)
+    return load_for_inference(checkpoint, flip=flip)
 
 
 # ----------------------------------------------------------------------------- one video

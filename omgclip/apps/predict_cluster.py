@@ -25,10 +25,10 @@ TASK_RETRIES = 2
 
 
 @functools.lru_cache(maxsize=2)
-def _worker_model(checkpoint: str | None):
+def _worker_model(checkpoint: str | None, flip: bool = True):
     from omgclip.apps.predict import load_predict_model
 
-    return load_predict_model(checkpoint)
+    return load_predict_model(checkpoint, flip)
 
 
 @functools.lru_cache(maxsize=2)
@@ -45,7 +45,7 @@ def predict_task(source: str, cfg, plan):
     from omgclip.apps.predict import _predict_one, face_config_for
     from omgclip.faces.detect import FaceDetector
 
-    model = _worker_model(cfg.checkpoint)
+    model = _worker_model(cfg.checkpoint, cfg.flip)
     face = face_config_for(model, cfg)
     try:
         df, result = _predict_one(source, model, cfg, face, FaceDetector(face, kind=cfg.detector),

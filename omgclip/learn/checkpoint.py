@@ -232,16 +232,17 @@ def default_checkpoint() -> Path:
     return DEFAULT_WEIGHTS
 
 
-def load_for_inference(checkpoint: str | os.PathLike | None) -> LoadedModel:
+def load_for_inference(checkpoint: str | os.PathLike | None, flip: bool = True) -> LoadedModel:
     """The model as ``predict``, ``live``, ``serve``, ``evaluate`` and ``export`` run it, in
     eval mode (``None``: the bundled default model). Where the file's meta says
-    ``test_time_flip``, ``net`` averages the clip and its mirror image (:class:`FlipAverage`)."""
+    ``test_time_flip`` (and ``flip``), ``net`` averages the clip and its mirror image
+    (:class:`FlipAverage`: twice the model time)."""
     import dataclasses
 
     from omgclip.learn.models.layers import FlipAverage
 
     path = expand_path(checkpoint, "--checkpoint") if checkpoint else default_checkpoint()
     loaded = load_model(path)  # eval mode; OmgclipError (one line) for a missing or bad file
-    if loaded.meta.get("test_time_flip") is True:
+    if flip and loaded.meta.get("test_time_flip") is True:
         loaded = dataclasses.replace(loaded, net=FlipAverage(loaded.net).eval())
     return loaded
