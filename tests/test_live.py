@@ -275,16 +275,9 @@ class _ClipCamera:
     what a webcam reports (its fps, no frame count)."""
 
     def __init__(self, clip: Path):
-        import cv2
+        from omgclip.faces.video_io import iter_bgr_frames
 
-        cap = cv2.VideoCapture(str(clip))
-        self.frames = []
-        while True:
-            ok, frame = cap.read()
-            if not ok:
-                break
-            self.frames.append(frame)
-        cap.release()
+        self.frames = [frame for _, frame in iter_bgr_frames(clip)]
         self.i, self.t0 = 0, time.monotonic()
 
     def read(self):

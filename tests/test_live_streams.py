@@ -122,14 +122,9 @@ class _MjpegCamera:
 
         import cv2
 
-        cap = cv2.VideoCapture(str(clip))
-        self.jpegs = []
-        while True:
-            ok, frame = cap.read()
-            if not ok:
-                break
-            self.jpegs.append(cv2.imencode(".jpg", frame)[1].tobytes())
-        cap.release()
+        from omgclip.faces.video_io import iter_bgr_frames
+
+        self.jpegs = [cv2.imencode(".jpg", frame)[1].tobytes() for _, frame in iter_bgr_frames(clip)]
         self.parts_sent = 0
         camera = self
 
