@@ -94,3 +94,18 @@ def test_import_stays_light():
             "heavy = [m for m in ('torch', 'pytorch_lightning', 'lightning') if m in sys.modules]; "
             "assert not heavy, heavy")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_checkpoint_shape_check_does_not_fill_meta_weights(monkeypatch):
+    """Loading a checkpoint first builds a shape-only copy of the net on the meta device;
+    random fills there are useless and cost 1.3 s of predict's start-up (4.4 s -> 3.3 s
+    for a 20-s clip), so init_weights leaves a meta net alone and fills only the real one."""
+    from omgclip.learn.checkpoint import load_for_inference
+
+    filled = []
+    real = torch.nn.init.kaiming_normal_
+    monkeypatch.setattr(torch.nn.init, "kaiming_normal_",
+                        lambda t, *a, **k: filled.append(t.is_meta) or real(t, *a, **k))
+    loaded = load_for_inference(None)
+    assert filled and not any(filled)  # the real net was initialised, the meta copy was not
+    assert not any(p.is_meta for p in loaded.net.parameters())

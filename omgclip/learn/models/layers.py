@@ -55,7 +55,11 @@ class ClassifierHead(nn.Sequential):
 
 
 def init_weights(module: nn.Module) -> None:
-    """Kaiming-normal convs, unit BN, small linear weights."""
+    """Kaiming-normal convs, unit BN, small linear weights. Nothing on the meta device (the
+    shape-only copy that checks a checkpoint before loading it): there is nothing to fill,
+    and the random fills would import PyTorch's reference kernels (1.3 s)."""
+    if any(p.is_meta for p in module.parameters()):
+        return
     for m in module.modules():
         if isinstance(m, (nn.Conv2d, nn.Conv3d)):
             nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
