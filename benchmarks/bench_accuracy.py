@@ -204,7 +204,8 @@ def main(argv=None) -> int:
     torch.set_num_threads(args.threads)
     sys.path.insert(0, str(ROOT))
     from omgclip.learn import transfer
-    from omgclip.learn.checkpoint import default_checkpoint, load_for_inference, load_model
+    from omgclip.learn.checkpoint import default_checkpoint, load_for_inference
+    from omgclip.learn.models.layers import FlipAverage
 
     t_start = time.time()
     peers = [FerPeer(), WtfPeer()]
@@ -272,15 +273,16 @@ def main(argv=None) -> int:
             rows.append(row)
 
     # ---- FER2013 PrivateTest
-    loaded = load_for_inference(ours_path)  # only now: the fold runs may be writing it meanwhile
-    ours = loaded.net  # with the test-time flip where the weights ask for it, as predict runs it
+    ours = load_for_inference(ours_path).net  # only now: the fold runs may be writing it meanwhile
+    # ``ours`` has the test-time flip where the weights ask for it, as predict runs it
+    plain = ours.net if isinstance(ours, FlipAverage) else ours
     X, y, usage = transfer.load_fer(args.fer, args.fer_cache)
     prv = np.where(usage == "PrivateTest")[0]
     Xp, yp = X[prv], y[prv]
     row = {"row": "FER2013 PrivateTest (3,589 faces)", "metric": "accuracy / UAR", "n": int(len(prv))}
     pr = transfer.predict_proba(ours, Xp, 256, tta_flip=False)
     row["omgclip"] = [acc(yp, pr), uar(yp, pr)]
-    pr = transfer.predict_proba(load_model(ours_path).net, Xp, 256, tta_flip=False)
+    pr = transfer.predict_proba(plain, Xp, 256, tta_flip=False)
     row[NO_FLIP] = [acc(yp, pr), uar(yp, pr)]
     for peer in peers:
         pp = peer(Xp)

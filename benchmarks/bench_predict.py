@@ -25,6 +25,7 @@ Without ``--checkpoint`` it uses the bundled model. Target: >= 5x real time at 6
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import sys
 import tempfile
@@ -41,7 +42,7 @@ TARGET_RTF = 5.0
 TARGET_STEADY_RTF = 15.0  # issue 7: the better model must not cost predict its speed
 
 
-def load_model(checkpoint: str | None, flip: bool = True):
+def load_model(checkpoint: str | None):
     """(LoadedModel, description): the model as predict runs it (test-time flip where its
     weights ask for it)."""
     from omgclip.learn.checkpoint import LoadedModel, default_checkpoint, load_for_inference as load
@@ -50,9 +51,9 @@ def load_model(checkpoint: str | None, flip: bool = True):
     from omgclip.learn.models import DEFAULT_MODEL, create_model
 
     if checkpoint:
-        return load(checkpoint, flip=flip), str(checkpoint)
+        return load(checkpoint), str(checkpoint)
     try:
-        return load(default_checkpoint(), flip=flip), "bundled default"
+        return load(default_checkpoint()), "bundled default"
     except OmgclipError:
         net = create_model(DEFAULT_MODEL).eval()
         return (LoadedModel(net=net, model_name=DEFAULT_MODEL, labels=EMOTIONS, block_len=20,
@@ -131,7 +132,7 @@ def steady_state(path: Path, model, repeat: int, batch_size: int) -> dict:
 
 
 def whole_command(path: Path, video_s: float, repeat: int, threads: int, checkpoint: str | None,
-                  extra: list[str] | None = None) -> dict:
+                  extra: list[str]) -> dict:
     """``python -m omgclip predict PATH --out rows.csv`` in a fresh process, ``repeat`` times."""
     import subprocess
 
@@ -144,7 +145,7 @@ def whole_command(path: Path, video_s: float, repeat: int, threads: int, checkpo
                    "--out", str(Path(tmp) / f"rows{i}.csv")]
             if checkpoint:
                 cmd += ["--checkpoint", checkpoint]
-            cmd += list(extra or [])
+            cmd += extra
             t0 = time.perf_counter()
             proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
             if proc.returncode != 0:
@@ -212,6 +213,7 @@ def main(argv=None) -> int:
     import torch
 
     from omgclip.faces.video_io import probe
+    from omgclip.learn.models.layers import FlipAverage
 
     run = Run("bench_predict")
     torch.set_num_threads(args.threads)
@@ -221,33 +223,27 @@ def main(argv=None) -> int:
     rows = []
     with tempfile.TemporaryDirectory(prefix="omgclip-bench-") as tmp:
         big, codec = make_upscaled(args.video, Path(tmp), 1280, 720)
-        videos = [(f"{info.width}x{info.height}", args.video, "source"),
-                  ("1280x720", big, f"upscaled, {codec}")]
+        videos = [(f"{info.width}x{info.height}", args.video, "source", model, []),
+                  ("1280x720", big, f"upscaled, {codec}", model, [])]
         if args.long_minutes > 0:
             long = make_long(args.video, Path(tmp), args.long_minutes)
             minutes = probe(long).duration / 60
-            videos.append((f"{info.width}x{info.height}, {minutes:.{0 if minutes >= 2 else 1}f} min", long, "looped"))
+            videos.append((f"{info.width}x{info.height}, {minutes:.{0 if minutes >= 2 else 1}f} min", long, "looped",
+                           model, []))
+        if isinstance(model.net, FlipAverage):  # the weights ask for a test-time flip: also without it
+            one_pass = dataclasses.replace(model, net=model.net.net)
+            videos.append((f"{info.width}x{info.height}, --no-flip", args.video, "source", one_pass, ["--no-flip"]))
         steady_state(args.video, model, 1, args.batch_size)  # warm-up: dlib and torch initialise
-        for label, path, enc in videos:
+        for label, path, enc, row_model, extra in videos:
             p = probe(path)
             row = {"size": label, "encoding": enc, "video": path.name, "width": p.width, "height": p.height,
                    "fps": p.fps, "video_s": p.frame_count / p.fps}
             if enc != "looped":  # the long row is whole-command only (start-up paid once)
-                row["steady"] = steady_state(path, model, args.repeat, args.batch_size)
+                row["steady"] = steady_state(path, row_model, args.repeat, args.batch_size)
                 row["video_s"] = row["steady"]["video_s"]
-            row["whole"] = whole_command(path, row["video_s"], args.repeat, args.threads, args.checkpoint)
+            row["whole"] = whole_command(path, row["video_s"], args.repeat, args.threads, args.checkpoint, extra)
             rows.append(row)
             print(f"{label}: whole command {fmt_spread(row['whole']['rtf'], unit='x')}", flush=True)
-        one_pass = load_model(args.checkpoint, flip=False)[0]
-        if one_pass.net is not model.net:  # the weights ask for a test-time flip: also without it
-            p = probe(args.video)
-            row = {"size": f"{info.width}x{info.height}, --no-flip", "encoding": "source", "video": args.video.name,
-                   "width": p.width, "height": p.height, "fps": p.fps,
-                   "steady": steady_state(args.video, one_pass, args.repeat, args.batch_size)}
-            row["video_s"] = row["steady"]["video_s"]
-            row["whole"] = whole_command(args.video, row["video_s"], args.repeat, args.threads, args.checkpoint,
-                                         extra=["--no-flip"])
-            rows.append(row)
 
     print(f"omgclip predict on {args.video.name}, model {model_desc}, {args.threads} thread(s), "
           f"median (range) of {args.repeat} runs")

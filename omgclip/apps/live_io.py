@@ -81,7 +81,7 @@ class RowSink:
         return self.target
 
 
-_WINDOW_PROBE = ("import cv2, sys\n"
+_WINDOW_PROBE = ("import cv2\n"
                  "cv2.namedWindow('omgclip probe', cv2.WINDOW_NORMAL)\n"
                  "cv2.destroyAllWindows()\n")
 

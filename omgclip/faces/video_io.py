@@ -252,21 +252,19 @@ def open_capture(source: "str | int", open_timeout_s: float = 10.0, read_timeout
     packets, so no smeared H.264 frames).
     """
     cv2 = _cv2()
-    if "OPENCV_LOG_LEVEL" not in os.environ:  # its own WARN lines would repeat our one-line errors
-        try:
-            cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
-        except AttributeError:
-            pass
+    # OpenCV's own WARN lines would repeat our one-line errors (unless the user set its level)
+    own_log = "OPENCV_LOG_LEVEL" not in os.environ and hasattr(cv2, "utils")
+    if own_log:
+        cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
     if isinstance(source, int):
         # probing a missing camera, OpenCV's backends print their own [ERROR] lines; the
         # caller says it in one line instead
-        quiet = "OPENCV_LOG_LEVEL" not in os.environ and hasattr(cv2, "utils")
-        if quiet:
+        if own_log:
             cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
         try:
             cap = cv2.VideoCapture(source)
         finally:
-            if quiet:
+            if own_log:
                 cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
     else:
         if str(source).lower().startswith("rtsp"):

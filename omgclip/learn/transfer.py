@@ -134,15 +134,12 @@ def to_clips(x_uint8: np.ndarray | torch.Tensor) -> torch.Tensor:
 @torch.no_grad()
 def predict_proba(net: nn.Module, x_uint8: np.ndarray, batch_size: int = 64, tta_flip: bool = True) -> np.ndarray:
     """Class probabilities ``(N, C)`` for ``(N, T, S, S)`` (or ``(N, S, S)`` stills) uint8,
-    averaged with the horizontally flipped input when ``tta_flip``."""
-    net.eval()
-    out = []
-    for i in range(0, len(x_uint8), batch_size):
-        xb = to_clips(x_uint8[i:i + batch_size])
-        p = net(xb).softmax(1)
-        if tta_flip:
-            p = (p + net(xb.flip(-1)).softmax(1)) / 2
-        out.append(p)
+    averaged with the horizontally flipped input when ``tta_flip`` (:class:`FlipAverage`, as
+    ``predict`` runs weights that ask for it)."""
+    from omgclip.learn.models.layers import FlipAverage
+
+    net = (FlipAverage(net) if tta_flip else net).eval()
+    out = [net(to_clips(x_uint8[i:i + batch_size])).softmax(1) for i in range(0, len(x_uint8), batch_size)]
     return torch.cat(out).numpy() if out else np.zeros((0, NUM_CLASSES), np.float32)
 
 
