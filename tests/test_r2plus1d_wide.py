@@ -61,3 +61,25 @@ def test_test_time_flip_where_the_weights_say_so(tmp_path):
         # --no-flip (predict, live): one pass even where the weights ask for the flip
         torch.testing.assert_close(load_for_inference(flip_file, flip=False).net(x).softmax(1), p,
                                    atol=1e-6, rtol=1e-5)
+
+
+def test_half_weights_file_loads_into_a_float32_net(tmp_path):
+    """``save_weights(half=True)`` (the recipe's bundled file) stores float16: half the
+    bytes, and the loaded float32 net gives the same probabilities within 1e-2."""
+    from omgclip.learn.checkpoint import DEFAULT_WEIGHTS, load_model, save_weights
+    from omgclip.learn.transfer import weights_meta
+
+    torch.manual_seed(0)
+    net = create_model("r2plus1d_wide", widths=(16, 32, 64)).eval()
+    with torch.no_grad():
+        for prm in net.parameters():
+            prm.normal_(0, 0.3)
+    full = save_weights(tmp_path / "full.pt", net, weights_meta(net, None))
+    half = save_weights(tmp_path / "half.pt", net, weights_meta(net, None), half=True)
+    assert half.stat().st_size < 0.6 * full.stat().st_size
+    loaded = load_model(half).net
+    assert all(p.dtype == torch.float32 for p in loaded.parameters())
+    x = torch.rand(3, 1, 20, 80, 80)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(x).softmax(1), net(x).softmax(1), atol=1e-2, rtol=0)
+    assert DEFAULT_WEIGHTS.stat().st_size < 5_000_000  # the bundled file stays small

@@ -61,11 +61,12 @@ class LoadedModel:
         return len(self.labels)
 
 
-def save_weights(path: str | os.PathLike, net: nn.Module, meta: Mapping[str, Any]) -> Path:
+def save_weights(path: str | os.PathLike, net: nn.Module, meta: Mapping[str, Any], half: bool = False) -> Path:
     """Write ``net``'s weights and ``meta`` as a compact weights file, atomically.
 
     ``meta`` must hold ``model_name``, ``model_kwargs``, ``labels``, ``block_len`` and
-    ``crop_size``; other keys (plain types) are kept as they are.
+    ``crop_size``; other keys (plain types) are kept as they are. ``half``: store floating
+    tensors as float16 (half the size; loading copies them into the float32 net).
     """
     missing = [k for k in REQUIRED_META if k not in meta]
     if missing:
@@ -74,6 +75,8 @@ def save_weights(path: str | os.PathLike, net: nn.Module, meta: Mapping[str, Any
     meta_plain["labels"] = [str(s) for s in meta_plain["labels"]]
     meta_plain.setdefault("num_classes", len(meta_plain["labels"]))
     state = {k: v.detach().to("cpu").contiguous().clone() for k, v in net.state_dict().items()}
+    if half:
+        state = {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
     payload = {"format": WEIGHTS_FORMAT, "state_dict": state, "meta": meta_plain}
     return atomic_write(path, lambda tmp: torch.save(payload, tmp))
 

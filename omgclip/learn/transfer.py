@@ -364,7 +364,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         face = json.loads(cfg.read_text()).get("face")
     meta = weights_meta(net, face, recipe="omgclip.learn.transfer: FER2013 stills pretrain, then video blocks + FER stills",
                         finetune_epochs=args.epochs, excluded_groups=list(args.exclude_group))
-    save_weights(args.out, net, meta)
+    save_weights(args.out, net, meta, half=True)  # the bundled file: float16, half the size
     print(f"wrote {args.out}")
     return 0
 

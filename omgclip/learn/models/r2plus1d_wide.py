@@ -11,7 +11,7 @@ Two changes from ``r2plus1d``:
   20 times cheaper than on 20-frame blocks, and the weights are used unchanged on video;
 * wider stages: ``widths=(48, 96, 192)`` by default (960k parameters, 3.9 MB of float32
   weights), because 28k FER2013 faces underfit the 32-64-128 net. The bundled model uses
-  ``widths=(64, 128, 256), stem='s2x2'`` (1.7M parameters, 6.9 MB; the options it was built
+  ``widths=(64, 128, 256), stem='s2x2'`` (1.7M parameters, 3.4 MB as float16; the options it was built
   with are saved in its weights file, ``arch``).
 
 Shapes for ``(N, 1, 20, 80, 80)`` are those of :class:`R2Plus1D` with these widths.
