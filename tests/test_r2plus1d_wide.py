@@ -83,3 +83,60 @@ def test_half_weights_file_loads_into_a_float32_net(tmp_path):
     with torch.no_grad():
         torch.testing.assert_close(loaded(x).softmax(1), net(x).softmax(1), atol=1e-2, rtol=0)
     assert DEFAULT_WEIGHTS.stat().st_size < 5_000_000  # the bundled file stays small
+
+
+def test_fold_batchnorm_keeps_outputs_and_removes_every_batchnorm():
+    """Inference folds each BN into its conv (predict's model time): no BN is left, and the
+    logits match the unfolded net's on real-looking statistics (BN running means and
+    variances far from 0 and 1), for both stems."""
+    import copy
+
+    import pytest
+
+    from omgclip.learn.models.layers import fold_batchnorm
+
+    for stem in ("s4", "s2x2"):
+        torch.manual_seed(1)
+        net = create_model("r2plus1d_wide", widths=(8, 16, 32), stem=stem).eval()
+        with torch.no_grad():
+            for m in net.modules():
+                if isinstance(m, torch.nn.BatchNorm3d):
+                    m.running_mean.uniform_(-0.5, 0.5)
+                    m.running_var.uniform_(0.2, 3.0)
+                    m.weight.uniform_(0.5, 1.5)
+                    m.bias.uniform_(-0.3, 0.3)
+        folded = fold_batchnorm(copy.deepcopy(net))
+        n_bn = sum(isinstance(m, torch.nn.BatchNorm3d) for m in net.modules())
+        assert n_bn > 10 and not any(isinstance(m, torch.nn.BatchNorm3d) for m in folded.modules())
+        x = torch.rand(3, 1, 20, 80, 80)
+        with torch.no_grad():
+            torch.testing.assert_close(folded(x), net(x), atol=1e-4, rtol=1e-4)
+    with pytest.raises(ValueError, match="eval mode"):
+        fold_batchnorm(net.train())
+
+
+def test_pretrain_keeps_the_better_of_raw_and_averaged_weights(tmp_path):
+    """Stage 1 with ``--ema``: each epoch scores the raw and the averaged weights on
+    PublicTest, the record names which one ``best.pt`` holds, and the file loads as a net
+    whose PublicTest accuracy is the one recorded."""
+    import json
+
+    import numpy as np
+
+    from omgclip.learn import transfer
+
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 7, 200)
+    X = (rng.integers(0, 60, (200, 80, 80)) + (y * 28)[:, None, None]).astype(np.uint8)  # learnable
+    usage = np.array(["Training"] * 160 + ["PublicTest"] * 40)
+    np.savez(tmp_path / "fer.npz", X=X, y=y, usage=usage)
+    best = transfer.pretrain_stills("unused", str(tmp_path / "out"), epochs=3, batch_size=32, widths=(8, 16, 32),
+                                    cache=str(tmp_path / "fer.npz"), ema_decay=0.9)
+    hist = json.loads((tmp_path / "out" / "history.json").read_text())
+    assert len(hist) == 3 and all("ema_public_acc" in r for r in hist)
+    for r in hist:
+        assert r["public_acc"] == max(r["ema_public_acc"], r["public_acc"])
+    assert best["public_acc"] == max(r["public_acc"] for r in hist)
+    net = transfer._load_init(str(tmp_path / "out" / "best.pt")).eval()
+    acc, _ = transfer.accuracy_uar(y[160:], transfer.predict_proba(net, X[160:]))
+    assert abs(acc - best["public_acc"]) < 1e-9

@@ -134,19 +134,12 @@ class FaceDetector:
             raise OmgclipError(f"--detector must be one of {', '.join(DETECTORS)}, got {kind!r}")
         self.config = config or FaceConfig()
         self.kind = kind
-        self._dlib_detector = None
 
     def _detector(self):
-        if self._dlib_detector is None:
-            import dlib
+        """dlib's detector for this thread (made once per thread: not safe to share)."""
+        from omgclip.faces.dlib_models import dlib_object
 
-            if self.kind == "cnn":
-                from omgclip.faces.dlib_models import MMOD_FILE, model_file
-
-                self._dlib_detector = dlib.cnn_face_detection_model_v1(str(model_file(MMOD_FILE)))
-            else:
-                self._dlib_detector = dlib.get_frontal_face_detector()
-        return self._dlib_detector
+        return dlib_object("mmod" if self.kind == "cnn" else "frontal")
 
     def _run(self, gray, upsample: int, scale: float) -> list[FaceBox]:
         if self.kind == "cnn":

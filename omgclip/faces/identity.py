@@ -33,7 +33,7 @@ import numpy as np
 
 from omgclip.errors import OmgclipError
 from omgclip.faces.detect import FaceBox
-from omgclip.faces.dlib_models import RESNET_FILE, SHAPE5_FILE, model_file
+from omgclip.faces.dlib_models import dlib_object
 
 if TYPE_CHECKING:
     from omgclip.dataset.segment import Block
@@ -70,29 +70,21 @@ class FaceEncoder:
     ~50-120 ms a face on one core) is not, so callers keep chips and describe them later.
     """
 
-    def __init__(self) -> None:
-        self._shape = None
-        self._net = None
-
-    def _load(self) -> None:
-        if self._net is None:
-            import dlib
-
-            self._shape = dlib.shape_predictor(str(model_file(SHAPE5_FILE)))
-            self._net = dlib.face_recognition_model_v1(str(model_file(RESNET_FILE)))
+    # dlib's models are loaded once per thread (:func:`~omgclip.faces.dlib_models.dlib_object`),
+    # not per encoder: an encoder may be used from more than one thread
 
     def chips(self, gray: np.ndarray, boxes: Sequence[FaceBox]) -> list[np.ndarray]:
         """The faces in ``boxes`` of a ``(H, W)`` uint8 frame, aligned on 5 landmarks:
         ``(150, 150)`` uint8 each."""
         import dlib
 
-        self._load()
+        shape = dlib_object("shape5")
         gray = np.ascontiguousarray(gray)
         out = []
         for b in boxes:
             rect = dlib.rectangle(int(round(b.left)), int(round(b.top)),
                                   int(round(b.right)) - 1, int(round(b.bottom)) - 1)
-            out.append(dlib.get_face_chip(gray, self._shape(gray, rect), 150, 0.25))
+            out.append(dlib.get_face_chip(gray, shape(gray, rect), 150, 0.25))
         return out
 
     def describe_chips(self, chips: Sequence[np.ndarray]) -> np.ndarray:
@@ -100,10 +92,9 @@ class FaceEncoder:
         channels: the frames here are gray)."""
         if not chips:
             return np.zeros((0, 128), np.float32)
-        self._load()
         rgb = [np.ascontiguousarray(np.repeat(c[:, :, None], 3, axis=2)) if c.ndim == 2 else c
                for c in chips]
-        out = self._net.compute_face_descriptor(rgb)
+        out = dlib_object("resnet").compute_face_descriptor(rgb)
         return np.asarray([np.asarray(d) for d in out], dtype=np.float32).reshape(len(chips), 128)
 
     def describe(self, gray: np.ndarray, boxes: Sequence[FaceBox]) -> np.ndarray:

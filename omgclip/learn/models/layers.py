@@ -106,5 +106,34 @@ class FlipAverage(nn.Module):
         self.net = net
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        p = (torch.softmax(self.net(x), dim=1) + torch.softmax(self.net(x.flip(-1)), dim=1)) / 2
-        return p.clamp_min(1e-12).log()
+        n = x.shape[0]  # one batch of 2N clips: fewer, larger convolutions than two calls
+        p = torch.softmax(self.net(torch.cat([x, x.flip(-1)])), dim=1)
+        return ((p[:n] + p[n:]) / 2).clamp_min(1e-12).log()
+
+
+def fold_batchnorm(net: nn.Module) -> nn.Module:
+    """For inference: fold each eval-mode ``BatchNorm`` into the convolution before it (the
+    conv gets the BN's scale and shift; the BN becomes ``Identity``), in place. Same outputs
+    up to float rounding, ~10% less model time. Folds a conv directly followed by a BN in an
+    ``nn.Sequential`` (also a conv wrapped with a ``.conv`` attribute, e.g. time padding).
+    Returns ``net``."""
+    from torch.nn.utils.fusion import fuse_conv_bn_eval
+
+    if net.training:
+        raise ValueError("fold_batchnorm needs a net in eval mode")
+    for seq in [m for m in net.modules() if isinstance(m, nn.Sequential)]:
+        for i in range(len(seq) - 1):
+            host, bn = seq[i], seq[i + 1]
+            if not isinstance(bn, (nn.BatchNorm2d, nn.BatchNorm3d)):
+                continue
+            owner, attr = (host, "conv") if isinstance(getattr(host, "conv", None), nn.modules.conv._ConvNd) \
+                else (seq, str(i))
+            conv = getattr(owner, attr) if owner is host else host
+            if not isinstance(conv, nn.modules.conv._ConvNd):
+                continue
+            fused = fuse_conv_bn_eval(conv, bn)
+            if conv.weight.dim() == 5:
+                fused = fused.to(memory_format=torch.channels_last_3d)
+            setattr(owner, attr, fused)
+            seq[i + 1] = nn.Identity()
+    return net
