@@ -135,7 +135,8 @@ def test_pretrain_keeps_the_better_of_raw_and_averaged_weights(tmp_path):
     hist = json.loads((tmp_path / "out" / "history.json").read_text())
     assert len(hist) == 3 and all("ema_public_acc" in r for r in hist)
     for r in hist:
-        assert r["public_acc"] == max(r["ema_public_acc"], r["public_acc"])
+        assert r["public_acc"] == max(r["ema_public_acc"], r["raw_public_acc"])
+        assert r["ema"] == (r["ema_public_acc"] > r["raw_public_acc"])
     assert best["public_acc"] == max(r["public_acc"] for r in hist)
     net = transfer._load_init(str(tmp_path / "out" / "best.pt")).eval()
     acc, _ = transfer.accuracy_uar(y[160:], transfer.predict_proba(net, X[160:]))

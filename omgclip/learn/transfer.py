@@ -233,7 +233,7 @@ def pretrain_stills(fer_root: str, out: str, epochs: int = 30, batch_size: int =
         cand = state
         if ema is not None:
             e_acc, e_uar = accuracy_uar(y[pub], predict_proba(ema.module, X[pub], 512))
-            rec.update(ema_public_acc=e_acc, ema_public_uar=e_uar)
+            rec.update(raw_public_acc=acc, raw_public_uar=uar, ema_public_acc=e_acc, ema_public_uar=e_uar)
             if e_acc > acc:
                 rec.update(public_acc=e_acc, public_uar=e_uar, ema=True)
                 cand = {**state, "state_dict": ema.module.state_dict(), "ema": True}
