@@ -127,6 +127,7 @@ class WtfPeer:
 
 
 NO_FLIP = "omgclip, no flip"
+NO_BLEND = "omgclip, no blend"  # stage 2's fine-tuned weights alone, not mixed with stage 1
 
 
 def peer_block_proba(peer, blocks: np.ndarray) -> np.ndarray:
@@ -194,6 +195,11 @@ def main(argv=None) -> int:
     p.add_argument("--fer", default=str(SHARED / "fer2013"))
     p.add_argument("--fer-cache", default=str(HERE / "results" / "fer80.npz"))
     p.add_argument("--epochs", type=int, default=8, help="fine-tuning epochs per fold (the shipped recipe: 8)")
+    p.add_argument("--blend", type=float, default=None,
+                   help="stage 2's mix of fine-tuned and stage-1 weights (default: the recipe's, "
+                        "omgclip.learn.transfer.DEFAULT_BLEND); the unmixed fold models are scored too")
+    p.add_argument("--unblended", help="the recipe's stage-2 weights before the mix (finetune --blend 1), "
+                                       "for the FER2013 row's no-blend column")
     p.add_argument("--folds", default="all", help="'all' or comma-separated fold numbers 1..4 (quick runs)")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--json", default=str(DEFAULT_JSON))
@@ -225,14 +231,18 @@ def main(argv=None) -> int:
             fold_defs.append(held)
         wanted = range(1, CK_FOLDS + 1) if args.folds == "all" else [int(v) for v in args.folds.split(",")]
         pre = transfer._load_init(args.pretrained)
+        blend = transfer.DEFAULT_BLEND if args.blend is None else args.blend
         proba_ft = np.full((len(frame), 7), np.nan, np.float32)
-        proba_ft1 = proba_ft.copy()
+        proba_ft1, proba_nb = proba_ft.copy(), proba_ft.copy()
         for k in wanted:
             held = fold_defs[k - 1]
             t0 = time.time()
             net = transfer.finetune(args.pretrained, [str(data)], args.fer, exclude_groups=held, epochs=args.epochs,
-                                    seed=k, cache=args.fer_cache)
+                                    seed=k, cache=args.fer_cache, blend=1.0)
             mask = frame["group"].isin(held).to_numpy()
+            proba_nb[mask] = transfer.predict_proba(net, Xall[mask], tta_flip=True)
+            # the recipe's fold model: the same fine-tuning, mixed with the stage-1 weights
+            net.load_state_dict(transfer.blend_states(net.state_dict(), pre.state_dict(), blend))
             proba_ft[mask] = transfer.predict_proba(net, Xall[mask], tta_flip=True)
             proba_ft1[mask] = transfer.predict_proba(net, Xall[mask], tta_flip=False)
             folds_out[k] = {"held_out": held, "seconds": round(time.time() - t0)}
@@ -249,7 +259,7 @@ def main(argv=None) -> int:
             yb = f["label"].to_numpy()
             row = {"row": f"MEAD LOPO, held-out {person} ({len(f)} blocks, "
                           f"{f['utterance'].nunique()} clips)", "metric": "block UAR / clip UAR", "n": int(m.sum())}
-            for name, pb in [("omgclip", proba_ft[m]), (NO_FLIP, proba_ft1[m]),
+            for name, pb in [("omgclip", proba_ft[m]), (NO_FLIP, proba_ft1[m]), (NO_BLEND, proba_nb[m]),
                              ("omgclip stage 1 (FER only)", proba_zero[m])] + \
                     [(q.name, peer_p[q.name][m]) for q in peers]:
                 yc, pc = clip_level(f, pb)
@@ -264,7 +274,7 @@ def main(argv=None) -> int:
             nsub = frame["group"][m].nunique()
             row = {"row": f"CK+ {CK_FOLDS}-fold subject-disjoint ({int(m.sum())} sequences, {nsub} subjects)",
                    "metric": "UAR / accuracy", "n": int(m.sum())}
-            for name, pb in [("omgclip", proba_ft[m]), (NO_FLIP, proba_ft1[m]),
+            for name, pb in [("omgclip", proba_ft[m]), (NO_FLIP, proba_ft1[m]), (NO_BLEND, proba_nb[m]),
                              ("omgclip stage 1 (FER only)", proba_zero[m])] + \
                     [(q.name, peer_p[q.name][m]) for q in peers]:
                 row[name] = [uar(yb, pb), acc(yb, pb)]
@@ -287,6 +297,9 @@ def main(argv=None) -> int:
     for peer in peers:
         pp = peer(Xp)
         row[peer.name] = [acc(yp, pp), uar(yp, pp)]
+    if args.unblended:
+        pr = transfer.predict_proba(load_for_inference(args.unblended).net, Xp, 256, tta_flip=False)
+        row[NO_BLEND] = [acc(yp, pr), uar(yp, pr)]
     if args.pretrained:
         pre = transfer._load_init(args.pretrained)
         pr = transfer.predict_proba(pre, Xp, 256, tta_flip=True)
@@ -297,7 +310,7 @@ def main(argv=None) -> int:
     print(f"[{time.time() - t_start:.0f}s] FER2013 done", flush=True)
 
 
-    cols = ["omgclip", NO_FLIP, "omgclip stage 1 (FER only)"] + [q.name for q in peers]
+    cols = ["omgclip", NO_FLIP, NO_BLEND, "omgclip stage 1 (FER only)"] + [q.name for q in peers]
     print()
     print("| row | metric | " + " | ".join(cols) + " | target | met |")
     print("|---|---|" + "---|" * len(cols) + "---|---|")
@@ -313,7 +326,8 @@ def main(argv=None) -> int:
     result = {"date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), "commit": commit,
               "machine": f"{platform.machine()} {platform.processor() or ''} {os.cpu_count()} cpus".strip(),
               "threads": args.threads, "checkpoint": str(ours_path), "pretrained": args.pretrained,
-              "finetune_epochs_per_fold": args.epochs, "folds": folds_out, "rows": rows,
+              "finetune_epochs_per_fold": args.epochs,
+              "blend": transfer.DEFAULT_BLEND if args.blend is None else args.blend, "folds": folds_out, "rows": rows,
               "seconds": round(time.time() - t_start)}
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
     Path(args.json).write_text(json.dumps(result, indent=1))

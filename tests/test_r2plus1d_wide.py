@@ -141,3 +141,51 @@ def test_pretrain_keeps_the_better_of_raw_and_averaged_weights(tmp_path):
     net = transfer._load_init(str(tmp_path / "out" / "best.pt")).eval()
     acc, _ = transfer.accuracy_uar(y[160:], transfer.predict_proba(net, X[160:]))
     assert abs(acc - best["public_acc"]) < 1e-9
+
+
+def _tiny_dataset(root, n=8):
+    """A built-dataset folder of ``n`` random labeled 20-frame blocks (index.csv + .npy)."""
+    import numpy as np
+    import pandas as pd
+
+    rng = np.random.default_rng(0)
+    rows = []
+    for i in range(n):
+        rel = f"blocks/train/u{i}/0000.npy"
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        np.save(root / rel, rng.integers(0, 255, (20, 80, 80), dtype=np.uint8))
+        rows.append({"block_id": f"train/u{i}/0000", "split": "train", "group": f"p{i % 2}", "source": "x.mp4",
+                     "video": "", "utterance": f"u{i}", "label": i % 7, "label_name": "", "start_frame": 0,
+                     "num_frames": 20, "fps": 25.0, "detect_frac": 1.0, "path": rel})
+    pd.DataFrame(rows).to_csv(root / "index.csv", index=False)
+    return root
+
+
+def test_finetune_blend_mixes_the_fine_tuned_and_initial_weights(tmp_path):
+    """Stage 2's ``blend``: 0 gives back the initial weights exactly, 1 the fine-tuned ones,
+    and the recipe's default 0.5 their midpoint (same seed: the same fine-tuning)."""
+    import pytest
+
+    from omgclip.learn import transfer
+
+    data = _tiny_dataset(tmp_path / "data")
+    torch.manual_seed(0)
+    init = create_model("r2plus1d_wide", widths=(8, 16, 32)).eval()
+    start = {k: v.clone() for k, v in init.state_dict().items()}
+
+    def run(blend):
+        import copy
+
+        return transfer.finetune(copy.deepcopy(init), [str(data)], epochs=1, batch_size=4, seed=3,
+                                 blend=blend).state_dict()
+
+    zero, one, default = run(0.0), run(1.0), run(None)
+    assert transfer.DEFAULT_BLEND == 0.5
+    moved = [k for k, v in start.items() if v.is_floating_point() and not torch.equal(one[k], v)]
+    assert len(moved) > 10  # the fine-tuning changed the weights
+    for k, v in start.items():
+        if v.is_floating_point():  # (BN's step counters are the fine-tuning's)
+            torch.testing.assert_close(zero[k], v, atol=0, rtol=0)
+            torch.testing.assert_close(default[k], (one[k] + v) / 2, atol=1e-6, rtol=1e-5)
+    with pytest.raises(ValueError, match="blend"):
+        run(1.5)
