@@ -127,7 +127,8 @@ class WtfPeer:
 
 
 NO_FLIP = "omgclip, no flip"
-NO_BLEND = "omgclip, no blend"  # stage 2's fine-tuned weights alone, not mixed with stage 1
+COMPARE_BLEND = 0.5  # the column that mixes each fold's stage-2 weights with stage 1 (WiSE-FT)
+BLENDED = f"omgclip, blend {COMPARE_BLEND}"
 
 
 def peer_block_proba(peer, blocks: np.ndarray) -> np.ndarray:
@@ -196,10 +197,10 @@ def main(argv=None) -> int:
     p.add_argument("--fer-cache", default=str(HERE / "results" / "fer80.npz"))
     p.add_argument("--epochs", type=int, default=8, help="fine-tuning epochs per fold (the shipped recipe: 8)")
     p.add_argument("--blend", type=float, default=None,
-                   help="stage 2's mix of fine-tuned and stage-1 weights (default: the recipe's, "
-                        "omgclip.learn.transfer.DEFAULT_BLEND); the unmixed fold models are scored too")
-    p.add_argument("--unblended", help="the recipe's stage-2 weights before the mix (finetune --blend 1), "
-                                       "for the FER2013 row's no-blend column")
+                   help="stage 2's mix of fine-tuned and stage-1 weights for the omgclip column (default: the "
+                        f"recipe's, omgclip.learn.transfer.DEFAULT_BLEND); column '{BLENDED}' mixes the same fold models")
+    p.add_argument("--blended", help=f"the recipe's weights made with finetune --blend {COMPARE_BLEND}, "
+                                     f"for the FER2013 row's '{BLENDED}' column")
     p.add_argument("--folds", default="all", help="'all' or comma-separated fold numbers 1..4 (quick runs)")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--json", default=str(DEFAULT_JSON))
@@ -240,9 +241,12 @@ def main(argv=None) -> int:
             net = transfer.finetune(args.pretrained, [str(data)], args.fer, exclude_groups=held, epochs=args.epochs,
                                     seed=k, cache=args.fer_cache, blend=1.0)
             mask = frame["group"].isin(held).to_numpy()
+            tuned = {k: v.clone() for k, v in net.state_dict().items()}
+            # the comparison: the same fine-tuning, mixed with the stage-1 weights
+            net.load_state_dict(transfer.blend_states(tuned, pre.state_dict(), COMPARE_BLEND))
             proba_nb[mask] = transfer.predict_proba(net, Xall[mask], tta_flip=True)
-            # the recipe's fold model: the same fine-tuning, mixed with the stage-1 weights
-            net.load_state_dict(transfer.blend_states(net.state_dict(), pre.state_dict(), blend))
+            # the recipe's fold model
+            net.load_state_dict(transfer.blend_states(tuned, pre.state_dict(), blend))
             proba_ft[mask] = transfer.predict_proba(net, Xall[mask], tta_flip=True)
             proba_ft1[mask] = transfer.predict_proba(net, Xall[mask], tta_flip=False)
             folds_out[k] = {"held_out": held, "seconds": round(time.time() - t0)}
@@ -259,7 +263,7 @@ def main(argv=None) -> int:
             yb = f["label"].to_numpy()
             row = {"row": f"MEAD LOPO, held-out {person} ({len(f)} blocks, "
                           f"{f['utterance'].nunique()} clips)", "metric": "block UAR / clip UAR", "n": int(m.sum())}
-            for name, pb in [("omgclip", proba_ft[m]), (NO_FLIP, proba_ft1[m]), (NO_BLEND, proba_nb[m]),
+            for name, pb in [("omgclip", proba_ft[m]), (NO_FLIP, proba_ft1[m]), (BLENDED, proba_nb[m]),
                              ("omgclip stage 1 (FER only)", proba_zero[m])] + \
                     [(q.name, peer_p[q.name][m]) for q in peers]:
                 yc, pc = clip_level(f, pb)
@@ -274,7 +278,7 @@ def main(argv=None) -> int:
             nsub = frame["group"][m].nunique()
             row = {"row": f"CK+ {CK_FOLDS}-fold subject-disjoint ({int(m.sum())} sequences, {nsub} subjects)",
                    "metric": "UAR / accuracy", "n": int(m.sum())}
-            for name, pb in [("omgclip", proba_ft[m]), (NO_FLIP, proba_ft1[m]), (NO_BLEND, proba_nb[m]),
+            for name, pb in [("omgclip", proba_ft[m]), (NO_FLIP, proba_ft1[m]), (BLENDED, proba_nb[m]),
                              ("omgclip stage 1 (FER only)", proba_zero[m])] + \
                     [(q.name, peer_p[q.name][m]) for q in peers]:
                 row[name] = [uar(yb, pb), acc(yb, pb)]
@@ -297,9 +301,9 @@ def main(argv=None) -> int:
     for peer in peers:
         pp = peer(Xp)
         row[peer.name] = [acc(yp, pp), uar(yp, pp)]
-    if args.unblended:
-        pr = transfer.predict_proba(load_for_inference(args.unblended).net, Xp, 256, tta_flip=False)
-        row[NO_BLEND] = [acc(yp, pr), uar(yp, pr)]
+    if args.blended:
+        pr = transfer.predict_proba(load_for_inference(args.blended).net, Xp, 256, tta_flip=False)
+        row[BLENDED] = [acc(yp, pr), uar(yp, pr)]
     if args.pretrained:
         pre = transfer._load_init(args.pretrained)
         pr = transfer.predict_proba(pre, Xp, 256, tta_flip=True)
@@ -310,7 +314,7 @@ def main(argv=None) -> int:
     print(f"[{time.time() - t_start:.0f}s] FER2013 done", flush=True)
 
 
-    cols = ["omgclip", NO_FLIP, NO_BLEND, "omgclip stage 1 (FER only)"] + [q.name for q in peers]
+    cols = ["omgclip", NO_FLIP, BLENDED, "omgclip stage 1 (FER only)"] + [q.name for q in peers]
     print()
     print("| row | metric | " + " | ".join(cols) + " | target | met |")
     print("|---|---|" + "---|" * len(cols) + "---|---|")

@@ -162,8 +162,8 @@ def _tiny_dataset(root, n=8):
 
 
 def test_finetune_blend_mixes_the_fine_tuned_and_initial_weights(tmp_path):
-    """Stage 2's ``blend``: 0 gives back the initial weights exactly, 1 the fine-tuned ones,
-    and the recipe's default 0.5 their midpoint (same seed: the same fine-tuning)."""
+    """Stage 2's ``blend``: 0 gives back the initial weights exactly, 1 (the recipe's
+    default) the fine-tuned ones, 0.5 their midpoint (same seed: the same fine-tuning)."""
     import pytest
 
     from omgclip.learn import transfer
@@ -179,13 +179,14 @@ def test_finetune_blend_mixes_the_fine_tuned_and_initial_weights(tmp_path):
         return transfer.finetune(copy.deepcopy(init), [str(data)], epochs=1, batch_size=4, seed=3,
                                  blend=blend).state_dict()
 
-    zero, one, default = run(0.0), run(1.0), run(None)
-    assert transfer.DEFAULT_BLEND == 0.5
+    zero, half, one, default = run(0.0), run(0.5), run(1.0), run(None)
+    assert transfer.DEFAULT_BLEND == 1.0
     moved = [k for k, v in start.items() if v.is_floating_point() and not torch.equal(one[k], v)]
     assert len(moved) > 10  # the fine-tuning changed the weights
     for k, v in start.items():
         if v.is_floating_point():  # (BN's step counters are the fine-tuning's)
             torch.testing.assert_close(zero[k], v, atol=0, rtol=0)
-            torch.testing.assert_close(default[k], (one[k] + v) / 2, atol=1e-6, rtol=1e-5)
+            torch.testing.assert_close(half[k], (one[k] + v) / 2, atol=1e-6, rtol=1e-5)
+            torch.testing.assert_close(default[k], one[k], atol=0, rtol=0)
     with pytest.raises(ValueError, match="blend"):
         run(1.5)
