@@ -17,7 +17,9 @@ Every row is person-disjoint, and the peers see exactly the same face crops in t
 
 Our model is scored as `omgclip predict` runs it: with the test-time flip its weights ask for
 (the mean of the clip's and its mirror image's probabilities; the fold models are made by the
-same recipe, so they get it too). The column "omgclip, no flip" is one plain pass.
+same recipe, so they get it too). The column "omgclip, no flip" is one plain pass; the
+column "omgclip, blend 0.5" mixes each fold model half and half with the stage-1 weights
+(``finetune --blend 0.5``; for the FER2013 row pass those weights with ``--blended W.pt``).
 
 Peers, each given the same 80x80 dlib face crops (per frame; a block or clip label for a peer
 is the mean of its per-frame probabilities):
@@ -29,7 +31,7 @@ is the mean of its per-frame probabilities):
 
 Install them with ``pip install --no-deps -r benchmarks/requirements-accuracy.txt``.
 
-    python benchmarks/bench_accuracy.py --pretrained runs/default/pretrain/best.pt \\
+    python benchmarks/bench_accuracy.py --pretrained runs/default/pretrain2/best.pt \\
         [--checkpoint W.pt] [--data DIR] [--epochs 8] [--json benchmarks/results/bench_accuracy.json]
 
 Without ``--data`` the MEAD + CREMA-D + CK+ blocks are built from ../shared/data into
