@@ -183,7 +183,7 @@ def test_blocks_with_too_few_real_detections_are_skipped(min_frac, kept):
 
 
 def test_dlib_models_load_once_per_thread():
-    """dlib's detector is made once per thread (its 0.2 s load was 15% of predicting a
+    """dlib's detector is made once per thread (making it takes 0.25 s, ~17% of predicting a
     20-s clip) and never shared between threads (dlib's objects are not thread safe)."""
     import threading
 

@@ -37,7 +37,7 @@ def model_file(name: str) -> Path:
     return path
 
 
-#: per-thread dlib objects: loading costs 0.1-0.4 s each (the HOG detector's 0.2 s is 15% of
+#: per-thread dlib objects: making one costs 0.1-0.4 s (the HOG detector 0.25 s, ~17% of
 #: predicting a 20-s clip), and dlib's detectors and networks are not safe to share between
 #: threads (serve and live run predictions on worker threads)
 _loaded = threading.local()
