@@ -204,6 +204,9 @@ def main(argv=None) -> int:
     p.add_argument("--blended", help=f"the recipe's weights made with finetune --blend {COMPARE_BLEND}, "
                                      f"for the FER2013 row's '{BLENDED}' column")
     p.add_argument("--folds", default="all", help="'all' or comma-separated fold numbers 1..4 (quick runs)")
+    p.add_argument("--seed-offset", type=int, default=0,
+                   help="fold k is fine-tuned with seed k + this (the reference: 0); other values show "
+                        "how much the per-person rows move between seeds")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--json", default=str(DEFAULT_JSON))
     args = p.parse_args(argv)
@@ -241,7 +244,7 @@ def main(argv=None) -> int:
             held = fold_defs[k - 1]
             t0 = time.time()
             net = transfer.finetune(args.pretrained, [str(data)], args.fer, exclude_groups=held, epochs=args.epochs,
-                                    seed=k, cache=args.fer_cache, blend=1.0)
+                                    seed=k + args.seed_offset, cache=args.fer_cache, blend=1.0)
             mask = frame["group"].isin(held).to_numpy()
             tuned = {k: v.clone() for k, v in net.state_dict().items()}
             # the comparison: the same fine-tuning, mixed with the stage-1 weights
@@ -332,7 +335,7 @@ def main(argv=None) -> int:
     result = {"date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), "commit": commit,
               "machine": f"{platform.machine()} {platform.processor() or ''} {os.cpu_count()} cpus".strip(),
               "threads": args.threads, "checkpoint": str(ours_path), "pretrained": args.pretrained,
-              "finetune_epochs_per_fold": args.epochs,
+              "finetune_epochs_per_fold": args.epochs, "seed_offset": args.seed_offset,
               "blend": transfer.DEFAULT_BLEND if args.blend is None else args.blend, "folds": folds_out, "rows": rows,
               "seconds": round(time.time() - t_start)}
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
