@@ -222,6 +222,8 @@ def main(argv=None) -> int:
     t_start = time.time()
     peers = [FerPeer(), WtfPeer()]
     ours_path = args.checkpoint or str(default_checkpoint())
+    blend = transfer.DEFAULT_BLEND if args.blend is None else args.blend
+    pre = transfer._load_init(args.pretrained) if args.pretrained else None  # stage-1 weights, loaded once
     rows: list[dict] = []
 
     folds_out: dict = {}
@@ -236,8 +238,7 @@ def main(argv=None) -> int:
                 held.append(f"mead-{MEAD_PEOPLE[i]}")
             fold_defs.append(held)
         wanted = range(1, CK_FOLDS + 1) if args.folds == "all" else [int(v) for v in args.folds.split(",")]
-        pre = transfer._load_init(args.pretrained)
-        blend = transfer.DEFAULT_BLEND if args.blend is None else args.blend
+        pre_state = pre.state_dict()
         proba_ft = np.full((len(frame), 7), np.nan, np.float32)
         proba_ft1, proba_nb = proba_ft.copy(), proba_ft.copy()
         for k in wanted:
@@ -246,12 +247,12 @@ def main(argv=None) -> int:
             net = transfer.finetune(args.pretrained, [str(data)], args.fer, exclude_groups=held, epochs=args.epochs,
                                     seed=k + args.seed_offset, cache=args.fer_cache, blend=1.0)
             mask = frame["group"].isin(held).to_numpy()
-            tuned = {k: v.clone() for k, v in net.state_dict().items()}
+            tuned = {name: v.clone() for name, v in net.state_dict().items()}
             # the comparison: the same fine-tuning, mixed with the stage-1 weights
-            net.load_state_dict(transfer.blend_states(tuned, pre.state_dict(), COMPARE_BLEND))
+            net.load_state_dict(transfer.blend_states(tuned, pre_state, COMPARE_BLEND))
             proba_nb[mask] = transfer.predict_proba(net, Xall[mask], tta_flip=True)
             # the recipe's fold model
-            net.load_state_dict(transfer.blend_states(tuned, pre.state_dict(), blend))
+            net.load_state_dict(transfer.blend_states(tuned, pre_state, blend))
             proba_ft[mask] = transfer.predict_proba(net, Xall[mask], tta_flip=True)
             proba_ft1[mask] = transfer.predict_proba(net, Xall[mask], tta_flip=False)
             folds_out[k] = {"held_out": held, "seconds": round(time.time() - t0)}
@@ -309,8 +310,7 @@ def main(argv=None) -> int:
     if args.blended:
         pr = transfer.predict_proba(load_for_inference(args.blended).net, Xp, 256, tta_flip=False)
         row[BLENDED] = [acc(yp, pr), uar(yp, pr)]
-    if args.pretrained:
-        pre = transfer._load_init(args.pretrained)
+    if pre is not None:
         pr = transfer.predict_proba(pre, Xp, 256, tta_flip=True)
         row["omgclip stage 1 (FER only)"] = [acc(yp, pr), uar(yp, pr)]
     row["target"] = TARGETS["fer_acc"]
@@ -336,7 +336,7 @@ def main(argv=None) -> int:
               "machine": f"{platform.machine()} {platform.processor() or ''} {os.cpu_count()} cpus".strip(),
               "threads": args.threads, "checkpoint": str(ours_path), "pretrained": args.pretrained,
               "finetune_epochs_per_fold": args.epochs, "seed_offset": args.seed_offset,
-              "blend": transfer.DEFAULT_BLEND if args.blend is None else args.blend, "folds": folds_out, "rows": rows,
+              "blend": blend, "folds": folds_out, "rows": rows,
               "seconds": round(time.time() - t_start)}
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
     Path(args.json).write_text(json.dumps(result, indent=1))

@@ -279,7 +279,7 @@ def finetune(init: str | nn.Module, data_dirs: Sequence[str], fer_root: str | No
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     net = _load_init(init)
-    start = {k: v.detach().clone() for k, v in net.state_dict().items()}
+    start = {k: v.detach().clone() for k, v in net.state_dict().items()} if blend < 1.0 else None
     Xb, frame = load_blocks(data_dirs, exclude_groups=exclude_groups)
     if min_block_gap > 1 and "start_frame" in frame.columns:
         keep = (frame["start_frame"].astype(int) % int(min_block_gap) == 0).to_numpy()

@@ -127,9 +127,10 @@ def fold_batchnorm(net: nn.Module) -> nn.Module:
             host, bn = seq[i], seq[i + 1]
             if not isinstance(bn, (nn.BatchNorm2d, nn.BatchNorm3d)):
                 continue
-            owner, attr = (host, "conv") if isinstance(getattr(host, "conv", None), nn.modules.conv._ConvNd) \
-                else (seq, str(i))
-            conv = getattr(owner, attr) if owner is host else host
+            # the conv itself (child ``str(i)`` of the Sequential), or a wrapper's ``.conv``
+            wrapped = isinstance(getattr(host, "conv", None), nn.modules.conv._ConvNd)
+            owner, attr = (host, "conv") if wrapped else (seq, str(i))
+            conv = getattr(owner, attr)
             if not isinstance(conv, nn.modules.conv._ConvNd):
                 continue
             fused = fuse_conv_bn_eval(conv, bn)
