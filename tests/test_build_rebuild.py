@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from _procs import alive, children
 from omgclip.dataset import build as B
 from omgclip.dataset import format as fmt
 from omgclip.dataset.build import BuildConfig, build_dataset
@@ -197,26 +198,6 @@ def test_image_sources_are_downscaled_for_detection(shared_data, tmp_path):
 
 
 # --------------------------------------------------------------------------- interruptions
-def _children(pid: int) -> list[int]:
-    kids = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                if int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1]) == pid:
-                    kids.append(int(entry.name))
-            except (OSError, IndexError, ValueError):
-                pass
-    return kids
-
-
-def _alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state != "Z"
-
-
 def _own_manifest(path: Path, shared_data: Path) -> Path:
     rows = [[str(p), "", "", p.name.split("_")[2], p.name.split("_")[0]]
             for p in sorted((shared_data / "mead_clips" / "videos").glob("*_front_*.mp4"))
@@ -235,7 +216,7 @@ def test_killing_the_parent_stops_its_workers_and_leaves_no_temp_files(shared_da
     deadline = time.time() + 120
     workers: list[int] = []
     while time.time() < deadline and proc.poll() is None:
-        workers = _children(proc.pid)
+        workers = children(proc.pid)
         if len(list((out / fmt.STATE_DIR).rglob("*.json"))) >= 1 and len(workers) >= 2:
             break
         time.sleep(0.05)
@@ -243,9 +224,9 @@ def test_killing_the_parent_stops_its_workers_and_leaves_no_temp_files(shared_da
     os.kill(proc.pid, getattr(signal, how))
     proc.wait(timeout=60)
     end = time.time() + 15
-    while time.time() < end and any(_alive(w) for w in workers):
+    while time.time() < end and any(alive(w) for w in workers):
         time.sleep(0.1)
-    assert not [w for w in workers if _alive(w)], "workers outlived their parent"
+    assert not [w for w in workers if alive(w)], "workers outlived their parent"
     stderr = proc.stderr.read()
     assert "Traceback" not in stderr, stderr
     if how == "SIGTERM":

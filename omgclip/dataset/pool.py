@@ -4,6 +4,9 @@
   :func:`omgclip.fsutil.atomic_write`), queued jobs are cancelled, workers are ended.
 * The parent killed outright (``kill -9``): each worker notices within 0.2 s that its
   parent is gone and stops the same way, instead of finishing its video unseen.
+* A worker that is between jobs when told to stop just ends (exit 130): there is nothing
+  to unwind, and an interrupt raised inside the executor's own loop would only print a
+  traceback.
 """
 
 from __future__ import annotations
@@ -36,20 +39,30 @@ def run_in_processes(fn: Callable, calls: Sequence[tuple], workers: int) -> Iter
     pool.shutdown()
 
 
+class _WorkerState:
+    """Whether this worker process is inside a job (set by :func:`_guarded`)."""
+
+    busy = False
+
+
 def _guarded(fn: Callable, *args):
     """``fn(*args)`` in a worker; interrupted (SIGTERM, SIGINT, parent gone), the job
     unwinds -- its temp files are removed on the way -- and the worker ends right there
     instead of returning to the pool for more work."""
+    _WorkerState.busy = True
     try:
         return fn(*args)
     except KeyboardInterrupt:
         os._exit(130)
+    finally:
+        _WorkerState.busy = False
 
 
 def _worker_init(parent: int) -> None:
     """In each worker: SIGTERM unwinds like Ctrl-C, and the worker stops by itself when
     its parent is gone."""
-    signal.signal(signal.SIGTERM, _raise_interrupt)
+    signal.signal(signal.SIGTERM, _interrupt)
+    signal.signal(signal.SIGINT, _interrupt)
 
     def watch() -> None:
         import time
@@ -65,7 +78,10 @@ def _worker_init(parent: int) -> None:
     threading.Thread(target=watch, daemon=True, name="omgclip-parent-watch").start()
 
 
-def _raise_interrupt(signum, frame) -> None:
+def _interrupt(signum, frame) -> None:
+    """In a job: unwind it like Ctrl-C. Between jobs: end the worker quietly."""
+    if not _WorkerState.busy:
+        os._exit(130)
     raise KeyboardInterrupt
 
 

@@ -1,0 +1,58 @@
+"""The build's worker pool: workers stop with their parent, busy or idle, without noise."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from _procs import alive, children, wait_for
+
+# one job returns at once (its worker then idles in the executor's queue), one sleeps
+_SCRIPT = """
+import sys, time
+from omgclip.dataset.pool import run_in_processes
+for done in run_in_processes(time.sleep, [(0,), (120,)], workers=2):
+    print("done", flush=True)
+"""
+
+
+def _workers(pid: int) -> list[int]:
+    """The spawned pool workers among ``pid``'s children (not the resource tracker)."""
+    found = []
+    for kid in children(pid):
+        try:
+            if b"spawn_main" in Path(f"/proc/{kid}/cmdline").read_bytes():
+                found.append(kid)
+        except OSError:
+            pass
+    return found
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs /proc (Linux)")
+@pytest.mark.parametrize("how", ["SIGKILL", "SIGTERM"])
+def test_busy_and_idle_workers_end_with_their_parent_without_a_traceback(how):
+    proc = subprocess.Popen([sys.executable, "-c", _SCRIPT], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        assert proc.stdout.readline().strip() == "done"  # the quick job is back: one worker idles
+        workers = wait_for(lambda: (lambda ws: ws if len(ws) == 2 else None)(_workers(proc.pid)), 30)
+        os.kill(proc.pid, getattr(signal, how))
+        proc.wait(timeout=60)
+        end = time.time() + 15
+        while time.time() < end and any(alive(w) for w in workers):
+            time.sleep(0.05)
+        assert not [w for w in workers if alive(w)], "workers outlived their parent"
+        stderr = proc.stderr.read()
+        assert "Traceback" not in stderr, stderr
+    finally:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)  # whatever is left of the group, if anything
+        except ProcessLookupError:
+            pass
+        proc.wait()
