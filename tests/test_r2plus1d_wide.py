@@ -190,3 +190,31 @@ def test_finetune_blend_mixes_the_fine_tuned_and_initial_weights(tmp_path):
             torch.testing.assert_close(default[k], one[k], atol=0, rtol=0)
     with pytest.raises(ValueError, match="blend"):
         run(1.5)
+
+
+def test_mixup_loss_mixes_inputs_and_targets(tmp_path):
+    """``_mixed_loss``: off, plain cross-entropy; on, the loss of the mixed batch against
+    both targets, weighted by the same lambda (checked against a by-hand mix)."""
+    import numpy as np
+    import pytest
+
+    from omgclip.learn import transfer
+
+    torch.manual_seed(0)
+    net = create_model("r2plus1d_wide", widths=(8, 16, 32)).eval()
+    x, y = torch.rand(4, 1, 2, 80, 80), torch.tensor([0, 3, 5, 6])
+    with torch.no_grad():
+        plain = transfer._mixed_loss(net, x, y, 0.0, np.random.default_rng(0))
+        assert torch.allclose(plain, torch.nn.functional.cross_entropy(net(x), y))
+        got = transfer._mixed_loss(net, x, y, 0.4, np.random.default_rng(7), label_smoothing=0.1)
+        rng = np.random.default_rng(7)
+        lam, perm = float(rng.beta(0.4, 0.4)), torch.from_numpy(rng.permutation(4))
+        out = net(lam * x + (1 - lam) * x[perm])
+        ce = torch.nn.functional.cross_entropy
+        want = lam * ce(out, y, label_smoothing=0.1) + (1 - lam) * ce(out, y[perm], label_smoothing=0.1)
+        assert torch.allclose(got, want) and not torch.allclose(got, plain)
+    data = _tiny_dataset(tmp_path / "data")
+    with pytest.raises(ValueError, match="mixup"):
+        transfer.finetune(net, [str(data)], epochs=1, batch_size=4, mixup=-1)
+    tuned = transfer.finetune(net, [str(data)], epochs=1, batch_size=4, mixup=0.4)
+    assert not tuned.training

@@ -255,7 +255,7 @@ def finetune(init: str | nn.Module, data_dirs: Sequence[str], fer_root: str | No
              fer_batch_size: int = 32, lr: float = 5e-4, weight_decay: float = 0.05,
              label_smoothing: float = 0.1, seed: int = 0, cache: str | None = None,
              clip_len: int = 10, min_block_gap: int = 8, log_every: int = 0,
-             blend: float | None = None) -> nn.Module:
+             blend: float | None = None, mixup: float = 0.0) -> nn.Module:
     """Stage 2: from ``init`` (a :func:`pretrain_stills` file, an omgclip weights file, or a
     net), train on the labeled blocks of ``data_dirs`` (minus ``exclude_groups``: the
     held-out people), class-balanced by the loss weights, alternating with FER Training
@@ -272,7 +272,12 @@ def finetune(init: str | nn.Module, data_dirs: Sequence[str], fer_root: str | No
     FER2013: with the shipped stage 1, 0.5 gives FER2013 PrivateTest 0.672 instead of 0.657
     but CK+ UAR 0.765 instead of 0.867 and MEAD M030 block UAR 0.530 instead of 0.583
     (``benchmarks/bench_accuracy.py``; the model card has the whole comparison).
+
+    ``mixup`` (alpha of a Beta(alpha, alpha); 0: off): each batch, video and FER alike, is
+    mixed with a shuffled copy of itself, and so are its targets (Zhang et al. 2018).
     """
+    if mixup < 0:
+        raise ValueError(f"mixup must be >= 0, got {mixup}")
     blend = DEFAULT_BLEND if blend is None else float(blend)
     if not 0.0 <= blend <= 1.0:
         raise ValueError(f"blend must be in [0, 1], got {blend}")
@@ -306,11 +311,12 @@ def finetune(init: str | nn.Module, data_dirs: Sequence[str], fer_root: str | No
             if 0 < clip_len < xb.shape[1]:
                 t0_ = int(rng.integers(0, xb.shape[1] - clip_len + 1))
                 xb = xb[:, t0_:t0_ + clip_len]
-            loss = F.cross_entropy(net(augment(to_clips(xb))), ybt[idx], weight=cw,
-                                   label_smoothing=label_smoothing)
+            loss = _mixed_loss(net, augment(to_clips(xb)), ybt[idx], mixup, rng, weight=cw,
+                               label_smoothing=label_smoothing)
             if fer_root:
                 fi = torch.from_numpy(rng.integers(0, len(Xf), fer_batch_size))
-                lf = F.cross_entropy(net(augment(to_clips(Xf[fi]))), yf[fi], label_smoothing=label_smoothing)
+                lf = _mixed_loss(net, augment(to_clips(Xf[fi])), yf[fi], mixup, rng,
+                                 label_smoothing=label_smoothing)
                 tot_f += lf.item()
                 loss = loss + lf
             opt.zero_grad(set_to_none=True)
@@ -327,6 +333,18 @@ def finetune(init: str | nn.Module, data_dirs: Sequence[str], fer_root: str | No
         net.load_state_dict(blend_states(net.state_dict(), start, blend))
     net.eval()
     return net
+
+
+def _mixed_loss(net: nn.Module, x: torch.Tensor, y: torch.Tensor, alpha: float,
+                rng: np.random.Generator, **ce) -> torch.Tensor:
+    """Cross-entropy of ``net`` on clips ``x (B, 1, T, H, W)``; with ``alpha > 0``, on a mixup
+    of the batch with a shuffled copy of itself (targets mixed alike)."""
+    if alpha <= 0 or len(x) < 2:
+        return F.cross_entropy(net(x), y, **ce)
+    lam = float(rng.beta(alpha, alpha))
+    perm = torch.from_numpy(rng.permutation(len(x)))
+    out = net(lam * x + (1 - lam) * x[perm])
+    return lam * F.cross_entropy(out, y, **ce) + (1 - lam) * F.cross_entropy(out, y[perm], **ce)
 
 
 def blend_states(a: dict, b: dict, weight: float) -> dict:
@@ -385,6 +403,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     b.add_argument("--cache")
     b.add_argument("--exclude-group", action="append", default=[])
     b.add_argument("--epochs", type=int, default=5)
+    b.add_argument("--lr", type=float, default=5e-4)
+    b.add_argument("--mixup", type=float, default=0.0, metavar="ALPHA", help="mixup's Beta alpha (0: off)")
     b.add_argument("--blend", type=float, default=DEFAULT_BLEND,
                    help="weight of the fine-tuned weights against the --init ones (default %(default)s: no mix)")
     b.add_argument("--out", required=True, help="the weights file to write")
@@ -404,13 +424,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     from omgclip.learn.checkpoint import save_weights
 
     net = finetune(args.init, args.data, args.fer, exclude_groups=args.exclude_group, epochs=args.epochs,
-                   seed=args.seed, cache=args.cache, log_every=1, blend=args.blend)
+                   seed=args.seed, cache=args.cache, log_every=1, blend=args.blend, lr=args.lr,
+                   mixup=args.mixup)
     face = None
     cfg = Path(args.data[0]) / "build_config.json"
     if cfg.is_file():
         face = json.loads(cfg.read_text()).get("face")
     meta = weights_meta(net, face, recipe="omgclip.learn.transfer: FER2013 stills pretrain, then video blocks + FER stills",
-                        finetune_epochs=args.epochs, blend=args.blend, excluded_groups=list(args.exclude_group))
+                        finetune_epochs=args.epochs, blend=args.blend, lr=args.lr, mixup=args.mixup,
+                        excluded_groups=list(args.exclude_group))
     save_weights(args.out, net, meta, half=True)  # the bundled file: float16, half the size
     print(f"wrote {args.out}")
     return 0
