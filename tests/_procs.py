@@ -63,3 +63,18 @@ def alive(pid: int) -> bool:
         return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
     except OSError:
         return False
+
+
+def kill_and_check_workers(proc: subprocess.Popen, workers: list[int], how: str) -> None:
+    """Send ``how`` ("SIGKILL", "SIGTERM") to ``proc``; assert that its ``workers`` end
+    within 15 s of it and that nothing it printed to stderr (a pipe) is a traceback."""
+    import signal
+
+    os.kill(proc.pid, getattr(signal, how))
+    proc.wait(timeout=60)
+    end = time.time() + 15
+    while time.time() < end and any(alive(w) for w in workers):
+        time.sleep(0.05)
+    assert not [w for w in workers if alive(w)], "workers outlived their parent"
+    stderr = proc.stderr.read()
+    assert "Traceback" not in stderr, stderr

@@ -9,7 +9,6 @@ import csv
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -19,7 +18,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from _procs import alive, children
+from _procs import children, kill_and_check_workers
 from omgclip.dataset import build as B
 from omgclip.dataset import format as fmt
 from omgclip.dataset.build import BuildConfig, build_dataset
@@ -221,14 +220,7 @@ def test_killing_the_parent_stops_its_workers_and_leaves_no_temp_files(shared_da
             break
         time.sleep(0.05)
     assert proc.poll() is None, "the build finished before it could be killed"
-    os.kill(proc.pid, getattr(signal, how))
-    proc.wait(timeout=60)
-    end = time.time() + 15
-    while time.time() < end and any(alive(w) for w in workers):
-        time.sleep(0.1)
-    assert not [w for w in workers if alive(w)], "workers outlived their parent"
-    stderr = proc.stderr.read()
-    assert "Traceback" not in stderr, stderr
+    kill_and_check_workers(proc, workers, how)
     if how == "SIGTERM":
         assert not list(out.rglob("*.tmp")), "temp files left after SIGTERM"
     else:

@@ -6,16 +6,15 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
-from _procs import alive, children, wait_for
+from _procs import children, kill_and_check_workers, wait_for
 
 # one job returns at once (its worker then idles in the executor's queue), one sleeps
 _SCRIPT = """
-import sys, time
+import time
 from omgclip.dataset.pool import run_in_processes
 for done in run_in_processes(time.sleep, [(0,), (120,)], workers=2):
     print("done", flush=True)
@@ -42,14 +41,7 @@ def test_busy_and_idle_workers_end_with_their_parent_without_a_traceback(how):
     try:
         assert proc.stdout.readline().strip() == "done"  # the quick job is back: one worker idles
         workers = wait_for(lambda: (lambda ws: ws if len(ws) == 2 else None)(_workers(proc.pid)), 30)
-        os.kill(proc.pid, getattr(signal, how))
-        proc.wait(timeout=60)
-        end = time.time() + 15
-        while time.time() < end and any(alive(w) for w in workers):
-            time.sleep(0.05)
-        assert not [w for w in workers if alive(w)], "workers outlived their parent"
-        stderr = proc.stderr.read()
-        assert "Traceback" not in stderr, stderr
+        kill_and_check_workers(proc, workers, how)
     finally:
         try:
             os.killpg(proc.pid, signal.SIGKILL)  # whatever is left of the group, if anything
