@@ -68,6 +68,7 @@ def main(argv=None) -> int:
     sys.path.insert(0, str(HERE))
     from bench_accuracy import clip_level, uar
 
+    from omgclip.fsutil import atomic_write_text
     from omgclip.learn import transfer
 
     t_start = time.time()
@@ -106,10 +107,7 @@ def main(argv=None) -> int:
     out = {"date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
            "pretrained": args.pretrained, "validation_folds": [list(f) for f in VALIDATION_FOLDS],
            "results": results, "best": best["candidate"], "seconds": round(time.time() - t_start)}
-    Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(args.json + ".tmp")
-    tmp.write_text(json.dumps(out, indent=1))
-    tmp.replace(args.json)
+    atomic_write_text(args.json, json.dumps(out, indent=1))
     print(f"wrote {args.json}")
     return 0
 

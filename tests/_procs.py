@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import time
 from pathlib import Path
@@ -68,8 +69,6 @@ def alive(pid: int) -> bool:
 def kill_and_check_workers(proc: subprocess.Popen, workers: list[int], how: str) -> None:
     """Send ``how`` ("SIGKILL", "SIGTERM") to ``proc``; assert that its ``workers`` end
     within 15 s of it and that nothing it printed to stderr (a pipe) is a traceback."""
-    import signal
-
     os.kill(proc.pid, getattr(signal, how))
     proc.wait(timeout=60)
     end = time.time() + 15
