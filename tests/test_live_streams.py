@@ -182,8 +182,14 @@ def test_live_over_mjpeg_camera_stream(mead_video, tmp_path):
     # a label every 10 frames once the 20-frame window is full; the frames queued while the
     # model loaded are read at once, then the camera's own pace: 10 frames = 0.4 s
     assert 4 <= len(rows) <= 12
-    assert set(rows["frame"].diff().dropna()) == {10}
-    assert rows["stream_s"].diff().dropna().between(0.3, 0.5).all()
+    # a frame the processing fell behind on is dropped and counted (a loaded CI machine does
+    # this): each label still comes 10 processed frames after the last, so the stream's frame
+    # numbers step by 10 plus the frames dropped in between, never more than were dropped
+    dropped = int(re.search(r"(\d+) dropped", proc.stderr).group(1))
+    steps = rows["frame"].diff().dropna()
+    assert (steps >= 10).all() and (steps - 10).sum() <= dropped
+    # stream time follows the frames: 25 fps, so 0.4 s per 10 frames (and 0.04 s per drop)
+    assert (rows["stream_s"].diff().dropna() - steps / 25).abs().max() < 0.1
     assert set(rows["label"]) <= set(EMOTIONS) and set(rows["track_id"]) == {0}
     assert rows["stream_s"].is_monotonic_increasing and rows["latency_s"].max() < 1.0
     assert took < 60
