@@ -48,6 +48,8 @@ def main(argv=None) -> int:
     p.add_argument("--fer-cache", default=str(HERE / "results" / "fer80.npz"))
     p.add_argument("--candidate", action="append", required=True, metavar="NAME=JSON")
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--seed-offset", type=int, default=0,
+                   help="added to each fold's seed (rerun the candidates on other seeds to see the noise)")
     p.add_argument("--json", default=str(HERE / "results" / "select_stage2.json"))
     args = p.parse_args(argv)
     candidates = []
@@ -82,7 +84,7 @@ def main(argv=None) -> int:
         fer_acc = []
         for k, held in enumerate(VALIDATION_FOLDS):
             net = transfer.finetune(args.pretrained, [args.data], args.fer, exclude_groups=held,
-                                    seed=k + 1, cache=args.fer_cache, **kwargs)
+                                    seed=k + 1 + args.seed_offset, cache=args.fer_cache, **kwargs)
             m = frame["group"].isin(held).to_numpy()
             proba[m] = transfer.predict_proba(net, X[m], tta_flip=True)
             pp = transfer.predict_proba(net, Xf[pub], 256, tta_flip=True)
@@ -105,7 +107,7 @@ def main(argv=None) -> int:
     best = max(results, key=lambda r: r["score"])
     print(f"\nbest by the score: {best['candidate']}")
     out = {"date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-           "pretrained": args.pretrained, "validation_folds": [list(f) for f in VALIDATION_FOLDS],
+           "pretrained": args.pretrained, "seed_offset": args.seed_offset, "validation_folds": [list(f) for f in VALIDATION_FOLDS],
            "results": results, "best": best["candidate"], "seconds": round(time.time() - t_start)}
     atomic_write_text(args.json, json.dumps(out, indent=1))
     print(f"wrote {args.json}")

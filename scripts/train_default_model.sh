@@ -8,7 +8,7 @@
 #    EMA of the weights (decay 0.999); the epoch (raw or EMA weights) with the best PublicTest
 #    accuracy is kept; PrivateTest is never looked at;
 # 2. stage 2: fine-tuned on the 20-frame blocks of every shared video person (MEAD, CREMA-D)
-#    and the CK+ sequences, each step also on a batch of FER stills (FINETUNE_EPOCHS); the
+#    and the CK+ sequences, each step also on a batch of FER stills (FINETUNE_EPOCHS, lr 1e-3); the
 #    weights at the end are shipped, marked for test-time flip (`finetune --blend 0.5` would mix
 #    them with stage 1's: better on FER2013, worse on the video people; see the model card)
 #    (the benchmark measures this stage per held-out person:
