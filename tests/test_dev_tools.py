@@ -51,3 +51,20 @@ def f(a, b):
         assert new != ast.unparse(ast.parse(source)), m.change
     only_g, _ = mutate.find_mutants(source, {"g"})
     assert only_g == []
+
+
+def test_bench_accuracy_without_its_peers_says_how_to_install_them(monkeypatch, capsys):
+    bench = _load(ROOT / "benchmarks" / "bench_accuracy.py")
+
+    def missing():
+        raise ImportError("No module named 'fer'")
+
+    monkeypatch.setattr(bench, "FerPeer", missing)
+    try:
+        bench.main(["--json", "unused.json"])
+    except SystemExit as exc:
+        assert exc.code == 2
+    else:
+        raise AssertionError("bench_accuracy ran without its peers")
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "No module named 'fer'" in err and "pip install --no-deps -r benchmarks/requirements-accuracy.txt" in err
