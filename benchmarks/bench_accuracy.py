@@ -199,7 +199,7 @@ def main(argv=None) -> int:
     p.add_argument("--fer-cache", default=str(HERE / "results" / "fer80.npz"))
     p.add_argument("--epochs", type=int, default=8, help="fine-tuning epochs per fold (the shipped recipe: 8)")
     p.add_argument("--lr", type=float, default=None,
-                   help="fine-tuning learning rate per fold (default: the recipe's, omgclip.learn.transfer.FINETUNE_LR)")
+                   help="fine-tuning learning rate per fold (default: the recipe's, transfer.FINETUNE_LR)")
     p.add_argument("--blend", type=float, default=None,
                    help="stage 2's mix of fine-tuned and stage-1 weights for the omgclip column (default: the "
                         f"recipe's, omgclip.learn.transfer.DEFAULT_BLEND); column '{BLENDED}' mixes the same fold models")
@@ -229,8 +229,7 @@ def main(argv=None) -> int:
                 "benchmarks/requirements-accuracy.txt")
     ours_path = args.checkpoint or str(default_checkpoint())
     blend = transfer.DEFAULT_BLEND if args.blend is None else args.blend
-    if args.lr is None:
-        args.lr = transfer.FINETUNE_LR
+    lr = transfer.FINETUNE_LR if args.lr is None else args.lr
     pre = transfer._load_init(args.pretrained) if args.pretrained else None  # stage-1 weights, loaded once
     rows: list[dict] = []
 
@@ -253,7 +252,7 @@ def main(argv=None) -> int:
             held = fold_defs[k - 1]
             t0 = time.time()
             net = transfer.finetune(args.pretrained, [str(data)], args.fer, exclude_groups=held, epochs=args.epochs,
-                                    lr=args.lr, seed=k + args.seed_offset, cache=args.fer_cache, blend=1.0)
+                                    lr=lr, seed=k + args.seed_offset, cache=args.fer_cache, blend=1.0)
             mask = frame["group"].isin(held).to_numpy()
             tuned = {name: v.clone() for name, v in net.state_dict().items()}
             # the comparison: the same fine-tuning, mixed with the stage-1 weights
@@ -343,7 +342,7 @@ def main(argv=None) -> int:
     result = {"date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), "commit": commit,
               "machine": f"{platform.machine()} {platform.processor() or ''} {os.cpu_count()} cpus".strip(),
               "threads": args.threads, "checkpoint": str(ours_path), "pretrained": args.pretrained,
-              "finetune_epochs_per_fold": args.epochs, "finetune_lr": args.lr, "seed_offset": args.seed_offset,
+              "finetune_epochs_per_fold": args.epochs, "finetune_lr": lr, "seed_offset": args.seed_offset,
               "blend": blend, "folds": folds_out, "rows": rows,
               "seconds": round(time.time() - t_start)}
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)

@@ -107,7 +107,8 @@ def main(argv=None) -> int:
     best = max(results, key=lambda r: r["score"])
     print(f"\nbest by the score: {best['candidate']}")
     out = {"date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-           "pretrained": args.pretrained, "seed_offset": args.seed_offset, "validation_folds": [list(f) for f in VALIDATION_FOLDS],
+           "pretrained": args.pretrained, "seed_offset": args.seed_offset,
+           "validation_folds": [list(f) for f in VALIDATION_FOLDS],
            "results": results, "best": best["candidate"], "seconds": round(time.time() - t_start)}
     atomic_write_text(args.json, json.dumps(out, indent=1))
     print(f"wrote {args.json}")

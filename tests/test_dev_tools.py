@@ -8,6 +8,8 @@ import importlib.util
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -60,11 +62,8 @@ def test_bench_accuracy_without_its_peers_says_how_to_install_them(monkeypatch, 
         raise ImportError("No module named 'fer'")
 
     monkeypatch.setattr(bench, "FerPeer", missing)
-    try:
+    with pytest.raises(SystemExit) as exc:
         bench.main(["--json", "unused.json"])
-    except SystemExit as exc:
-        assert exc.code == 2
-    else:
-        raise AssertionError("bench_accuracy ran without its peers")
+    assert exc.value.code == 2
     err = capsys.readouterr().err.strip().splitlines()[-1]
     assert "No module named 'fer'" in err and "pip install --no-deps -r benchmarks/requirements-accuracy.txt" in err

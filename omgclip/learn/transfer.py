@@ -162,8 +162,8 @@ def _cosine(opt, total_steps: int, warmup_steps: int):
 DEFAULT_ARCH = {"widths": [64, 128, 256], "stem": "s2x2"}
 #: stage 2 returns this mix of its fine-tuned and its initial weights (1: no mix; see :func:`finetune`)
 DEFAULT_BLEND = 1.0
-# stage 2's learning rate: 1e-3 beat 5e-4 (and 2.5e-4) on the validation people of
-# benchmarks/select_stage2.py, over two fold seeds (the model card has the numbers)
+#: stage 2's learning rate: 1e-3 beat 5e-4 (and 2.5e-4) on the validation people of
+#: benchmarks/select_stage2.py, over two fold seeds (the model card has the numbers)
 FINETUNE_LR = 1e-3
 
 
