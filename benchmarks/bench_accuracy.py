@@ -197,7 +197,10 @@ def main(argv=None) -> int:
     p.add_argument("--data", help="built MEAD + CREMA-D + CK+ dataset (default: built into results/)")
     p.add_argument("--fer", default=str(SHARED / "fer2013"))
     p.add_argument("--fer-cache", default=str(HERE / "results" / "fer80.npz"))
-    p.add_argument("--epochs", type=int, default=8, help="fine-tuning epochs per fold (the shipped recipe: 8)")
+    p.add_argument("--epochs", type=int, default=None,
+                   help="fine-tuning epochs per fold (default: the recipe's, transfer.FINETUNE_EPOCHS)")
+    p.add_argument("--soup", type=int, default=None,
+                   help="seeded fine-tunings averaged per fold (default: the recipe's, transfer.FINETUNE_SOUP)")
     p.add_argument("--lr", type=float, default=None,
                    help="fine-tuning learning rate per fold (default: the recipe's, transfer.FINETUNE_LR)")
     p.add_argument("--blend", type=float, default=None,
@@ -230,6 +233,8 @@ def main(argv=None) -> int:
     ours_path = args.checkpoint or str(default_checkpoint())
     blend = transfer.DEFAULT_BLEND if args.blend is None else args.blend
     lr = transfer.FINETUNE_LR if args.lr is None else args.lr
+    epochs = transfer.FINETUNE_EPOCHS if args.epochs is None else args.epochs
+    soup = transfer.FINETUNE_SOUP if args.soup is None else args.soup
     pre = transfer._load_init(args.pretrained) if args.pretrained else None  # stage-1 weights, loaded once
     rows: list[dict] = []
 
@@ -251,8 +256,8 @@ def main(argv=None) -> int:
         for k in wanted:
             held = fold_defs[k - 1]
             t0 = time.time()
-            net = transfer.finetune(args.pretrained, [str(data)], args.fer, exclude_groups=held, epochs=args.epochs,
-                                    lr=lr, seed=k + args.seed_offset, cache=args.fer_cache, blend=1.0)
+            net = transfer.finetune(args.pretrained, [str(data)], args.fer, exclude_groups=held, epochs=epochs,
+                                    lr=lr, seed=k + args.seed_offset, cache=args.fer_cache, blend=1.0, soup=soup)
             mask = frame["group"].isin(held).to_numpy()
             tuned = {name: v.clone() for name, v in net.state_dict().items()}
             # the comparison: the same fine-tuning, mixed with the stage-1 weights
@@ -342,7 +347,8 @@ def main(argv=None) -> int:
     result = {"date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), "commit": commit,
               "machine": f"{platform.machine()} {platform.processor() or ''} {os.cpu_count()} cpus".strip(),
               "threads": args.threads, "checkpoint": str(ours_path), "pretrained": args.pretrained,
-              "finetune_epochs_per_fold": args.epochs, "finetune_lr": lr, "seed_offset": args.seed_offset,
+              "finetune_epochs_per_fold": epochs, "finetune_lr": lr,
+              "finetune_soup": soup, "seed_offset": args.seed_offset,
               "blend": blend, "folds": folds_out, "rows": rows,
               "seconds": round(time.time() - t_start)}
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)

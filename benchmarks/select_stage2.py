@@ -20,7 +20,8 @@ Every model gets the test-time flip, as ``predict`` runs it.
         [--json benchmarks/results/select_stage2.json]
 
 A candidate is ``NAME=JSON``: keyword arguments of ``omgclip.learn.transfer.finetune``
-(``lr``, ``mixup``, ``fer_batch_size``, ``blend``, ...); ``epochs`` defaults to the recipe's 8.
+(``lr``, ``mixup``, ``fer_batch_size``, ``blend``, ``soup``, ...); what a candidate does not
+name is the recipe's (``finetune``'s defaults: ``transfer.FINETUNE_EPOCHS``, ``FINETUNE_LR``, ...).
 """
 
 from __future__ import annotations
@@ -61,7 +62,7 @@ def main(argv=None) -> int:
             kwargs = json.loads(kw)
         except json.JSONDecodeError as exc:
             p.error(f"--candidate {c!r}: {exc}")
-        candidates.append((name, {"epochs": 8, **kwargs}))
+        candidates.append((name, kwargs))
 
     import torch
 

@@ -18,7 +18,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 W=${1:-runs/default}
-FINETUNE_EPOCHS=${FINETUNE_EPOCHS:-8}
+FINETUNE_EPOCHS=${FINETUNE_EPOCHS:-}   # empty: the recipe's (omgclip.learn.transfer.FINETUNE_EPOCHS, 8)
 PRETRAIN_EPOCHS=${PRETRAIN_EPOCHS:-30}
 RESTART_EPOCHS=${RESTART_EPOCHS:-24}
 THREADS=${THREADS:-2}   # on a busy shared 2-core machine, 1 can be faster
@@ -40,7 +40,7 @@ if [ "$RESTART_EPOCHS" -gt 0 ]; then
   S1="$W/pretrain2/best.pt"
 fi
 $py -m omgclip.learn.transfer finetune --init "$S1" --data "$W/data_all" \
-  --fer "$DATA/fer2013" --cache "$W/fer80.npz" --epochs "$FINETUNE_EPOCHS" --threads "$THREADS" \
+  --fer "$DATA/fer2013" --cache "$W/fer80.npz" ${FINETUNE_EPOCHS:+--epochs "$FINETUNE_EPOCHS"} --threads "$THREADS" \
   --out omgclip/weights/default.pt
 echo "bundled weights updated in $(( ($(date +%s) - start) / 60 )) min; benchmark them with:"
 echo "  $py benchmarks/bench_accuracy.py --pretrained $S1 --data $W/data_all --fer-cache $W/fer80.npz"

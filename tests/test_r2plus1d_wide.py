@@ -218,3 +218,63 @@ def test_mixup_loss_mixes_inputs_and_targets(tmp_path):
         transfer.finetune(net, [str(data)], epochs=1, batch_size=4, mixup=-1)
     tuned = transfer.finetune(net, [str(data)], epochs=1, batch_size=4, mixup=0.4)
     assert not tuned.training
+
+
+def test_finetune_distills_a_peers_probabilities_on_unlabeled_blocks(tmp_path):
+    """``finetune(distill=NPZ)``: unlabeled blocks whose peer probabilities all say 'happy'
+    pull the net's output on them towards happy, against the same fine-tuning without them;
+    a negative weight is refused."""
+    import copy
+
+    import numpy as np
+    import pytest
+
+    from omgclip.learn import transfer
+
+    data = _tiny_dataset(tmp_path / "data")
+    rng = np.random.default_rng(1)
+    Xd = rng.integers(0, 255, (12, 20, 80, 80), dtype=np.uint8)
+    P = np.zeros((12, 20, 7), np.float32)
+    P[..., 3] = 1.0
+    np.savez(tmp_path / "teacher.npz", X=Xd, P=P, group=np.array(["unl-a"] * 12))
+    torch.manual_seed(0)
+    init = create_model("r2plus1d_wide", widths=(8, 16, 32)).eval()
+
+    def happy(**kw):
+        net = transfer.finetune(copy.deepcopy(init), [str(data)], epochs=8, batch_size=4, seed=3, lr=1e-2, **kw)
+        return float(transfer.predict_proba(net, Xd)[:, 3].mean())
+
+    plain, distilled = happy(), happy(distill=str(tmp_path / "teacher.npz"), distill_weight=5.0)
+    assert distilled > plain + 0.2, (plain, distilled)
+    with pytest.raises(ValueError, match="distill_weight"):
+        happy(distill=str(tmp_path / "teacher.npz"), distill_weight=-1.0)
+
+
+def test_finetune_soup_is_the_mean_of_its_seeds_runs(tmp_path):
+    """``finetune(soup=2)`` returns the mean of two fine-tunings from the same start with
+    seeds ``seed`` and ``seed + SOUP_SEED_STEP`` (each checked by running it alone), then
+    blended like a single run; ``soup=0`` is refused."""
+    import copy
+
+    import pytest
+
+    from omgclip.learn import transfer
+
+    data = _tiny_dataset(tmp_path / "data")
+    torch.manual_seed(0)
+    init = create_model("r2plus1d_wide", widths=(8, 16, 32)).eval()
+    start = {k: v.clone() for k, v in init.state_dict().items()}
+
+    def run(**kw):
+        return transfer.finetune(copy.deepcopy(init), [str(data)], epochs=1, batch_size=4, **kw).state_dict()
+
+    a, b = run(seed=3), run(seed=3 + transfer.SOUP_SEED_STEP)
+    soup, half = run(seed=3, soup=2), run(seed=3, soup=2, blend=0.5)
+    differ = [k for k, v in a.items() if v.is_floating_point() and not torch.allclose(a[k], b[k])]
+    assert len(differ) > 10  # the two seeds' runs are different nets
+    for k, v in a.items():
+        if v.is_floating_point():
+            torch.testing.assert_close(soup[k], (a[k] + b[k]) / 2, atol=1e-6, rtol=1e-5)
+            torch.testing.assert_close(half[k], (soup[k] + start[k]) / 2, atol=1e-6, rtol=1e-5)
+    with pytest.raises(ValueError, match="soup"):
+        run(soup=0)

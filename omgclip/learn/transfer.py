@@ -23,6 +23,7 @@ Run ``python -m omgclip.learn.transfer pretrain|finetune --help``
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import logging
 import math
@@ -165,6 +166,12 @@ DEFAULT_BLEND = 1.0
 #: stage 2's learning rate: 1e-3 beat 5e-4 (and 2.5e-4) on the validation people of
 #: benchmarks/select_stage2.py, over two fold seeds (the model card has the numbers)
 FINETUNE_LR = 1e-3
+#: stage 2's length in epochs (the recipe, the benchmark's fold models and the selection runs)
+FINETUNE_EPOCHS = 8
+#: stage 2's number of seeded runs averaged into the returned weights (1: one run; see :func:`finetune`)
+FINETUNE_SOUP = 1
+#: the seeds of a stage-2 soup's runs are this far apart (``finetune(soup=...)``)
+SOUP_SEED_STEP = 1000
 
 
 def new_net(widths: Sequence[int] | None = None, **arch) -> nn.Module:
@@ -254,11 +261,12 @@ def pretrain_stills(fer_root: str, out: str, epochs: int = 30, batch_size: int =
 
 # --------------------------------------------------------------------------- stage 2
 def finetune(init: str | nn.Module, data_dirs: Sequence[str], fer_root: str | None = None, *,
-             exclude_groups: Sequence[str] = (), epochs: int = 5, batch_size: int = 16,
+             exclude_groups: Sequence[str] = (), epochs: int = FINETUNE_EPOCHS, batch_size: int = 16,
              fer_batch_size: int = 32, lr: float = FINETUNE_LR, weight_decay: float = 0.05,
              label_smoothing: float = 0.1, seed: int = 0, cache: str | None = None,
              clip_len: int = 10, min_block_gap: int = 8, log_every: int = 0,
-             blend: float | None = None, mixup: float = 0.0) -> nn.Module:
+             blend: float | None = None, mixup: float = 0.0, distill: str | None = None,
+             distill_weight: float = 1.0, distill_batch_size: int = 16, soup: int = FINETUNE_SOUP) -> nn.Module:
     """Stage 2: from ``init`` (a :func:`pretrain_stills` file, an omgclip weights file, or a
     net), train on the labeled blocks of ``data_dirs`` (minus ``exclude_groups``: the
     held-out people), class-balanced by the loss weights, alternating with FER Training
@@ -278,12 +286,39 @@ def finetune(init: str | nn.Module, data_dirs: Sequence[str], fer_root: str | No
 
     ``mixup`` (alpha of a Beta(alpha, alpha); 0: off): each batch, video and FER alike, is
     mixed with a shuffled copy of itself, and so are its targets (Zhang et al. 2018).
+
+    ``distill`` (an ``.npz`` of ``scripts/peer_targets.py``: unlabeled blocks ``X (N, T, S, S)``
+    and a peer's per-frame probabilities ``P (N, T, 7)``): each step also takes
+    ``distill_batch_size`` of those blocks, in the same random window as the video batch, and
+    adds ``distill_weight`` x the cross-entropy of the net's output against the peer's mean
+    probability over that window (knowledge distillation, Hinton et al. 2015, temperature 1).
+
+    ``soup`` > 1: the fine-tuning is run that many times from ``init`` with seeds ``seed``,
+    ``seed + SOUP_SEED_STEP``, ... and the returned weights are their mean (a uniform
+    "model soup", Wortsman et al. 2022; BN statistics alike), before ``blend``.
     """
+    params = dict(locals())  # (first: exactly the arguments, for the soup's runs)
     if mixup < 0:
         raise ValueError(f"mixup must be >= 0, got {mixup}")
+    if distill_weight < 0:
+        raise ValueError(f"distill_weight must be >= 0, got {distill_weight}")
     blend = DEFAULT_BLEND if blend is None else float(blend)
     if not 0.0 <= blend <= 1.0:
         raise ValueError(f"blend must be in [0, 1], got {blend}")
+    if soup < 1:
+        raise ValueError(f"soup must be >= 1, got {soup}")
+    if soup > 1:
+        base = _load_init(init)
+        start = {k: v.detach().clone() for k, v in base.state_dict().items()}
+        params.update(soup=1, blend=1.0)
+        states = []
+        for k in range(soup):
+            params.update(init=copy.deepcopy(base), seed=seed + k * SOUP_SEED_STEP)
+            states.append(finetune(**params).state_dict())
+        mean = {key: (sum(st[key] for st in states) / soup) if v.is_floating_point() else v
+                for key, v in states[0].items()}
+        base.load_state_dict(blend_states(mean, start, blend) if blend < 1.0 else mean)
+        return base.eval()
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     net = _load_init(init)
@@ -300,20 +335,25 @@ def finetune(init: str | nn.Module, data_dirs: Sequence[str], fer_root: str | No
         Xf, yf, usage = load_fer(fer_root, cache)
         tr = np.where(usage == "Training")[0]
         Xf, yf = torch.from_numpy(Xf[tr]), torch.from_numpy(yf[tr])
+    if distill:
+        z = np.load(distill)
+        Xd, Pd = torch.from_numpy(z["X"]), torch.from_numpy(z["P"]).float()
     opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=weight_decay)
     steps = max(1, len(Xb) // batch_size)
     sched = _cosine(opt, steps * epochs, max(1, steps // 4))
     Xbt, ybt = torch.from_numpy(Xb), torch.from_numpy(yb)
     for ep in range(epochs):
         net.train()
-        t0, tot_v, tot_f = time.time(), 0.0, 0.0
+        t0, tot_v, tot_f, tot_d = time.time(), 0.0, 0.0, 0.0
         perm = torch.from_numpy(rng.permutation(len(Xb)))
         for s in range(steps):
             idx = perm[s * batch_size:(s + 1) * batch_size]
             xb = Xbt[idx]
+            win = slice(None)
             if 0 < clip_len < xb.shape[1]:
                 t0_ = int(rng.integers(0, xb.shape[1] - clip_len + 1))
-                xb = xb[:, t0_:t0_ + clip_len]
+                win = slice(t0_, t0_ + clip_len)
+                xb = xb[:, win]
             loss = _mixed_loss(net, augment(to_clips(xb)), ybt[idx], mixup, rng, weight=cw,
                                label_smoothing=label_smoothing)
             if fer_root:
@@ -322,12 +362,20 @@ def finetune(init: str | nn.Module, data_dirs: Sequence[str], fer_root: str | No
                                  label_smoothing=label_smoothing)
                 tot_f += lf.item()
                 loss = loss + lf
+            if distill:
+                di = torch.from_numpy(rng.integers(0, len(Xd), distill_batch_size))
+                target = Pd[di][:, win].mean(1)
+                out = net(augment(to_clips(Xd[di][:, win])))
+                ld = -(target * F.log_softmax(out, 1)).sum(1).mean()
+                tot_d += ld.item()
+                loss = loss + distill_weight * ld
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
             sched.step()
             tot_v += loss.item()
         msg = {"epoch": ep + 1, "loss": round(tot_v / steps, 4), "fer_loss": round(tot_f / steps, 4),
+               "distill_loss": round(tot_d / steps, 4),
                "seconds": round(time.time() - t0, 1), "blocks": len(Xb)}
         log.info("finetune %s", json.dumps(msg))
         if log_every:
@@ -405,11 +453,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     b.add_argument("--fer", help="mix in FER2013 Training stills")
     b.add_argument("--cache")
     b.add_argument("--exclude-group", action="append", default=[])
-    b.add_argument("--epochs", type=int, default=5)
+    b.add_argument("--epochs", type=int, default=FINETUNE_EPOCHS)
+    b.add_argument("--soup", type=int, default=FINETUNE_SOUP, metavar="N",
+                   help="average the weights of N runs with different seeds (default %(default)s)")
     b.add_argument("--lr", type=float, default=FINETUNE_LR)
     b.add_argument("--mixup", type=float, default=0.0, metavar="ALPHA", help="mixup's Beta alpha (0: off)")
     b.add_argument("--blend", type=float, default=DEFAULT_BLEND,
                    help="weight of the fine-tuned weights against the --init ones (default %(default)s: no mix)")
+    b.add_argument("--distill", metavar="NPZ", help="also distil a peer's probabilities on unlabeled blocks "
+                   "(the file of scripts/peer_targets.py)")
+    b.add_argument("--distill-weight", type=float, default=1.0)
     b.add_argument("--out", required=True, help="the weights file to write")
     for q in (a, b):
         q.add_argument("--threads", type=int, default=2)
@@ -428,13 +481,15 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     net = finetune(args.init, args.data, args.fer, exclude_groups=args.exclude_group, epochs=args.epochs,
                    seed=args.seed, cache=args.cache, log_every=1, blend=args.blend, lr=args.lr,
-                   mixup=args.mixup)
+                   mixup=args.mixup, distill=args.distill, distill_weight=args.distill_weight, soup=args.soup)
     face = None
     cfg = Path(args.data[0]) / "build_config.json"
     if cfg.is_file():
         face = json.loads(cfg.read_text()).get("face")
     meta = weights_meta(net, face, recipe="omgclip.learn.transfer: FER2013 stills pretrain, then video blocks + FER stills",
-                        finetune_epochs=args.epochs, blend=args.blend, lr=args.lr, mixup=args.mixup,
+                        finetune_epochs=args.epochs, soup=args.soup, blend=args.blend, lr=args.lr, mixup=args.mixup,
+                        distill=Path(args.distill).name if args.distill else None,
+                        distill_weight=args.distill_weight if args.distill else None,
                         excluded_groups=list(args.exclude_group))
     save_weights(args.out, net, meta, half=True)  # the bundled file: float16, half the size
     print(f"wrote {args.out}")
