@@ -67,3 +67,26 @@ def test_bench_accuracy_without_its_peers_says_how_to_install_them(monkeypatch, 
     assert exc.value.code == 2
     err = capsys.readouterr().err.strip().splitlines()[-1]
     assert "No module named 'fer'" in err and "pip install --no-deps -r benchmarks/requirements-accuracy.txt" in err
+
+
+def test_face_roll_measures_the_tilt_of_a_real_face(shared_data):
+    """benchmarks/face_roll.py's ``eye_roll`` on a real MEAD frame: near level as filmed, and
+    the frame rotated by +-15 degrees moves the measured roll by about 15 degrees, each way."""
+    import cv2
+
+    from omgclip.faces.dlib_models import dlib_object
+    from omgclip.faces.video_io import iter_gray_frames
+
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    roll = _load(ROOT / "benchmarks" / "face_roll.py")
+    det, sp = dlib_object("frontal"), dlib_object("shape5")
+    video = sorted((shared_data / "mead_clips" / "videos").glob("M030_*.mp4"))[0]
+    _, gray = next(iter_gray_frames(video, 640))
+    level = roll.eye_roll(gray, det, sp)
+    assert level is not None and abs(level) < 6
+    h, w = gray.shape
+    for angle in (15, -15):
+        m = cv2.getRotationMatrix2D((w / 2, h / 2), angle, 1.0)
+        tilted = roll.eye_roll(cv2.warpAffine(gray, m, (w, h), borderMode=cv2.BORDER_REPLICATE), det, sp)
+        assert tilted is not None and abs(abs(tilted - level) - 15) < 4, (angle, level, tilted)
+    assert roll.eye_roll(gray[:, :8].copy(), det, sp) is None  # no face
