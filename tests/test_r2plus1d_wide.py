@@ -278,3 +278,35 @@ def test_finetune_soup_is_the_mean_of_its_seeds_runs(tmp_path):
             torch.testing.assert_close(half[k], (soup[k] + start[k]) / 2, atol=1e-6, rtol=1e-5)
     with pytest.raises(ValueError, match="soup"):
         run(soup=0)
+
+
+def test_finetune_cli_refuses_a_bad_distillation_file_in_one_line(tmp_path, capsys):
+    """``transfer finetune --distill`` with a file that is not a peer_targets one (missing,
+    wrong arrays, wrong shapes): exit 2 and one line naming the file, no traceback and no
+    weights file written; ``--soup 0`` likewise."""
+    import numpy as np
+    import pytest
+
+    from omgclip.learn import transfer
+
+    data = _tiny_dataset(tmp_path / "data")
+    torch.manual_seed(0)
+    init = tmp_path / "s1.pt"
+    net = create_model("r2plus1d_wide", widths=(8, 16, 32))
+    torch.save({"state_dict": net.state_dict(), "arch": dict(net.arch), "widths": list(net.widths), "epoch": 1}, init)
+    np.savez(tmp_path / "nokeys.npz", A=np.zeros(3))
+    np.savez(tmp_path / "shapes.npz", X=np.zeros((4, 20, 80, 80), np.uint8), P=np.zeros((4, 20, 5), np.float32))
+    out = tmp_path / "w.pt"
+    cases = [(["--distill", str(tmp_path / "missing.npz")], "missing.npz"),
+             (["--distill", str(tmp_path / "nokeys.npz")], "not a distillation file"),
+             (["--distill", str(tmp_path / "shapes.npz")], "expected X (N, T, S, S)"),
+             (["--soup", "0"], "soup must be >= 1")]
+    for extra, said in cases:
+        with pytest.raises(SystemExit) as exc:
+            transfer.main(["finetune", "--init", str(init), "--data", str(data), "--epochs", "1", "--threads", "1",
+                           "--out", str(out)] + extra)
+        err = capsys.readouterr().err
+        last = err.strip().splitlines()[-1]  # (argparse's usage lines come first)
+        assert exc.value.code == 2 and "Traceback" not in err, (extra, err)
+        assert last.startswith("python -m omgclip.learn.transfer: error:") and said in last, (extra, err)
+        assert not out.exists()

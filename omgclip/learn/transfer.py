@@ -93,6 +93,24 @@ def load_blocks(data_dirs: Iterable[str | os.PathLike], exclude_groups: Sequence
     return X, frame
 
 
+def load_distill(path: str | os.PathLike) -> tuple[torch.Tensor, torch.Tensor]:
+    """The blocks ``X`` uint8 ``(N, T, S, S)`` and a peer's per-frame probabilities ``P``
+    float ``(N, T, 7)`` of a ``scripts/peer_targets.py`` file; an :class:`OmgclipError` (one
+    line) for a missing or malformed file."""
+    from omgclip.errors import OmgclipError
+
+    try:
+        with np.load(path) as z:
+            X, P = z["X"], z["P"]
+    except (OSError, ValueError, KeyError) as exc:
+        raise OmgclipError(f"{path}: not a distillation file of scripts/peer_targets.py "
+                           f"({type(exc).__name__}: {exc})") from None
+    if X.ndim != 4 or P.shape != (*X.shape[:2], NUM_CLASSES) or len(X) == 0:
+        raise OmgclipError(f"{path}: expected X (N, T, S, S) and P (N, T, {NUM_CLASSES}) with N > 0, "
+                           f"got {X.shape} and {P.shape}")
+    return torch.from_numpy(X), torch.from_numpy(P).float()
+
+
 # --------------------------------------------------------------------------- augmentation
 def augment(x: torch.Tensor, zoom: tuple[float, float] = (1.0, 1.35), rotate_deg: float = 12.0,
             shift: float = 0.08, gamma: float = 0.4, erase_p: float = 0.25) -> torch.Tensor:
@@ -336,8 +354,7 @@ def finetune(init: str | nn.Module, data_dirs: Sequence[str], fer_root: str | No
         tr = np.where(usage == "Training")[0]
         Xf, yf = torch.from_numpy(Xf[tr]), torch.from_numpy(yf[tr])
     if distill:
-        z = np.load(distill)
-        Xd, Pd = torch.from_numpy(z["X"]), torch.from_numpy(z["P"]).float()
+        Xd, Pd = load_distill(distill)
     opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=weight_decay)
     steps = max(1, len(Xb) // batch_size)
     sched = _cosine(opt, steps * epochs, max(1, steps // 4))
@@ -468,6 +485,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         q.add_argument("--threads", type=int, default=2)
         q.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
+    from omgclip.errors import OmgclipError, one_line
+
+    try:
+        return _run(args)
+    except (OmgclipError, ValueError) as exc:
+        p.error(one_line(str(exc)))
+
+
+def _run(args: argparse.Namespace) -> int:
     torch.set_num_threads(args.threads)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     if args.cmd == "pretrain":
