@@ -90,3 +90,57 @@ def test_face_roll_measures_the_tilt_of_a_real_face(shared_data):
         tilted = roll.eye_roll(cv2.warpAffine(gray, m, (w, h), borderMode=cv2.BORDER_REPLICATE), det, sp)
         assert tilted is not None and abs(abs(tilted - level) - 15) < 4, (angle, level, tilted)
     assert roll.eye_roll(gray[:, :8].copy(), det, sp) is None  # no face
+
+
+def _blocks_dataset(root: Path, frames, starts):
+    """A built-dataset folder whose blocks are 20-frame windows of ``frames`` (uint8
+    ``(F, 80, 80)``) at ``starts`` (so overlapping blocks share frames, as a stride-4 build's do)."""
+    import numpy as np
+    import pandas as pd
+
+    rows = []
+    for i, s in enumerate(starts):
+        rel = f"blocks/train/u/{i:04d}.npy"
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        np.save(root / rel, np.ascontiguousarray(frames[s:s + 20]))
+        rows.append({"block_id": f"train/u/{i:04d}", "split": "train", "group": "unl-u", "source": "u.mp4",
+                     "video": "", "utterance": "u", "label": -1, "label_name": "", "start_frame": s,
+                     "num_frames": 20, "fps": 25.0, "detect_frac": 1.0, "path": rel})
+    pd.DataFrame(rows).to_csv(root / "index.csv", index=False)
+    return root
+
+
+def test_peer_targets_runs_fer_on_each_distinct_frame_of_kept_blocks(tmp_path, capsys):
+    """scripts/peer_targets.py with the real ``fer`` model on real faces (FER2013 images):
+    blocks 8 frames apart are kept, every frame gets fer's probabilities (summing to 1, the
+    same for a frame shared by two blocks, the same as fer run on that frame alone), and the
+    file is what ``finetune --distill`` loads."""
+    pytest.importorskip("fer", reason="the accuracy peers are not installed "
+                                      "(pip install --no-deps -r benchmarks/requirements-accuracy.txt)")
+    pytest.importorskip("ai_edge_litert", reason="ai-edge-litert is not installed")
+    import cv2
+    import numpy as np
+
+    fer_dir = ROOT.parent / "shared" / "data" / "fer2013"
+    if not (fer_dir / "labels.csv").is_file():
+        pytest.skip(f"FER2013 not found at {fer_dir} (a user's clone has no ../shared)")
+    import pandas as pd
+
+    files = pd.read_csv(fer_dir / "labels.csv")["file"][:36]
+    frames = np.stack([cv2.resize(cv2.imread(str(fer_dir / f), cv2.IMREAD_GRAYSCALE), (80, 80)) for f in files])
+    data = _blocks_dataset(tmp_path / "data", frames, [0, 4, 8, 12, 16])
+    pt = _load(ROOT / "scripts" / "peer_targets.py")
+    assert pt.main(["--data", str(data), "--out", str(tmp_path / "t.npz")]) == 0
+    z = np.load(tmp_path / "t.npz")
+    assert z["X"].shape == (3, 20, 80, 80) and z["P"].shape == (3, 20, 7)  # starts 0, 8, 16
+    np.testing.assert_array_equal(z["X"][1], frames[8:28])
+    np.testing.assert_allclose(z["P"].sum(-1), 1.0, atol=1e-3)
+    np.testing.assert_array_equal(z["P"][0, 8:], z["P"][1, :12])  # frames 8..19 are in blocks 0 and 1
+    bench = _load(ROOT / "benchmarks" / "bench_accuracy.py")
+    np.testing.assert_allclose(z["P"][2, 5], bench.FerPeer()(frames[21:22])[0], atol=1e-6)
+    assert len(set(z["P"].reshape(-1, 7).argmax(1).tolist())) > 1  # not one class for every face
+    from omgclip.learn.transfer import load_distill
+
+    X, P = load_distill(tmp_path / "t.npz")
+    assert tuple(X.shape) == (3, 20, 80, 80) and tuple(P.shape) == (3, 20, 7)
+    assert "3 blocks, 36 distinct frames" in capsys.readouterr().out
