@@ -133,9 +133,9 @@ COMPARE_BLEND = 0.5  # the column that mixes each fold's stage-2 weights with st
 BLENDED = f"omgclip, blend {COMPARE_BLEND}"
 
 
-def peer_block_proba(peer, blocks: np.ndarray) -> np.ndarray:
-    """``(N, T, S, S)`` uint8 blocks -> ``(N, 7)``: mean of per-frame probabilities (each
-    distinct frame is classified once; blocks overlap)."""
+def peer_frame_proba(peer, blocks: np.ndarray) -> tuple[np.ndarray, int]:
+    """``(N, T, S, S)`` uint8 blocks -> the peer's per-frame probabilities ``(N, T, 7)``, and
+    how many distinct frames it classified (each once: blocks overlap)."""
     keys, frames = {}, []
     idx = np.zeros(blocks.shape[:2], np.int64)
     for i, b in enumerate(blocks):
@@ -146,7 +146,12 @@ def peer_block_proba(peer, blocks: np.ndarray) -> np.ndarray:
                 frames.append(f)
             idx[i, t] = keys[k]
     probs = np.concatenate([peer(np.stack(frames[i:i + 256])) for i in range(0, len(frames), 256)])
-    return probs[idx].mean(1)
+    return probs[idx], len(frames)
+
+
+def peer_block_proba(peer, blocks: np.ndarray) -> np.ndarray:
+    """``(N, T, S, S)`` uint8 blocks -> ``(N, 7)``: mean of per-frame probabilities."""
+    return peer_frame_proba(peer, blocks)[0].mean(1)
 
 
 # --------------------------------------------------------------------------- metrics

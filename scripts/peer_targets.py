@@ -15,8 +15,6 @@ towards the peer's mean probability over the frames it sees.
 from __future__ import annotations
 
 import argparse
-import hashlib
-import os
 import sys
 from pathlib import Path
 
@@ -35,33 +33,26 @@ def main(argv=None) -> int:
     sys.path.insert(0, str(ROOT / "benchmarks"))
     sys.path.insert(0, str(ROOT))
     try:
-        from bench_accuracy import FerPeer
+        from bench_accuracy import FerPeer, peer_frame_proba
         peer = FerPeer()
     except ImportError as exc:
         p.error(f"the peer is not installed ({exc}): pip install --no-deps -r benchmarks/requirements-accuracy.txt")
+    from omgclip.fsutil import atomic_write
     from omgclip.learn.data import load_index
 
     f = load_index(args.data)
     f = f[f["start_frame"].astype(int) % args.min_block_gap == 0].reset_index(drop=True)
     X = np.stack([np.load(Path(args.data) / q) for q in f["path"]])
-    keys, frames = {}, []
-    idx = np.zeros(X.shape[:2], np.int64)
-    for i, b in enumerate(X):
-        for t, fr in enumerate(b):
-            k = hashlib.blake2b(fr.tobytes(), digest_size=16).digest()
-            if k not in keys:
-                keys[k] = len(frames)
-                frames.append(fr)
-            idx[i, t] = keys[k]
-    probs = np.concatenate([peer(np.stack(frames[i:i + 256])) for i in range(0, len(frames), 256)])
-    P = probs[idx].astype(np.float32)
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".tmp.npz")
-    np.savez(tmp, X=X, P=P, group=np.array(f["group"].tolist(), dtype="U64"))
-    os.replace(tmp, out)
+    P, distinct = peer_frame_proba(peer, X)
+    P = P.astype(np.float32)
+
+    def write(tmp: Path) -> None:
+        with open(tmp, "wb") as fh:
+            np.savez(fh, X=X, P=P, group=np.array(f["group"].tolist(), dtype="U64"))
+
+    out = atomic_write(args.out, write)
     top = np.bincount(P.mean(1).argmax(1), minlength=7)
-    print(f"{out}: {len(X)} blocks, {len(frames)} distinct frames; peer's top class per block "
+    print(f"{out}: {len(X)} blocks, {distinct} distinct frames; peer's top class per block "
           f"(anger..surprise): {top.tolist()}")
     return 0
 

@@ -63,10 +63,13 @@ def load_fer(root: str | os.PathLike, cache: str | os.PathLike | None = None, si
     y = np.array(d["omg_label"].tolist(), dtype=np.int64)
     usage = np.array(d["usage"].tolist(), dtype="U12")
     if cache is not None:
-        Path(cache).parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(str(cache) + ".tmp.npz")
-        np.savez(tmp, X=X, y=y, usage=usage)
-        os.replace(tmp, cache)
+        from omgclip.fsutil import atomic_write
+
+        def write(tmp: Path) -> None:
+            with open(tmp, "wb") as fh:
+                np.savez(fh, X=X, y=y, usage=usage)
+
+        atomic_write(cache, write)
     return X, y, usage
 
 
