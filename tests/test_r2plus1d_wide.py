@@ -280,6 +280,35 @@ def test_finetune_soup_is_the_mean_of_its_seeds_runs(tmp_path):
         run(soup=0)
 
 
+def test_finetune_ema_returns_the_moving_average_of_the_weights(tmp_path):
+    """``finetune(ema=DECAY)`` returns the exponential moving average of the weights (BN
+    statistics included): with a decay of ~0 it is the last weights, with 0.9 a different
+    net; a decay outside [0, 1) is refused."""
+    import copy
+
+    import pytest
+
+    from omgclip.learn import transfer
+
+    data = _tiny_dataset(tmp_path / "data")
+    torch.manual_seed(0)
+    init = create_model("r2plus1d_wide", widths=(8, 16, 32)).eval()
+
+    def run(**kw):
+        return transfer.finetune(copy.deepcopy(init), [str(data)], epochs=2, batch_size=4, seed=5, **kw).state_dict()
+
+    last, near0, avg = run(), run(ema=1e-12), run(ema=0.9)
+    floats = [k for k, v in last.items() if v.is_floating_point()]
+    for k in floats:
+        torch.testing.assert_close(near0[k], last[k], atol=1e-6, rtol=1e-5)
+    assert any("running_mean" in k for k in floats)
+    differ = [k for k in floats if not torch.allclose(avg[k], last[k], atol=1e-5)]
+    assert len(differ) > 10 and any("running_mean" in k for k in differ)  # weights and BN statistics
+    for bad in (1.0, -0.1):
+        with pytest.raises(ValueError, match="ema"):
+            run(ema=bad)
+
+
 def test_finetune_cli_refuses_a_bad_distillation_file_in_one_line(tmp_path, capsys):
     """``transfer finetune --distill`` with a file that is not a peer_targets one (missing,
     wrong arrays, wrong shapes): exit 2 and one line naming the file, no traceback and no

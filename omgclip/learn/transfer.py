@@ -236,9 +236,7 @@ def pretrain_stills(fer_root: str, out: str, epochs: int = 30, batch_size: int =
     sched = _cosine(opt, steps * epochs, int(steps * warmup_epochs))
     ema = None
     if ema_decay > 0:
-        from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
-
-        ema = AveragedModel(net, multi_avg_fn=get_ema_multi_avg_fn(ema_decay), use_buffers=True)
+        ema = _ema_of(net, ema_decay)
     best, hist = None, []
     for ep in range(epochs if stop_after is None else min(epochs, stop_after)):
         net.train()
@@ -287,7 +285,8 @@ def finetune(init: str | nn.Module, data_dirs: Sequence[str], fer_root: str | No
              label_smoothing: float = 0.1, seed: int = 0, cache: str | None = None,
              clip_len: int = 10, min_block_gap: int = 8, log_every: int = 0,
              blend: float | None = None, mixup: float = 0.0, distill: str | None = None,
-             distill_weight: float = 1.0, distill_batch_size: int = 16, soup: int = FINETUNE_SOUP) -> nn.Module:
+             distill_weight: float = 1.0, distill_batch_size: int = 16, soup: int = FINETUNE_SOUP,
+             ema: float = 0.0) -> nn.Module:
     """Stage 2: from ``init`` (a :func:`pretrain_stills` file, an omgclip weights file, or a
     net), train on the labeled blocks of ``data_dirs`` (minus ``exclude_groups``: the
     held-out people), class-balanced by the loss weights, alternating with FER Training
@@ -317,6 +316,10 @@ def finetune(init: str | nn.Module, data_dirs: Sequence[str], fer_root: str | No
     ``soup`` > 1: the fine-tuning is run that many times from ``init`` with seeds ``seed``,
     ``seed + SOUP_SEED_STEP``, ... and the returned weights are their mean (a uniform
     "model soup", Wortsman et al. 2022; BN statistics alike), before ``blend``.
+
+    ``ema`` (a decay in [0, 1); 0: off): an exponential moving average of the weights (BN
+    statistics included) is kept over the steps, and the average is returned instead of the
+    last weights (before ``blend``; each run of a soup returns its own average).
     """
     params = dict(locals())  # (first: exactly the arguments, for the soup's runs)
     if mixup < 0:
@@ -328,6 +331,8 @@ def finetune(init: str | nn.Module, data_dirs: Sequence[str], fer_root: str | No
         raise ValueError(f"blend must be in [0, 1], got {blend}")
     if soup < 1:
         raise ValueError(f"soup must be >= 1, got {soup}")
+    if not 0.0 <= ema < 1.0:
+        raise ValueError(f"ema must be in [0, 1), got {ema}")
     if soup > 1:
         base = _load_init(init)
         start = {k: v.detach().clone() for k, v in base.state_dict().items()}
@@ -362,6 +367,7 @@ def finetune(init: str | nn.Module, data_dirs: Sequence[str], fer_root: str | No
     steps = max(1, len(Xb) // batch_size)
     sched = _cosine(opt, steps * epochs, max(1, steps // 4))
     Xbt, ybt = torch.from_numpy(Xb), torch.from_numpy(yb)
+    averaged = _ema_of(net, ema) if ema > 0 else None
     for ep in range(epochs):
         net.train()
         t0, tot_v, tot_f, tot_d = time.time(), 0.0, 0.0, 0.0
@@ -393,6 +399,8 @@ def finetune(init: str | nn.Module, data_dirs: Sequence[str], fer_root: str | No
             loss.backward()
             opt.step()
             sched.step()
+            if averaged is not None:
+                averaged.update_parameters(net)
             tot_v += loss.item()
         msg = {"epoch": ep + 1, "loss": round(tot_v / steps, 4), "fer_loss": round(tot_f / steps, 4),
                "distill_loss": round(tot_d / steps, 4),
@@ -400,10 +408,20 @@ def finetune(init: str | nn.Module, data_dirs: Sequence[str], fer_root: str | No
         log.info("finetune %s", json.dumps(msg))
         if log_every:
             print(json.dumps(msg), flush=True)
+    if averaged is not None:
+        net.load_state_dict(averaged.module.state_dict())
     if blend < 1.0:
         net.load_state_dict(blend_states(net.state_dict(), start, blend))
     net.eval()
     return net
+
+
+def _ema_of(net: nn.Module, decay: float):
+    """A copy of ``net`` that follows an exponential moving average of its weights and BN
+    statistics (``update_parameters(net)`` after each step)."""
+    from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+    return AveragedModel(net, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True)
 
 
 def _mixed_loss(net: nn.Module, x: torch.Tensor, y: torch.Tensor, alpha: float,
@@ -476,6 +494,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     b.add_argument("--epochs", type=int, default=FINETUNE_EPOCHS)
     b.add_argument("--soup", type=int, default=FINETUNE_SOUP, metavar="N",
                    help="average the weights of N runs with different seeds (default %(default)s)")
+    b.add_argument("--ema", type=float, default=0.0, metavar="DECAY",
+                   help="return an exponential moving average of the weights (e.g. 0.995; 0: the last weights)")
     b.add_argument("--lr", type=float, default=FINETUNE_LR)
     b.add_argument("--mixup", type=float, default=0.0, metavar="ALPHA", help="mixup's Beta alpha (0: off)")
     b.add_argument("--blend", type=float, default=DEFAULT_BLEND,
@@ -510,13 +530,14 @@ def _run(args: argparse.Namespace) -> int:
 
     net = finetune(args.init, args.data, args.fer, exclude_groups=args.exclude_group, epochs=args.epochs,
                    seed=args.seed, cache=args.cache, log_every=1, blend=args.blend, lr=args.lr,
-                   mixup=args.mixup, distill=args.distill, distill_weight=args.distill_weight, soup=args.soup)
+                   mixup=args.mixup, distill=args.distill, distill_weight=args.distill_weight, soup=args.soup,
+                   ema=args.ema)
     face = None
     cfg = Path(args.data[0]) / "build_config.json"
     if cfg.is_file():
         face = json.loads(cfg.read_text()).get("face")
     meta = weights_meta(net, face, recipe="omgclip.learn.transfer: FER2013 stills pretrain, then video blocks + FER stills",
-                        finetune_epochs=args.epochs, soup=args.soup, blend=args.blend, lr=args.lr, mixup=args.mixup,
+                        finetune_epochs=args.epochs, soup=args.soup, ema=args.ema, blend=args.blend, lr=args.lr, mixup=args.mixup,
                         distill=Path(args.distill).name if args.distill else None,
                         distill_weight=args.distill_weight if args.distill else None,
                         excluded_groups=list(args.exclude_group))
