@@ -353,7 +353,7 @@ def main(argv=None) -> int:
               "machine": f"{platform.machine()} {platform.processor() or ''} {os.cpu_count()} cpus".strip(),
               "threads": args.threads, "checkpoint": str(ours_path), "pretrained": args.pretrained,
               "finetune_epochs_per_fold": epochs, "finetune_lr": lr,
-              "finetune_soup": soup, "seed_offset": args.seed_offset,
+              "finetune_soup": soup, "finetune_ema": transfer.FINETUNE_EMA, "seed_offset": args.seed_offset,
               "blend": blend, "folds": folds_out, "rows": rows,
               "seconds": round(time.time() - t_start)}
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)

@@ -8,8 +8,8 @@
 #    EMA of the weights (decay 0.999); the epoch (raw or EMA weights) with the best PublicTest
 #    accuracy is kept; PrivateTest is never looked at;
 # 2. stage 2: fine-tuned on the 20-frame blocks of every shared video person (MEAD, CREMA-D)
-#    and the CK+ sequences, each step also on a batch of FER stills (FINETUNE_EPOCHS, lr 1e-3); the
-#    weights at the end are shipped, marked for test-time flip (`finetune --blend 0.5` would mix
+#    and the CK+ sequences, each step also on a batch of FER stills (FINETUNE_EPOCHS, lr 1e-3); an
+#    exponential moving average of its weights (FINETUNE_EMA, 0.98) is shipped, marked for test-time flip (`finetune --blend 0.5` would mix
 #    them with stage 1's: better on FER2013, worse on the video people; see the model card)
 #    (the benchmark measures this stage per held-out person:
 #    benchmarks/bench_accuracy.py --pretrained WORKDIR/pretrain2/best.pt).

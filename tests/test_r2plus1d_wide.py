@@ -222,7 +222,8 @@ def test_mixup_loss_mixes_inputs_and_targets(tmp_path):
 
 def test_finetune_distills_a_peers_probabilities_on_unlabeled_blocks(tmp_path):
     """``finetune(distill=NPZ)``: unlabeled blocks whose peer probabilities all say 'happy'
-    pull the net's output on them towards happy, against the same fine-tuning without them;
+    pull the net's output on them towards happy, against the same fine-tuning without them
+    (both returning their last weights: on 8 tiny epochs a weight average would lag);
     a negative weight is refused."""
     import copy
 
@@ -241,7 +242,7 @@ def test_finetune_distills_a_peers_probabilities_on_unlabeled_blocks(tmp_path):
     init = create_model("r2plus1d_wide", widths=(8, 16, 32)).eval()
 
     def happy(**kw):
-        net = transfer.finetune(copy.deepcopy(init), [str(data)], epochs=8, batch_size=4, seed=3, lr=1e-2, **kw)
+        net = transfer.finetune(copy.deepcopy(init), [str(data)], epochs=8, batch_size=4, seed=3, lr=1e-2, ema=0.0, **kw)
         return float(transfer.predict_proba(net, Xd)[:, 3].mean())
 
     plain, distilled = happy(), happy(distill=str(tmp_path / "teacher.npz"), distill_weight=5.0)
@@ -283,7 +284,7 @@ def test_finetune_soup_is_the_mean_of_its_seeds_runs(tmp_path):
 def test_finetune_ema_returns_the_moving_average_of_the_weights(tmp_path):
     """``finetune(ema=DECAY)`` returns the exponential moving average of the weights (BN
     statistics included): with a decay of ~0 it is the last weights, with 0.9 a different
-    net; a decay outside [0, 1) is refused."""
+    net; a decay outside [0, 1) is refused; the recipe's decay is the default."""
     import copy
 
     import pytest
@@ -297,7 +298,7 @@ def test_finetune_ema_returns_the_moving_average_of_the_weights(tmp_path):
     def run(**kw):
         return transfer.finetune(copy.deepcopy(init), [str(data)], epochs=2, batch_size=4, seed=5, **kw).state_dict()
 
-    last, near0, avg = run(), run(ema=1e-12), run(ema=0.9)
+    last, near0, avg = run(ema=0.0), run(ema=1e-12), run(ema=0.9)
     floats = [k for k, v in last.items() if v.is_floating_point()]
     for k in floats:
         torch.testing.assert_close(near0[k], last[k], atol=1e-6, rtol=1e-5)
@@ -307,6 +308,11 @@ def test_finetune_ema_returns_the_moving_average_of_the_weights(tmp_path):
     for bad in (1.0, -0.1):
         with pytest.raises(ValueError, match="ema"):
             run(ema=bad)
+    default = run()
+    recipe = run(ema=transfer.FINETUNE_EMA)
+    assert 0 < transfer.FINETUNE_EMA < 1
+    for k in floats:
+        torch.testing.assert_close(default[k], recipe[k], atol=1e-6, rtol=1e-5)
 
 
 def test_finetune_cli_refuses_a_bad_distillation_file_in_one_line(tmp_path, capsys):
