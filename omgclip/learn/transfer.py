@@ -304,8 +304,8 @@ def finetune(init: str | nn.Module, data_dirs: Sequence[str], fer_root: str | No
     ``blend`` (default :data:`DEFAULT_BLEND`, 1: the fine-tuned weights as they are): the
     returned weights are ``blend * fine-tuned + (1 - blend) * init`` (weight-space ensembling,
     "WiSE-FT", Wortsman et al. 2022; BN statistics alike). It trades the video people for
-    FER2013: with the shipped stage 1, 0.5 gives FER2013 PrivateTest 0.674 instead of 0.654
-    but CK+ UAR 0.799 instead of 0.873 and MEAD M030 block UAR 0.552 instead of 0.589
+    FER2013: with the shipped stage 1, 0.5 gives FER2013 PrivateTest 0.673 instead of 0.656
+    but CK+ UAR 0.792 instead of 0.873 and MEAD M030 block UAR 0.545 instead of 0.588
     (``benchmarks/bench_accuracy.py``; the model card has the whole comparison).
 
     ``mixup`` (alpha of a Beta(alpha, alpha); 0: off): each batch, video and FER alike, is
