@@ -6,8 +6,9 @@ Two stages, both plain PyTorch loops (no Lightning: they mix two kinds of batch)
    logits at any length) on FER2013 *Training* faces as 1-frame clips ``(B, 1, 1, 80, 80)``
    and keeps the epoch with the best *PublicTest* accuracy. PrivateTest is never looked at.
 2. :func:`finetune` trains on 20-frame blocks of built datasets (``omgclip build-dataset``)
-   and, every other step, on a batch of FER stills so that what was learnt from thousands of
-   faces is not forgotten on a handful of video people.
+   and, at each step, on a batch of FER stills so that what was learnt from thousands of
+   faces is not forgotten on a handful of video people; it returns a moving average of its
+   weights over the steps (:data:`FINETUNE_EMA`).
 
 The FER faces are framed to look like omgclip's crops: a dlib box plus 15% per side shows
 more around the face than FER's tight 48x48 crops, so training zooms FER images out by a
