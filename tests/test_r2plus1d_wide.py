@@ -242,7 +242,8 @@ def test_finetune_distills_a_peers_probabilities_on_unlabeled_blocks(tmp_path):
     init = create_model("r2plus1d_wide", widths=(8, 16, 32)).eval()
 
     def happy(**kw):
-        net = transfer.finetune(copy.deepcopy(init), [str(data)], epochs=8, batch_size=4, seed=3, lr=1e-2, ema=0.0, **kw)
+        net = transfer.finetune(copy.deepcopy(init), [str(data)], epochs=8, batch_size=4, seed=3, lr=1e-2,
+                                ema=0.0, **kw)
         return float(transfer.predict_proba(net, Xd)[:, 3].mean())
 
     plain, distilled = happy(), happy(distill=str(tmp_path / "teacher.npz"), distill_weight=5.0)
@@ -296,7 +297,8 @@ def test_finetune_ema_returns_the_moving_average_of_the_weights(tmp_path):
     init = create_model("r2plus1d_wide", widths=(8, 16, 32)).eval()
 
     def run(**kw):
-        return transfer.finetune(copy.deepcopy(init), [str(data)], epochs=2, batch_size=4, seed=5, **kw).state_dict()
+        net = transfer.finetune(copy.deepcopy(init), [str(data)], epochs=2, batch_size=4, seed=5, **kw)
+        return net.state_dict()
 
     last, near0, avg = run(ema=0.0), run(ema=1e-12), run(ema=0.9)
     floats = [k for k, v in last.items() if v.is_floating_point()]

@@ -322,9 +322,10 @@ def finetune(init: str | nn.Module, data_dirs: Sequence[str], fer_root: str | No
     ``seed + SOUP_SEED_STEP``, ... and the returned weights are their mean (a uniform
     "model soup", Wortsman et al. 2022; BN statistics alike), before ``blend``.
 
-    ``ema`` (a decay in [0, 1); default :data:`FINETUNE_EMA`; 0: off): an exponential moving average of the weights (BN
-    statistics included) is kept over the steps, and the average is returned instead of the
-    last weights (before ``blend``; each run of a soup returns its own average).
+    ``ema`` (a decay in [0, 1); default :data:`FINETUNE_EMA`; 0: off): an exponential moving
+    average of the weights (BN statistics included) is kept over the steps, and the average
+    is returned instead of the last weights (before ``blend``; each run of a soup returns its
+    own average).
     """
     params = dict(locals())  # (first: exactly the arguments, for the soup's runs)
     if mixup < 0:
@@ -500,7 +501,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     b.add_argument("--soup", type=int, default=FINETUNE_SOUP, metavar="N",
                    help="average the weights of N runs with different seeds (default %(default)s)")
     b.add_argument("--ema", type=float, default=FINETUNE_EMA, metavar="DECAY",
-                   help="return an exponential moving average of the weights (default %(default)s; 0: the last weights)")
+                   help="return an exponential moving average of the weights "
+                        "(default %(default)s; 0: the last weights)")
     b.add_argument("--lr", type=float, default=FINETUNE_LR)
     b.add_argument("--mixup", type=float, default=0.0, metavar="ALPHA", help="mixup's Beta alpha (0: off)")
     b.add_argument("--blend", type=float, default=DEFAULT_BLEND,
@@ -542,7 +544,8 @@ def _run(args: argparse.Namespace) -> int:
     if cfg.is_file():
         face = json.loads(cfg.read_text()).get("face")
     meta = weights_meta(net, face, recipe="omgclip.learn.transfer: FER2013 stills pretrain, then video blocks + FER stills",
-                        finetune_epochs=args.epochs, soup=args.soup, ema=args.ema, blend=args.blend, lr=args.lr, mixup=args.mixup,
+                        finetune_epochs=args.epochs, soup=args.soup, ema=args.ema, blend=args.blend, lr=args.lr,
+                        mixup=args.mixup,
                         distill=Path(args.distill).name if args.distill else None,
                         distill_weight=args.distill_weight if args.distill else None,
                         excluded_groups=list(args.exclude_group))
