@@ -422,6 +422,26 @@ def finetune(init: str | nn.Module, data_dirs: Sequence[str], fer_root: str | No
     return net
 
 
+def finetune_ensemble(inits: Sequence[str | nn.Module], data_dirs: Sequence[str], fer_root: str | None = None,
+                      **kwargs) -> nn.Module:
+    """Stage 2 for each of ``inits`` (e.g. stage-1 runs with different seeds), with the same
+    arguments (``kwargs``: those of :func:`finetune`, seed included), joined into one
+    :class:`~omgclip.learn.models.ensemble.Ensemble` whose output averages the members'
+    probabilities (eval mode). One init: just :func:`finetune`'s net."""
+    from omgclip.learn.models.ensemble import Ensemble
+
+    if not inits:
+        raise ValueError("finetune_ensemble needs at least one init")
+    nets = [finetune(init, data_dirs, fer_root, **kwargs) for init in inits]
+    if len(nets) == 1:
+        return nets[0]
+    archs = [getattr(n, "arch", None) for n in nets]
+    if isinstance(nets[0], Ensemble) or any(a != archs[0] for a in archs) or archs[0] is None:
+        raise ValueError("the members of an ensemble must be stage-1 nets of the same shape "
+                         f"(got {', '.join(type(n).__name__ + str(a or '') for n, a in zip(nets, archs))})")
+    return Ensemble.of(nets, MODEL_NAME, **archs[0])
+
+
 def _ema_of(net: nn.Module, decay: float):
     """A copy of ``net`` that follows an exponential moving average of its weights and BN
     statistics (``update_parameters(net)`` after each step)."""
@@ -462,12 +482,17 @@ def _load_init(init: str | nn.Module) -> nn.Module:
     return load_model(init).net
 
 
-def weights_meta(net: nn.Module, face: dict | None, **extra) -> dict:
+def weights_meta(net: nn.Module, face: dict | None, flip: bool | None = None, **extra) -> dict:
     """The meta of a weights file for a net from this module (``face``: the crop settings
-    of the datasets it was trained on, so ``predict`` crops alike)."""
-    meta = {"model_name": MODEL_NAME, "model_kwargs": dict(net.arch),
+    of the datasets it was trained on, so ``predict`` crops alike). ``flip``: ask for the
+    test-time flip; ``None``: yes for one net, no for an ensemble (either way the model time
+    of two passes of one net)."""
+    from omgclip.learn.models.ensemble import Ensemble
+
+    ensemble = isinstance(net, Ensemble)
+    meta = {"model_name": "ensemble" if ensemble else MODEL_NAME, "model_kwargs": dict(net.arch),
             "labels": list(EMOTIONS), "num_classes": NUM_CLASSES, "block_len": 20, "crop_size": 80,
-            "test_time_flip": True}
+            "test_time_flip": (not ensemble) if flip is None else bool(flip)}
     if face is not None:
         meta["face"] = face
     meta.update(extra)
@@ -492,7 +517,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     a.add_argument("--ema", type=float, default=0.0, metavar="DECAY",
                    help="also keep an exponential moving average of the weights (e.g. 0.999)")
     b = sub.add_parser("finetune", help="stage 2: video blocks + FER stills -> a weights file")
-    b.add_argument("--init", required=True, help="OUT/best.pt of pretrain, or any omgclip weights")
+    b.add_argument("--init", required=True, action="append",
+                   help="OUT/best.pt of pretrain, or any omgclip weights; repeated: each is fine-tuned alike "
+                        "and the results are saved as one ensemble")
+    b.add_argument("--flip", action=argparse.BooleanOptionalAction, default=None,
+                   help="mark the weights for the test-time flip (default: yes for one net, no for an ensemble)")
     b.add_argument("--data", action="append", required=True, help="a built dataset (repeatable)")
     b.add_argument("--fer", help="mix in FER2013 Training stills")
     b.add_argument("--cache")
@@ -535,7 +564,7 @@ def _run(args: argparse.Namespace) -> int:
         return 0
     from omgclip.learn.checkpoint import save_weights
 
-    net = finetune(args.init, args.data, args.fer, exclude_groups=args.exclude_group, epochs=args.epochs,
+    net = finetune_ensemble(args.init, args.data, args.fer, exclude_groups=args.exclude_group, epochs=args.epochs,
                    seed=args.seed, cache=args.cache, log_every=1, blend=args.blend, lr=args.lr,
                    mixup=args.mixup, distill=args.distill, distill_weight=args.distill_weight, soup=args.soup,
                    ema=args.ema)
@@ -543,7 +572,7 @@ def _run(args: argparse.Namespace) -> int:
     cfg = Path(args.data[0]) / "build_config.json"
     if cfg.is_file():
         face = json.loads(cfg.read_text()).get("face")
-    meta = weights_meta(net, face, recipe="omgclip.learn.transfer: FER2013 stills pretrain, then video blocks + FER stills",
+    meta = weights_meta(net, face, flip=args.flip, inits=[Path(i).name for i in args.init], recipe="omgclip.learn.transfer: FER2013 stills pretrain, then video blocks + FER stills",
                         finetune_epochs=args.epochs, soup=args.soup, ema=args.ema, blend=args.blend, lr=args.lr,
                         mixup=args.mixup,
                         distill=Path(args.distill).name if args.distill else None,
