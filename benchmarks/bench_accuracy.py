@@ -17,7 +17,10 @@ Every row is person-disjoint, and the peers see exactly the same face crops in t
 
 Our model is scored as `omgclip predict` runs it: with the test-time flip its weights ask for
 (the mean of the clip's and its mirror image's probabilities; the fold models are made by the
-same recipe, so they get it too). The column "omgclip, no flip" is one plain pass; the
+same recipe, so they get it too). With several ``--pretrained`` files each fold model is the
+ensemble of their fine-tunings (as ``transfer finetune --init A --init B`` makes the shipped
+one), run without the flip, as such a weights file asks. The column "omgclip, no flip" is one
+plain pass (for an ensemble, "omgclip, with flip" adds the flip instead); the
 column "omgclip, blend 0.5" mixes each fold model half and half with the stage-1 weights
 (``finetune --blend 0.5``; for the FER2013 row pass those weights with ``--blended W.pt``).
 
@@ -129,6 +132,7 @@ class WtfPeer:
 
 
 NO_FLIP = "omgclip, no flip"
+WITH_FLIP = "omgclip, with flip"
 COMPARE_BLEND = 0.5  # the column that mixes each fold's stage-2 weights with stage 1 (WiSE-FT)
 BLENDED = f"omgclip, blend {COMPARE_BLEND}"
 
@@ -197,8 +201,10 @@ def ck_folds(groups) -> list[list[str]]:
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--checkpoint", help="model for the FER2013 row (default: the bundled one)")
-    p.add_argument("--pretrained", help="stage-1 (FER-only) weights for the fold models; without it, "
-                                        "only the FER2013 row runs")
+    p.add_argument("--pretrained", action="append",
+                   help="stage-1 (FER-only) weights for the fold models; repeated: each is fine-tuned alike and "
+                        "the fold model is their ensemble (as `transfer finetune --init A --init B`); without it, "
+                        "only the FER2013 row runs")
     p.add_argument("--data", help="built MEAD + CREMA-D + CK+ dataset (default: built into results/)")
     p.add_argument("--fer", default=str(SHARED / "fer2013"))
     p.add_argument("--fer-cache", default=str(HERE / "results" / "fer80.npz"))
@@ -227,6 +233,7 @@ def main(argv=None) -> int:
     sys.path.insert(0, str(ROOT))
     from omgclip.learn import transfer
     from omgclip.learn.checkpoint import default_checkpoint, load_for_inference
+    from omgclip.learn.models.ensemble import Ensemble
     from omgclip.learn.models.layers import FlipAverage
 
     t_start = time.time()
@@ -240,7 +247,12 @@ def main(argv=None) -> int:
     lr = transfer.FINETUNE_LR if args.lr is None else args.lr
     epochs = transfer.FINETUNE_EPOCHS if args.epochs is None else args.epochs
     soup = transfer.FINETUNE_SOUP if args.soup is None else args.soup
-    pre = transfer._load_init(args.pretrained) if args.pretrained else None  # stage-1 weights, loaded once
+    # stage-1 weights, loaded once (several: an ensemble's members, fine-tuned alike)
+    pres = [transfer._load_init(path) for path in args.pretrained or []]
+    pre = Ensemble.of(pres, transfer.MODEL_NAME, **pres[0].arch) if len(pres) > 1 else (pres[0] if pres else None)
+    # the fold models run as the recipe's weights file asks (a net: with the flip; an ensemble: without)
+    recipe_flip = transfer.weights_meta(pre, None)["test_time_flip"] if pre is not None else True
+    other = NO_FLIP if recipe_flip else WITH_FLIP
     rows: list[dict] = []
 
     folds_out: dict = {}
@@ -255,27 +267,27 @@ def main(argv=None) -> int:
                 held.append(f"mead-{MEAD_PEOPLE[i]}")
             fold_defs.append(held)
         wanted = range(1, CK_FOLDS + 1) if args.folds == "all" else [int(v) for v in args.folds.split(",")]
-        pre_state = pre.state_dict()
         proba_ft = np.full((len(frame), 7), np.nan, np.float32)
         proba_ft1, proba_nb = proba_ft.copy(), proba_ft.copy()
         for k in wanted:
             held = fold_defs[k - 1]
             t0 = time.time()
-            net = transfer.finetune(args.pretrained, [str(data)], args.fer, exclude_groups=held, epochs=epochs,
-                                    lr=lr, seed=k + args.seed_offset, cache=args.fer_cache, blend=1.0, soup=soup)
+            net = transfer.finetune_ensemble(args.pretrained, [str(data)], args.fer, exclude_groups=held,
+                                             epochs=epochs, lr=lr, seed=k + args.seed_offset, cache=args.fer_cache,
+                                             blend=1.0, soup=soup)
             mask = frame["group"].isin(held).to_numpy()
             tuned = {name: v.clone() for name, v in net.state_dict().items()}
             # the comparison: the same fine-tuning, mixed with the stage-1 weights
-            net.load_state_dict(transfer.blend_states(tuned, pre_state, COMPARE_BLEND))
-            proba_nb[mask] = transfer.predict_proba(net, Xall[mask], tta_flip=True)
+            net.load_state_dict(transfer.blend_states(tuned, pre.state_dict(), COMPARE_BLEND))
+            proba_nb[mask] = transfer.predict_proba(net, Xall[mask], tta_flip=recipe_flip)
             # the recipe's fold model
-            net.load_state_dict(transfer.blend_states(tuned, pre_state, blend))
-            proba_ft[mask] = transfer.predict_proba(net, Xall[mask], tta_flip=True)
-            proba_ft1[mask] = transfer.predict_proba(net, Xall[mask], tta_flip=False)
+            net.load_state_dict(transfer.blend_states(tuned, pre.state_dict(), blend))
+            proba_ft[mask] = transfer.predict_proba(net, Xall[mask], tta_flip=recipe_flip)
+            proba_ft1[mask] = transfer.predict_proba(net, Xall[mask], tta_flip=not recipe_flip)
             folds_out[k] = {"held_out": held, "seconds": round(time.time() - t0)}
             print(f"[{time.time() - t_start:.0f}s] fold {k} fine-tuned in {time.time() - t0:.0f}s", flush=True)
         done = ~np.isnan(proba_ft[:, 0])
-        proba_zero = transfer.predict_proba(pre, Xall, tta_flip=True)
+        proba_zero = transfer.predict_proba(pre, Xall, tta_flip=recipe_flip)
         peer_p = {q.name: peer_block_proba(q, Xall) for q in peers}
         print(f"[{time.time() - t_start:.0f}s] peers on blocks done", flush=True)
         for person in MEAD_PEOPLE:
@@ -286,7 +298,7 @@ def main(argv=None) -> int:
             yb = f["label"].to_numpy()
             row = {"row": f"MEAD LOPO, held-out {person} ({len(f)} blocks, "
                           f"{f['utterance'].nunique()} clips)", "metric": "block UAR / clip UAR", "n": int(m.sum())}
-            for name, pb in [("omgclip", proba_ft[m]), (NO_FLIP, proba_ft1[m]), (BLENDED, proba_nb[m]),
+            for name, pb in [("omgclip", proba_ft[m]), (other, proba_ft1[m]), (BLENDED, proba_nb[m]),
                              ("omgclip stage 1 (FER only)", proba_zero[m])] + \
                     [(q.name, peer_p[q.name][m]) for q in peers]:
                 yc, pc = clip_level(f, pb)
@@ -301,7 +313,7 @@ def main(argv=None) -> int:
             nsub = frame["group"][m].nunique()
             row = {"row": f"CK+ {CK_FOLDS}-fold subject-disjoint ({int(m.sum())} sequences, {nsub} subjects)",
                    "metric": "UAR / accuracy", "n": int(m.sum())}
-            for name, pb in [("omgclip", proba_ft[m]), (NO_FLIP, proba_ft1[m]), (BLENDED, proba_nb[m]),
+            for name, pb in [("omgclip", proba_ft[m]), (other, proba_ft1[m]), (BLENDED, proba_nb[m]),
                              ("omgclip stage 1 (FER only)", proba_zero[m])] + \
                     [(q.name, peer_p[q.name][m]) for q in peers]:
                 row[name] = [uar(yb, pb), acc(yb, pb)]
@@ -319,8 +331,9 @@ def main(argv=None) -> int:
     row = {"row": "FER2013 PrivateTest (3,589 faces)", "metric": "accuracy / UAR", "n": int(len(prv))}
     pr = transfer.predict_proba(ours, Xp, 256, tta_flip=False)
     row["omgclip"] = [acc(yp, pr), uar(yp, pr)]
-    pr = transfer.predict_proba(plain, Xp, 256, tta_flip=False)
-    row[NO_FLIP] = [acc(yp, pr), uar(yp, pr)]
+    # the other way round: one plain pass where the weights ask for the flip, the flip where not
+    pr = transfer.predict_proba(plain, Xp, 256, tta_flip=not isinstance(ours, FlipAverage))
+    row[NO_FLIP if isinstance(ours, FlipAverage) else WITH_FLIP] = [acc(yp, pr), uar(yp, pr)]
     for peer in peers:
         pp = peer(Xp)
         row[peer.name] = [acc(yp, pp), uar(yp, pp)]
@@ -328,7 +341,7 @@ def main(argv=None) -> int:
         pr = transfer.predict_proba(load_for_inference(args.blended).net, Xp, 256, tta_flip=False)
         row[BLENDED] = [acc(yp, pr), uar(yp, pr)]
     if pre is not None:
-        pr = transfer.predict_proba(pre, Xp, 256, tta_flip=True)
+        pr = transfer.predict_proba(pre, Xp, 256, tta_flip=recipe_flip)
         row["omgclip stage 1 (FER only)"] = [acc(yp, pr), uar(yp, pr)]
     row["target"] = TARGETS["fer_acc"]
     row["met"] = row["omgclip"][0] >= TARGETS["fer_acc"] and all(row["omgclip"][0] > row[q.name][0] for q in peers)
@@ -336,7 +349,8 @@ def main(argv=None) -> int:
     print(f"[{time.time() - t_start:.0f}s] FER2013 done", flush=True)
 
 
-    cols = ["omgclip", NO_FLIP, BLENDED, "omgclip stage 1 (FER only)"] + [q.name for q in peers]
+    cols = ["omgclip"] + [c for c in (NO_FLIP, WITH_FLIP) if any(c in r for r in rows)] + \
+        [BLENDED, "omgclip stage 1 (FER only)"] + [q.name for q in peers]
     print()
     print("| row | metric | " + " | ".join(cols) + " | target | met |")
     print("|---|---|" + "---|" * len(cols) + "---|---|")

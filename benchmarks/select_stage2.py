@@ -12,7 +12,8 @@ for each candidate setting, and scores the fold models on the held-out people:
 * FER2013 **PublicTest** accuracy (what stage 2 keeps of stage 1; PrivateTest is never read);
 * the selection score, fixed before any run: the mean of those three numbers.
 
-Every model gets the test-time flip, as ``predict`` runs it.
+Every model is run as ``predict`` runs its weights file: one net with the test-time flip, an
+ensemble (several ``--pretrained``) without; a candidate's ``"flip": true|false`` overrides it.
 
     python benchmarks/select_stage2.py --pretrained runs/default/pretrain2/best.pt \\
         --data runs/default/data_all --fer-cache runs/default/fer80.npz \\
@@ -43,7 +44,9 @@ VALIDATION_FOLDS = (("cremad-1001", "mead-eamm_w_c"), ("mead-eamm_m_b", "mead-ea
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--pretrained", required=True, help="stage-1 weights (transfer pretrain's best.pt)")
+    p.add_argument("--pretrained", required=True, action="append",
+                   help="stage-1 weights (transfer pretrain's best.pt); repeated: the fold models are ensembles "
+                        "of each one's fine-tuning (as `transfer finetune --init A --init B`)")
     p.add_argument("--data", required=True, help="the built MEAD + CREMA-D + CK+ dataset")
     p.add_argument("--fer", default=str(SHARED / "fer2013"))
     p.add_argument("--fer-cache", default=str(HERE / "results" / "fer80.npz"))
@@ -83,18 +86,21 @@ def main(argv=None) -> int:
     for name, kwargs in candidates:
         proba = np.full((len(frame), 7), np.nan, np.float32)
         fer_acc = []
+        kwargs = dict(kwargs)
+        flip = kwargs.pop("flip", None)  # not finetune's: the test-time flip (default: as the weights file would ask)
         for k, held in enumerate(VALIDATION_FOLDS):
-            net = transfer.finetune(args.pretrained, [args.data], args.fer, exclude_groups=held,
-                                    seed=k + 1 + args.seed_offset, cache=args.fer_cache, **kwargs)
+            net = transfer.finetune_ensemble(args.pretrained, [args.data], args.fer, exclude_groups=held,
+                                             seed=k + 1 + args.seed_offset, cache=args.fer_cache, **kwargs)
+            tta = transfer.weights_meta(net, None, flip=flip)["test_time_flip"]
             m = frame["group"].isin(held).to_numpy()
-            proba[m] = transfer.predict_proba(net, X[m], tta_flip=True)
-            pp = transfer.predict_proba(net, Xf[pub], 256, tta_flip=True)
+            proba[m] = transfer.predict_proba(net, X[m], tta_flip=tta)
+            pp = transfer.predict_proba(net, Xf[pub], 256, tta_flip=tta)
             fer_acc.append(float((pp.argmax(1) == yf[pub]).mean()))
             print(f"[{time.time() - t_start:.0f}s] {name}: fold {k + 1} done", flush=True)
         f = frame[val].reset_index(drop=True)
         yb = f["label"].to_numpy()
         yc, pc = clip_level(f, proba[val])
-        rec = {"candidate": name, "kwargs": kwargs, "val_block_uar": uar(yb, proba[val]),
+        rec = {"candidate": name, "kwargs": kwargs, "flip": flip, "val_block_uar": uar(yb, proba[val]),
                "val_clip_uar": uar(yc, pc), "public_acc": float(np.mean(fer_acc)),
                "blocks": int(val.sum()), "clips": int(len(yc))}
         rec["score"] = (rec["val_block_uar"] + rec["val_clip_uar"] + rec["public_acc"]) / 3
