@@ -8,7 +8,8 @@ Two stages, both plain PyTorch loops (no Lightning: they mix two kinds of batch)
 2. :func:`finetune` trains on 20-frame blocks of built datasets (``omgclip build-dataset``)
    and, at each step, on a batch of FER stills so that what was learnt from thousands of
    faces is not forgotten on a handful of video people; it returns a moving average of its
-   weights over the steps (:data:`FINETUNE_EMA`).
+   weights over the steps (:data:`FINETUNE_EMA`). :func:`finetune_ensemble` does this for
+   several stage-1 runs (other seeds) and joins the results into one ``ensemble`` model.
 
 The FER faces are framed to look like omgclip's crops: a dlib box plus 15% per side shows
 more around the face than FER's tight 48x48 crops, so training zooms FER images out by a
