@@ -233,7 +233,6 @@ def main(argv=None) -> int:
     sys.path.insert(0, str(ROOT))
     from omgclip.learn import transfer
     from omgclip.learn.checkpoint import default_checkpoint, load_for_inference
-    from omgclip.learn.models.ensemble import Ensemble
     from omgclip.learn.models.layers import FlipAverage
 
     t_start = time.time()
@@ -249,9 +248,9 @@ def main(argv=None) -> int:
     soup = transfer.FINETUNE_SOUP if args.soup is None else args.soup
     # stage-1 weights, loaded once (several: an ensemble's members, fine-tuned alike)
     pres = [transfer._load_init(path) for path in args.pretrained or []]
-    pre = Ensemble.of(pres, transfer.MODEL_NAME, **pres[0].arch) if len(pres) > 1 else (pres[0] if pres else None)
+    pre = transfer.ensemble_of(pres) if pres else None
     # the fold models run as the recipe's weights file asks (a net: with the flip; an ensemble: without)
-    recipe_flip = transfer.weights_meta(pre, None)["test_time_flip"] if pre is not None else True
+    recipe_flip = transfer.asks_flip(pre) if pre is not None else True
     other = NO_FLIP if recipe_flip else WITH_FLIP
     rows: list[dict] = []
 
@@ -267,6 +266,7 @@ def main(argv=None) -> int:
                 held.append(f"mead-{MEAD_PEOPLE[i]}")
             fold_defs.append(held)
         wanted = range(1, CK_FOLDS + 1) if args.folds == "all" else [int(v) for v in args.folds.split(",")]
+        pre_state = pre.state_dict()
         proba_ft = np.full((len(frame), 7), np.nan, np.float32)
         proba_ft1, proba_nb = proba_ft.copy(), proba_ft.copy()
         for k in wanted:
@@ -278,10 +278,10 @@ def main(argv=None) -> int:
             mask = frame["group"].isin(held).to_numpy()
             tuned = {name: v.clone() for name, v in net.state_dict().items()}
             # the comparison: the same fine-tuning, mixed with the stage-1 weights
-            net.load_state_dict(transfer.blend_states(tuned, pre.state_dict(), COMPARE_BLEND))
+            net.load_state_dict(transfer.blend_states(tuned, pre_state, COMPARE_BLEND))
             proba_nb[mask] = transfer.predict_proba(net, Xall[mask], tta_flip=recipe_flip)
             # the recipe's fold model
-            net.load_state_dict(transfer.blend_states(tuned, pre.state_dict(), blend))
+            net.load_state_dict(transfer.blend_states(tuned, pre_state, blend))
             proba_ft[mask] = transfer.predict_proba(net, Xall[mask], tta_flip=recipe_flip)
             proba_ft1[mask] = transfer.predict_proba(net, Xall[mask], tta_flip=not recipe_flip)
             folds_out[k] = {"held_out": held, "seconds": round(time.time() - t0)}
@@ -332,8 +332,8 @@ def main(argv=None) -> int:
     pr = transfer.predict_proba(ours, Xp, 256, tta_flip=False)
     row["omgclip"] = [acc(yp, pr), uar(yp, pr)]
     # the other way round: one plain pass where the weights ask for the flip, the flip where not
-    pr = transfer.predict_proba(plain, Xp, 256, tta_flip=not isinstance(ours, FlipAverage))
-    row[NO_FLIP if isinstance(ours, FlipAverage) else WITH_FLIP] = [acc(yp, pr), uar(yp, pr)]
+    pr = transfer.predict_proba(plain, Xp, 256, tta_flip=plain is ours)
+    row[WITH_FLIP if plain is ours else NO_FLIP] = [acc(yp, pr), uar(yp, pr)]
     for peer in peers:
         pp = peer(Xp)
         row[peer.name] = [acc(yp, pp), uar(yp, pp)]

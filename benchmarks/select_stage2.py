@@ -91,7 +91,7 @@ def main(argv=None) -> int:
         for k, held in enumerate(VALIDATION_FOLDS):
             net = transfer.finetune_ensemble(args.pretrained, [args.data], args.fer, exclude_groups=held,
                                              seed=k + 1 + args.seed_offset, cache=args.fer_cache, **kwargs)
-            tta = transfer.weights_meta(net, None, flip=flip)["test_time_flip"]
+            tta = transfer.asks_flip(net) if flip is None else flip
             m = frame["group"].isin(held).to_numpy()
             proba[m] = transfer.predict_proba(net, X[m], tta_flip=tta)
             pp = transfer.predict_proba(net, Xf[pub], 256, tta_flip=tta)

@@ -429,18 +429,31 @@ def finetune_ensemble(inits: Sequence[str | nn.Module], data_dirs: Sequence[str]
     arguments (``kwargs``: those of :func:`finetune`, seed included), joined into one
     :class:`~omgclip.learn.models.ensemble.Ensemble` whose output averages the members'
     probabilities (eval mode). One init: just :func:`finetune`'s net."""
-    from omgclip.learn.models.ensemble import Ensemble
-
     if not inits:
         raise ValueError("finetune_ensemble needs at least one init")
-    nets = [finetune(init, data_dirs, fer_root, **kwargs) for init in inits]
+    return ensemble_of([finetune(init, data_dirs, fer_root, **kwargs) for init in inits])
+
+
+def ensemble_of(nets: Sequence[nn.Module]) -> nn.Module:
+    """Nets of this module (:func:`new_net`, same shape) joined into one ``ensemble`` model
+    (eval mode; one net: that net). :class:`ValueError` for nets of different shapes."""
+    from omgclip.learn.models.ensemble import Ensemble
+
     if len(nets) == 1:
         return nets[0]
     archs = [getattr(n, "arch", None) for n in nets]
-    if isinstance(nets[0], Ensemble) or any(a != archs[0] for a in archs) or archs[0] is None:
-        raise ValueError("the members of an ensemble must be stage-1 nets of the same shape "
-                         f"(got {', '.join(type(n).__name__ + str(a or '') for n, a in zip(nets, archs))})")
+    if isinstance(nets[0], Ensemble) or archs[0] is None or any(a != archs[0] for a in archs):
+        raise ValueError(f"the members of an ensemble must be {MODEL_NAME} nets of the same shape (got "
+                         f"{', '.join(f'{type(n).__name__} {a or {}}' for n, a in zip(nets, archs))})")
     return Ensemble.of(nets, MODEL_NAME, **archs[0])
+
+
+def asks_flip(net: nn.Module) -> bool:
+    """Whether the recipe's weights file for ``net`` asks for the test-time flip: yes for one
+    net, no for an ensemble (either way the model time of two passes of one net)."""
+    from omgclip.learn.models.ensemble import Ensemble
+
+    return not isinstance(net, Ensemble)
 
 
 def _ema_of(net: nn.Module, decay: float):
@@ -486,14 +499,12 @@ def _load_init(init: str | nn.Module) -> nn.Module:
 def weights_meta(net: nn.Module, face: dict | None, flip: bool | None = None, **extra) -> dict:
     """The meta of a weights file for a net from this module (``face``: the crop settings
     of the datasets it was trained on, so ``predict`` crops alike). ``flip``: ask for the
-    test-time flip; ``None``: yes for one net, no for an ensemble (either way the model time
-    of two passes of one net)."""
+    test-time flip (``None``: :func:`asks_flip`)."""
     from omgclip.learn.models.ensemble import Ensemble
 
-    ensemble = isinstance(net, Ensemble)
-    meta = {"model_name": "ensemble" if ensemble else MODEL_NAME, "model_kwargs": dict(net.arch),
+    meta = {"model_name": "ensemble" if isinstance(net, Ensemble) else MODEL_NAME, "model_kwargs": dict(net.arch),
             "labels": list(EMOTIONS), "num_classes": NUM_CLASSES, "block_len": 20, "crop_size": 80,
-            "test_time_flip": (not ensemble) if flip is None else bool(flip)}
+            "test_time_flip": asks_flip(net) if flip is None else bool(flip)}
     if face is not None:
         meta["face"] = face
     meta.update(extra)
@@ -573,7 +584,8 @@ def _run(args: argparse.Namespace) -> int:
     cfg = Path(args.data[0]) / "build_config.json"
     if cfg.is_file():
         face = json.loads(cfg.read_text()).get("face")
-    meta = weights_meta(net, face, flip=args.flip, inits=[Path(i).name for i in args.init], recipe="omgclip.learn.transfer: FER2013 stills pretrain, then video blocks + FER stills",
+    meta = weights_meta(net, face, flip=args.flip, inits=[Path(i).name for i in args.init],
+                        recipe="omgclip.learn.transfer: FER2013 stills pretrain, then video blocks + FER stills",
                         finetune_epochs=args.epochs, soup=args.soup, ema=args.ema, blend=args.blend, lr=args.lr,
                         mixup=args.mixup,
                         distill=Path(args.distill).name if args.distill else None,

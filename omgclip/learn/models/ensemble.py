@@ -16,6 +16,7 @@ from torch import nn
 
 from omgclip.errors import OmgclipError
 from omgclip.labels import NUM_CLASSES
+from omgclip.learn.models.layers import mean_probability_logits
 from omgclip.learn.models.registry import create_model, register_model
 
 #: the most members a file may ask for (each is a whole net)
@@ -51,8 +52,7 @@ class Ensemble(nn.Module):
         return ens.eval()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        p = torch.stack([torch.softmax(m(x), dim=1) for m in self.members]).mean(0)
-        return p.clamp_min(1e-12).log()
+        return mean_probability_logits([m(x) for m in self.members])
 
 
 def _num_classes(net: nn.Module) -> int:
