@@ -21,6 +21,7 @@ W=${1:-runs/default}
 FINETUNE_EPOCHS=${FINETUNE_EPOCHS:-}   # empty: the recipe's (omgclip.learn.transfer.FINETUNE_EPOCHS, 8)
 PRETRAIN_EPOCHS=${PRETRAIN_EPOCHS:-30}
 RESTART_EPOCHS=${RESTART_EPOCHS:-24}
+SEEDS=${SEEDS:-"0 1"}   # one stage-1 run per seed; two or more: the shipped weights are their ensemble
 THREADS=${THREADS:-2}   # on a busy shared 2-core machine, 1 can be faster
 DATA=${DATA:-../shared/data}
 py=.venv/bin/python
@@ -30,17 +31,22 @@ start=$(date +%s)
 $py scripts/make_shared_manifests.py --data "$DATA" --out "$W/manifests_all"
 $omg build-dataset --workers 2 --no-progress --stride 4 --out "$W/data_all" \
   --manifest "$W/manifests_all/mead.csv" --manifest "$W/manifests_all/cremad.csv" --manifest "$W/manifests_all/ckplus.csv"
-$py -m omgclip.learn.transfer pretrain --fer "$DATA/fer2013" --cache "$W/fer80.npz" --out "$W/pretrain" \
-  --epochs "$PRETRAIN_EPOCHS" --threads "$THREADS"
-S1="$W/pretrain/best.pt"
-if [ "$RESTART_EPOCHS" -gt 0 ]; then
-  $py -m omgclip.learn.transfer pretrain --fer "$DATA/fer2013" --cache "$W/fer80.npz" --out "$W/pretrain2" \
-    --init "$W/pretrain/last.pt" --epochs "$RESTART_EPOCHS" --lr 1.5e-3 --warmup-epochs 0.5 --ema 0.999 \
-    --threads "$THREADS"
-  S1="$W/pretrain2/best.pt"
-fi
-$py -m omgclip.learn.transfer finetune --init "$S1" --data "$W/data_all" \
+INITS=()
+for seed in $SEEDS; do
+  sfx=$([ "$seed" = 0 ] && echo "" || echo "_s$seed")   # seed 0 keeps the plain folder names
+  $py -m omgclip.learn.transfer pretrain --fer "$DATA/fer2013" --cache "$W/fer80.npz" --out "$W/pretrain$sfx" \
+    --epochs "$PRETRAIN_EPOCHS" --threads "$THREADS" --seed "$seed"
+  S1="$W/pretrain$sfx/best.pt"
+  if [ "$RESTART_EPOCHS" -gt 0 ]; then
+    $py -m omgclip.learn.transfer pretrain --fer "$DATA/fer2013" --cache "$W/fer80.npz" --out "$W/pretrain2$sfx" \
+      --init "$W/pretrain$sfx/last.pt" --epochs "$RESTART_EPOCHS" --lr 1.5e-3 --warmup-epochs 0.5 --ema 0.999 \
+      --threads "$THREADS" --seed "$seed"
+    S1="$W/pretrain2$sfx/best.pt"
+  fi
+  INITS+=(--init "$S1")
+done
+$py -m omgclip.learn.transfer finetune "${INITS[@]}" --data "$W/data_all" \
   --fer "$DATA/fer2013" --cache "$W/fer80.npz" ${FINETUNE_EPOCHS:+--epochs "$FINETUNE_EPOCHS"} --threads "$THREADS" \
   --out omgclip/weights/default.pt
 echo "bundled weights updated in $(( ($(date +%s) - start) / 60 )) min; benchmark them with:"
-echo "  $py benchmarks/bench_accuracy.py --pretrained $S1 --data $W/data_all --fer-cache $W/fer80.npz"
+echo "  $py benchmarks/bench_accuracy.py ${INITS[*]//--init/--pretrained} --data $W/data_all --fer-cache $W/fer80.npz"

@@ -120,14 +120,15 @@ def test_finetune_cli_writes_an_ensemble_from_two_inits(tmp_path):
     inits = []
     for seed in (0, 1):
         net = _opinionated(seed)
-        path = tmp_path / f"s1_{seed}.pt"
+        path = tmp_path / f"pretrain_s{seed}" / "best.pt"  # two runs' files share a name
+        path.parent.mkdir()
         torch.save({"state_dict": net.state_dict(), "arch": dict(net.arch), "widths": list(net.widths),
                     "epoch": 1}, path)
         inits += ["--init", str(path)]
     out = tmp_path / "ens.pt"
     assert transfer.main(["finetune", *inits, "--data", str(data), "--epochs", "1", "--out", str(out)]) == 0
     loaded = load_for_inference(out)
-    assert loaded.model_name == "ensemble" and loaded.meta["inits"] == ["s1_0.pt", "s1_1.pt"]
+    assert loaded.model_name == "ensemble" and loaded.meta["inits"] == ["pretrain_s0/best.pt", "pretrain_s1/best.pt"]
     assert loaded.meta["test_time_flip"] is False and loaded.meta["model_kwargs"]["count"] == 2
     with torch.no_grad():
         assert loaded.net(torch.rand(2, 1, 20, 80, 80)).shape == (2, 7)

@@ -584,7 +584,7 @@ def _run(args: argparse.Namespace) -> int:
     cfg = Path(args.data[0]) / "build_config.json"
     if cfg.is_file():
         face = json.loads(cfg.read_text()).get("face")
-    meta = weights_meta(net, face, flip=args.flip, inits=[Path(i).name for i in args.init],
+    meta = weights_meta(net, face, flip=args.flip, inits=[_short(i) for i in args.init],
                         recipe="omgclip.learn.transfer: FER2013 stills pretrain, then video blocks + FER stills",
                         finetune_epochs=args.epochs, soup=args.soup, ema=args.ema, blend=args.blend, lr=args.lr,
                         mixup=args.mixup,
@@ -594,6 +594,12 @@ def _run(args: argparse.Namespace) -> int:
     save_weights(args.out, net, meta, half=True)  # the bundled file: float16, half the size
     print(f"wrote {args.out}")
     return 0
+
+
+def _short(path: str) -> str:
+    """A run's file as the meta records it: its folder and name (``pretrain2_s1/best.pt``),
+    which tells seeds apart without writing the machine's paths into shipped weights."""
+    return "/".join(Path(path).parts[-2:])
 
 
 if __name__ == "__main__":
