@@ -43,8 +43,9 @@ def add_predict(sub) -> None:
     p.add_argument("--no-persons", action="store_true",
                    help="no person ids (person_id -1): skips the face descriptors")
     p.add_argument("--no-flip", action="store_true",
-                   help="one pass per clip instead of the clip and its mirror image (which the bundled "
-                        "weights ask for): the model's time halves, labels are slightly less accurate")
+                   help="where the weights ask for a test-time flip (the clip and its mirror image), "
+                        "one pass instead: the model's time halves, labels are slightly less accurate "
+                        "(the bundled two-net weights ask for none: no change)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(run=run_predict)
 
@@ -111,8 +112,9 @@ def add_live(sub) -> None:
     p.add_argument("--no-persons", action="store_true",
                    help="no person ids (they cost one face descriptor per new track)")
     p.add_argument("--no-flip", action="store_true",
-                   help="one pass per window instead of the window and its mirror image (which the "
-                        "bundled weights ask for): half the model time, slightly less accurate")
+                   help="where the weights ask for a test-time flip (the window and its mirror image), "
+                        "one pass instead: half the model time, slightly less accurate (the bundled "
+                        "two-net weights ask for none: no change)")
     p.set_defaults(run=run_live)
 
 
