@@ -9,12 +9,16 @@
 #    accuracy is kept; PrivateTest is never looked at;
 # 2. stage 2: fine-tuned on the 20-frame blocks of every shared video person (MEAD, CREMA-D)
 #    and the CK+ sequences, each step also on a batch of FER stills (FINETUNE_EPOCHS, lr 1e-3); an
-#    exponential moving average of its weights (FINETUNE_EMA, 0.98) is shipped, marked for test-time flip (`finetune --blend 0.5` would mix
-#    them with stage 1's: better on FER2013, worse on the video people; see the model card)
-#    (the benchmark measures this stage per held-out person:
-#    benchmarks/bench_accuracy.py --pretrained WORKDIR/pretrain2/best.pt).
+#    exponential moving average of its weights (FINETUNE_EMA, 0.98) is kept (`finetune --blend 0.5`
+#    would mix them with stage 1's: better on FER2013, worse on the video people; see the model card);
+# 3. stage 1 runs once per seed in SEEDS (default "0 1"), stage 2 once per stage-1 file, and the
+#    fine-tuned nets are saved as one `ensemble` weights file (mean of their probabilities, no
+#    test-time flip); SEEDS=0 gives the one-net model, marked for test-time flip
+#    (the benchmark measures this per held-out person:
+#    benchmarks/bench_accuracy.py --pretrained WORKDIR/pretrain2/best.pt --pretrained WORKDIR/pretrain2_s1/best.pt).
 # Time on 2 cores (torch CPU, THREADS=2, idle machine): about 1.6 min per stage-1 epoch
-# (50 min for the first 30, 40 min for the 24 more), 1.5 min for stage 2, 5 min for the dataset build.
+# (50 min for the first 30, 40 min for the 24 more) per seed, 2.3 min of stage 2 per seed,
+# 5 min for the dataset build: about 3 h 30 min for the two seeds (more on a busy host).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 W=${1:-runs/default}
