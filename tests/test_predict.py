@@ -286,6 +286,34 @@ def test_bundled_model_is_a_two_net_ensemble_that_no_flip_leaves_alone(videos, c
 
 
 @pytest.fixture(scope="module")
+def one_net_flip_file(checkpoint, tmp_path_factory) -> Path:
+    """The bundled ensemble's first net alone, as a weights file that asks for the test-time
+    flip (bit for bit the one-net default that shipped before the ensemble)."""
+    from omgclip.learn.checkpoint import load_model, save_weights
+    from omgclip.learn.transfer import weights_meta
+
+    loaded = load_model(checkpoint)
+    net = loaded.net.members[0]
+    meta = weights_meta(net, loaded.meta["face"])
+    assert meta["model_name"] == "r2plus1d_wide" and meta["test_time_flip"] is True
+    return save_weights(tmp_path_factory.mktemp("one_net") / "one_net.pt", net, meta, half=True)
+
+
+def test_no_flip_is_one_pass_of_a_model_that_asks_for_the_flip(videos, one_net_flip_file):
+    """Weights that ask for the test-time flip; --no-flip gives the plain net's probabilities
+    for the same faces and segments (a little different, same boxes)."""
+    cfg = dict(inputs=(str(videos / SHORT),), checkpoint=str(one_net_flip_file), progress=False)
+    raw = predict(PredictConfig(**cfg))
+    one = predict(PredictConfig(**cfg, flip=False))
+    keys = ["segment", "track_id", "x0", "y0", "x1", "y1"]
+    pd.testing.assert_frame_equal(one[keys], raw[keys])
+    faces = raw["track_id"] >= 0
+    assert faces.sum() >= 3
+    diff = np.abs(one.loc[faces, PROBS].to_numpy(float) - raw.loc[faces, PROBS].to_numpy(float))
+    assert 1e-4 < diff.max() < 0.5
+
+
+@pytest.fixture(scope="module")
 def two_faces_wide(videos, tmp_path_factory):
     """1280x720, 30 frames: the single-face clip's frames x 130..450 on the left and the
     talking head's x 260..580 on the right, each enlarged 2x (so the faces are as big in the
