@@ -66,6 +66,30 @@ def _commit() -> str:
         return "unknown"
 
 
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def host_speed_s(repeat: int = 5) -> float:
+    """Seconds of a fixed single-threaded pure-Python loop (best of ``repeat``): a yardstick
+    for comparing timings taken on different hosts of the same nominal size (a shared
+    2-core VM can be 1.5x slower one day than another; a larger value = a slower host)."""
+    best = float("inf")
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        total = 0
+        for i in range(1_000_000):
+            total += i * i % 7
+        best = min(best, time.perf_counter() - t0)
+    return round(best, 4)
+
+
 class Run:
     """Context of one benchmark run: machine, commit and load before and after."""
 
@@ -74,6 +98,7 @@ class Run:
         self.started = time.strftime("%Y-%m-%dT%H:%M:%S%z")
         self.load_before = os.getloadavg()[0]
         self.commit = _commit()
+        self.host_speed_s = host_speed_s()
         cores = os.cpu_count() or 1
         if self.load_before > BUSY_LOAD_PER_CORE * cores:
             print(f"warning: load average {self.load_before:.1f} on {cores} cores: other processes will slow "
@@ -87,7 +112,8 @@ class Run:
             "benchmark": self.name, "date": self.started[:10], "started": self.started,
             "commit": self.commit,
             "machine": {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
-                        "cpu_count": cores, "python": platform.python_version()},
+                        "cpu_model": _cpu_model(), "cpu_count": cores, "python": platform.python_version(),
+                        "host_speed_s": self.host_speed_s},
             "load_average": {"before": round(self.load_before, 2), "after": round(load_after, 2)},
             "provisional": busy,
             "provisional_reason": (f"machine busy (load {self.load_before:.1f} on {cores} "

@@ -91,6 +91,52 @@ def test_clips_cover_consecutive_frames_of_a_real_video(mead_video):
     assert (diffs > 0).all() and diffs.max() < 30
 
 
+def _read_ahead_threads() -> int:
+    import threading
+
+    return sum(t.name == "omgclip-read-ahead" for t in threading.enumerate())
+
+
+def test_read_ahead_yields_every_frame_of_a_real_video_in_order(shared_data):
+    """eamm_video_sad.mp4 declares 157 frames but only 110 decode: read-ahead ends there too."""
+    path = shared_data / "mead_clips" / "videos" / "eamm_video_sad.mp4"
+    direct = list(video_io.iter_gray_frames(path, 320))
+    ahead = list(video_io.read_ahead(video_io.iter_gray_frames(path, 320), depth=4))
+    assert [i for i, _ in ahead] == [i for i, _ in direct] == list(range(110))
+    assert all(np.array_equal(a, b) for (_, a), (_, b) in zip(ahead, direct))
+    assert _read_ahead_threads() == 0
+
+
+def test_read_ahead_raises_the_producers_error_where_it_happened():
+    def items():
+        yield 0
+        yield 1
+        raise video_io.VideoError("broken at 2")
+
+    got = []
+    with pytest.raises(video_io.VideoError, match="broken at 2"):
+        for x in video_io.read_ahead(items(), depth=1):
+            got.append(x)
+    assert got == [0, 1] and _read_ahead_threads() == 0
+
+
+def test_read_ahead_stopped_early_closes_its_source_and_thread(shared_data):
+    closed = []
+
+    def frames():
+        try:
+            yield from video_io.iter_gray_frames(shared_data / "mead_clips" / "videos" / "eamm_video_sad.mp4", 320)
+        finally:
+            closed.append(True)
+
+    ahead = video_io.read_ahead(frames(), depth=2)
+    assert next(ahead)[0] == 0 and next(ahead)[0] == 1
+    ahead.close()  # what a consumer that raises or breaks does
+    assert closed == [True] and _read_ahead_threads() == 0
+    with pytest.raises(ValueError, match="depth"):
+        next(video_io.read_ahead([], depth=0))
+
+
 def test_a_block_is_never_silently_shortened_at_a_truncated_end(shared_data):
     """eamm_video_sad.mp4 declares 157 frames but only 110 decode."""
     path = shared_data / "mead_clips" / "videos" / "eamm_video_sad.mp4"

@@ -409,6 +409,22 @@ def test_batches_across_segments(videos, checkpoint):
     assert result.times.decode > 0 and result.times.faces > 0 and result.times.model > 0
 
 
+def test_read_ahead_changes_the_timing_not_the_labels(videos, checkpoint):
+    """Decoding in a thread beside the face stage (the default) gives the very rows of
+    decoding in line; its own time is kept apart from the time the pipeline waited."""
+    from omgclip.apps.predict import load_predict_model
+
+    model = load_predict_model(checkpoint)
+    runs = {ra: predict_video(videos / TALKING, model, PredictConfig(inputs=("unused",), progress=False,
+                                                                    read_ahead=ra))
+            for ra in (True, False)}
+    ahead, inline = runs[True], runs[False]
+    assert pd.DataFrame(ahead.rows).equals(pd.DataFrame(inline.rows))
+    assert ahead.frames_decoded == inline.frames_decoded == 472
+    assert ahead.times.decode_thread > 0 and inline.times.decode_thread == 0
+    assert inline.times.decode > 0 and ahead.times.decode < ahead.times.decode_thread
+
+
 # ----------------------------------------------------------------------------- one-line errors
 @pytest.mark.parametrize("case", ["missing", "not_a_video", "empty", "no_glob_match", "bad_out",
                                   "unreachable_url", "ftp_url"])

@@ -91,6 +91,7 @@ class PredictConfig:
     people: str | None = None              #: reference photos DIR/<name>/*.jpg naming persons
     persons: bool = True                   #: person ids (False: person_id -1; tracks still end at cuts)
     flip: bool = True                      #: test-time flip where the weights ask for it (False: one pass, faster)
+    read_ahead: bool = True                #: decode the next frames in a thread while faces are found
 
     def __post_init__(self) -> None:
         if not self.inputs:
@@ -247,7 +248,7 @@ def predict_video(path: str | os.PathLike, model, cfg: PredictConfig, face: Face
     from omgclip.faces.clips import face_clips
     from omgclip.faces.cuts import CutDetector
     from omgclip.faces.identity import PersonTracker
-    from omgclip.faces.video_io import iter_gray_frames, probe, work_scale
+    from omgclip.faces.video_io import iter_gray_frames, probe, read_ahead, work_scale
 
     t_start = time.perf_counter()
     path = Path(path)
@@ -258,7 +259,8 @@ def predict_video(path: str | os.PathLike, model, cfg: PredictConfig, face: Face
     result = VideoPrediction(name or str(path), path, info, labels=tuple(model.labels))
     scale = work_scale(info.width, face.work_width)
     batcher = ClipBatcher(model.net, T, cfg.batch_size, _store_probs)
-    frames = Timed(iter_gray_frames(path, face.work_width))
+    decoded = Timed(iter_gray_frames(path, face.work_width))  # in the read-ahead thread
+    frames = Timed(read_ahead(decoded) if cfg.read_ahead else decoded)  # waits for frames
     bar = progress_bar(total=info.frame_count, desc=name or path.name, unit="frame",
                        enabled=cfg.progress and not image)
     people = PersonTracker() if cfg.persons else None
@@ -285,6 +287,7 @@ def predict_video(path: str | os.PathLike, model, cfg: PredictConfig, face: Face
         _assign_persons(result.faces, people, gallery)
     t_people = time.perf_counter() - t_people
     _finish_times(result, frames, clips, batcher, image, t_start)
+    result.times.decode_thread = decoded.seconds if cfg.read_ahead else 0.0
     result.times.faces += t_people  # describing faces is face work
     if not result.faces:
         raise VideoError(f"{path}: no frame could be decoded")

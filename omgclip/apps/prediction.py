@@ -21,9 +21,14 @@ from omgclip.faces.detect import FaceBox
 @dataclass
 class StageTimes:
     """Wall seconds per stage of one video: decoding frames, finding/tracking/cropping
-    faces, running the model (incl. batching), and writing annotations/plots."""
+    faces, running the model (incl. batching), and writing annotations/plots.
+
+    With read-ahead (the default) frames decode in a thread beside the face stage:
+    ``decode`` is then the time the pipeline *waited* for frames, and ``decode_thread`` the
+    decoding thread's own time (0 without read-ahead, where ``decode`` is all of it)."""
 
     decode: float = 0.0
+    decode_thread: float = 0.0
     faces: float = 0.0
     model: float = 0.0
     output: float = 0.0
@@ -38,7 +43,7 @@ class StageTimes:
         return self.video_s / busy if busy > 0 else float("nan")
 
     def as_dict(self) -> dict:
-        return {"decode_s": self.decode, "faces_s": self.faces, "model_s": self.model,
+        return {"decode_s": self.decode, "decode_thread_s": self.decode_thread, "faces_s": self.faces, "model_s": self.model,
                 "output_s": self.output, "total_s": self.total, "frames": self.frames,
                 "video_s": self.video_s, "realtime_factor": self.realtime_factor}
 

@@ -46,6 +46,9 @@ def add_predict(sub) -> None:
                    help="where the weights ask for a test-time flip (the clip and its mirror image), "
                         "one pass instead: the model's time halves, labels are slightly less accurate "
                         "(the bundled two-net weights ask for none: no change)")
+    p.add_argument("--no-read-ahead", action="store_true",
+                   help="decode frames in line instead of in a thread beside the face stage "
+                        "(same rows; slower on 2+ cores; for a 1-core machine)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(run=run_predict)
 
@@ -60,7 +63,8 @@ def run_predict(args) -> int:
                         annotate=args.annotate, plot=args.plot, detect_every=args.detect_every,
                         cache_dir=args.cache_dir, progress=not args.no_progress,
                         scheduler=args.scheduler, detector=args.detector, people=args.people,
-                        persons=not args.no_persons, flip=not args.no_flip)
+                        persons=not args.no_persons, flip=not args.no_flip,
+                        read_ahead=not args.no_read_ahead)
     try:
         with sigterm_raises():  # SIGTERM cleans up its temporary files like Ctrl-C
             rows = predict(cfg)
