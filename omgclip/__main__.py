@@ -1,5 +1,3 @@
-import sys
+from omgclip.cli import run
 
-from omgclip.cli import main
-
-sys.exit(main())
+run()

@@ -8,8 +8,11 @@ line, ``omgclip: error: ...``, and exit 2.
 from __future__ import annotations
 
 import argparse
+import atexit
 import logging
+import os
 import sys
+import threading
 from typing import Callable, Sequence
 
 from omgclip import __version__
@@ -63,3 +66,32 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"omgclip: {'terminated' if code == 143 else 'interrupted'}", file=sys.stderr)
         return code
 
+
+
+def run(argv: Sequence[str] | None = None) -> None:
+    """The ``omgclip`` program (console script, ``python -m omgclip``): :func:`main`, then
+    :func:`exit_process` with its code."""
+    exit_process(main(argv))
+
+
+def exit_process(code: int) -> None:
+    """End the process with ``code``, skipping the interpreter's teardown when that is safe.
+
+    Tearing down an interpreter that has loaded torch, OpenCV and dlib takes 0.4-1 s on 2
+    cores (measured: ``omgclip predict`` on a 20-s clip, 4.9 s with it, 3.9 s without), a
+    quarter of a short run. Everything a clean exit does that matters is done first: the
+    ``atexit`` handlers run (temporary files, worker pools), logging and the standard
+    streams are flushed. Only when no other non-daemon thread is alive -- a clean exit
+    would wait for it -- is the process ended at once; otherwise it exits normally.
+    """
+    others = [t for t in threading.enumerate() if t is not threading.current_thread() and not t.daemon]
+    if others or threading.current_thread() is not threading.main_thread():
+        sys.exit(code)
+    try:
+        atexit._run_exitfuncs()  # what a normal exit runs first; os._exit alone skips them
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+    except BaseException:  # a handler failed: let the normal exit report it
+        sys.exit(code)
+    os._exit(code)

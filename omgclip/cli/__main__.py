@@ -1,7 +1,5 @@
 """``python -m omgclip.cli``: the same as ``omgclip``."""
 
-import sys
+from omgclip.cli import run
 
-from omgclip.cli import main
-
-sys.exit(main())
+run()
