@@ -43,8 +43,8 @@ class StageTimes:
         return self.video_s / busy if busy > 0 else float("nan")
 
     def as_dict(self) -> dict:
-        return {"decode_s": self.decode, "decode_thread_s": self.decode_thread, "faces_s": self.faces, "model_s": self.model,
-                "output_s": self.output, "total_s": self.total, "frames": self.frames,
+        return {"decode_s": self.decode, "decode_thread_s": self.decode_thread, "faces_s": self.faces,
+                "model_s": self.model, "output_s": self.output, "total_s": self.total, "frames": self.frames,
                 "video_s": self.video_s, "realtime_factor": self.realtime_factor}
 
 

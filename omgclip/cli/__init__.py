@@ -67,7 +67,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         return code
 
 
-
 def run(argv: Sequence[str] | None = None) -> None:
     """The ``omgclip`` program (console script, ``python -m omgclip``): :func:`main`, then
     :func:`exit_process` with its code."""
