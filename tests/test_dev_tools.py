@@ -144,3 +144,32 @@ def test_peer_targets_runs_fer_on_each_distinct_frame_of_kept_blocks(tmp_path, c
     X, P = load_distill(tmp_path / "t.npz")
     assert tuple(X.shape) == (3, 20, 80, 80) and tuple(P.shape) == (3, 20, 7)
     assert "3 blocks, 36 distinct frames" in capsys.readouterr().out
+
+
+def test_bench_accuracy_gives_each_peer_its_better_framing_and_records_both():
+    """A peer's cell is its better framing by the row's first metric, per row; both scores and
+    the choice are kept for the JSON (the peers learnt on FER2013's tighter crops)."""
+    import numpy as np
+
+    bench = _load(ROOT / "benchmarks" / "bench_accuracy.py")
+
+    class Peer:
+        def __init__(self, name):
+            self.name = name
+
+    y = np.array([0, 1, 2, 3])
+    right, wrong = np.eye(7)[y], np.eye(7)[[1, 1, 1, 1]]
+    tight, ours = bench.PEER_FRAMINGS
+    proba = {"a": {tight: right, ours: wrong}, "b": {tight: wrong, ours: right}}
+    row = {}
+    bench.best_peer_framing(row, [Peer("a"), Peer("b")], proba, slice(None),
+                            lambda p: [bench.acc(y, p), bench.uar(y, p)])
+    assert row["a"] == [1.0, 1.0] and row["b"] == [1.0, 1.0]
+    assert row["peer_framings"]["a"]["best"] == tight and row["peer_framings"]["b"]["best"] == ours
+    assert row["peer_framings"]["a"]["scores"][ours] == [0.25, 0.25]
+    # the mask selects the rows scored: on the first two faces only, "a" is right in both framings
+    row2 = {}
+    m = np.array([True, True, False, False])
+    bench.best_peer_framing(row2, [Peer("a")], proba, m, lambda p: [bench.acc(y[m], p), 0.0])
+    assert row2["a"] == [1.0, 0.0]
+    assert row2["peer_framings"]["a"]["scores"][ours] == [0.5, 0.0]

@@ -3,6 +3,10 @@ from photos at T=1 and run on 20-frame blocks unchanged)."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import numpy as np
+import pytest
 import torch
 
 from omgclip.learn.models import create_model, list_models
@@ -347,3 +351,38 @@ def test_finetune_cli_refuses_a_bad_distillation_file_in_one_line(tmp_path, caps
         assert exc.value.code == 2 and "Traceback" not in err, (extra, err)
         assert last.startswith("python -m omgclip.learn.transfer: error:") and said in last, (extra, err)
         assert not out.exists()
+
+
+def test_reframe_zooms_real_faces_about_their_centre():
+    """``transfer.reframe`` on real FER2013 faces: 1.15 shows more around the face (its border
+    is the image's edge replicated), and zooming back in by 1/1.15 gives the original centre
+    back; a wrong factor or a shifted centre would not."""
+    import cv2
+    import pandas as pd
+
+    from omgclip.learn.transfer import CROP_FRAMING_ZOOM, reframe
+
+    fer_dir = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "fer2013"
+    if not (fer_dir / "labels.csv").is_file():
+        pytest.skip(f"FER2013 not found at {fer_dir} (a user's clone has no ../shared)")
+    files = pd.read_csv(fer_dir / "labels.csv")["file"][:16]
+    x = np.stack([cv2.resize(cv2.imread(str(fer_dir / f), cv2.IMREAD_GRAYSCALE), (80, 80)) for f in files])
+    assert reframe(x, 1.0) is x
+    out = reframe(x, CROP_FRAMING_ZOOM)
+    assert out.shape == x.shape and out.dtype == np.uint8
+    # the outermost output pixels sample beyond the image: the corner pixel, replicated
+    assert np.abs(out[:, 0, 0].astype(int) - x[:, 0, 0]).max() <= 2
+    c = slice(12, 68)
+
+    def diff(a, b):
+        return np.abs(a[:, c, c].astype(float) - b[:, c, c]).mean()
+
+    back = reframe(out, 1 / CROP_FRAMING_ZOOM)
+    assert diff(back, x) < 4 < diff(out, x)
+    assert diff(reframe(out, 1 / 1.3), x) > 2 * diff(back, x)  # another factor does not undo it
+    blocks = np.stack([x[:4]] * 3, 1)  # (N, T, S, S)
+    np.testing.assert_array_equal(reframe(blocks, CROP_FRAMING_ZOOM)[:, 2], out[:4])
+    with pytest.raises(ValueError, match="uint8"):
+        reframe(x.astype(np.float32), 1.15)
+    with pytest.raises(ValueError, match="zoom must be > 0"):
+        reframe(x, 0)
