@@ -50,6 +50,24 @@ def omg_manifests() -> Path:
 
 
 @pytest.fixture(scope="session")
+def fer_faces():
+    """``fer_faces(n)``: the first ``n`` real FER2013 faces of ``labels.csv``, resized to 80x80,
+    as ``(n, 80, 80)`` uint8 (skips where ../shared has no FER2013)."""
+    root = SHARED_DATA / "fer2013"
+    if not (root / "labels.csv").is_file():
+        pytest.skip(f"FER2013 not found at {root} (a user's clone has no ../shared)")
+    import cv2
+    import numpy as np
+    import pandas as pd
+
+    def load(n: int):
+        files = pd.read_csv(root / "labels.csv")["file"][:n]
+        return np.stack([cv2.resize(cv2.imread(str(root / f), cv2.IMREAD_GRAYSCALE), (80, 80)) for f in files])
+
+    return load
+
+
+@pytest.fixture(scope="session")
 def mead_video(shared_data) -> Path:
     return shared_data / "mead_clips" / "videos" / "M030_front_happy_level3_001.mp4"
 

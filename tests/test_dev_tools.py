@@ -110,7 +110,7 @@ def _blocks_dataset(root: Path, frames, starts):
     return root
 
 
-def test_peer_targets_runs_fer_on_each_distinct_frame_of_kept_blocks(tmp_path, capsys):
+def test_peer_targets_runs_fer_on_each_distinct_frame_of_kept_blocks(tmp_path, capsys, fer_faces):
     """scripts/peer_targets.py with the real ``fer`` model on real faces (FER2013 images):
     blocks 8 frames apart are kept, every frame gets fer's probabilities (summing to 1, the
     same for a frame shared by two blocks, the same as fer run on that frame alone), and the
@@ -118,16 +118,9 @@ def test_peer_targets_runs_fer_on_each_distinct_frame_of_kept_blocks(tmp_path, c
     pytest.importorskip("fer", reason="the accuracy peers are not installed "
                                       "(pip install --no-deps -r benchmarks/requirements-accuracy.txt)")
     pytest.importorskip("ai_edge_litert", reason="ai-edge-litert is not installed")
-    import cv2
     import numpy as np
 
-    fer_dir = ROOT.parent / "shared" / "data" / "fer2013"
-    if not (fer_dir / "labels.csv").is_file():
-        pytest.skip(f"FER2013 not found at {fer_dir} (a user's clone has no ../shared)")
-    import pandas as pd
-
-    files = pd.read_csv(fer_dir / "labels.csv")["file"][:36]
-    frames = np.stack([cv2.resize(cv2.imread(str(fer_dir / f), cv2.IMREAD_GRAYSCALE), (80, 80)) for f in files])
+    frames = fer_faces(36)
     data = _blocks_dataset(tmp_path / "data", frames, [0, 4, 8, 12, 16])
     pt = _load(ROOT / "scripts" / "peer_targets.py")
     assert pt.main(["--data", str(data), "--out", str(tmp_path / "t.npz")]) == 0

@@ -3,8 +3,6 @@ from photos at T=1 and run on 20-frame blocks unchanged)."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
@@ -353,20 +351,13 @@ def test_finetune_cli_refuses_a_bad_distillation_file_in_one_line(tmp_path, caps
         assert not out.exists()
 
 
-def test_reframe_zooms_real_faces_about_their_centre():
+def test_reframe_zooms_real_faces_about_their_centre(fer_faces):
     """``transfer.reframe`` on real FER2013 faces: 1.15 shows more around the face (its border
     is the image's edge replicated), and zooming back in by 1/1.15 gives the original centre
     back; a wrong factor or a shifted centre would not."""
-    import cv2
-    import pandas as pd
-
     from omgclip.learn.transfer import CROP_FRAMING_ZOOM, reframe
 
-    fer_dir = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "fer2013"
-    if not (fer_dir / "labels.csv").is_file():
-        pytest.skip(f"FER2013 not found at {fer_dir} (a user's clone has no ../shared)")
-    files = pd.read_csv(fer_dir / "labels.csv")["file"][:16]
-    x = np.stack([cv2.resize(cv2.imread(str(fer_dir / f), cv2.IMREAD_GRAYSCALE), (80, 80)) for f in files])
+    x = fer_faces(16)
     assert reframe(x, 1.0) is x
     out = reframe(x, CROP_FRAMING_ZOOM)
     assert out.shape == x.shape and out.dtype == np.uint8

@@ -165,14 +165,15 @@ def reframe(x_uint8: np.ndarray, zoom: float) -> np.ndarray:
         raise ValueError(f"zoom must be > 0, got {zoom}")
     if zoom == 1 or len(x) == 0:
         return x
-    flat = torch.from_numpy(np.ascontiguousarray(x.reshape(-1, 1, *x.shape[-2:]))).float()
-    out = []
-    for i in range(0, len(flat), 1024):
-        part = flat[i:i + 1024]
+    flat = x.reshape(-1, 1, *x.shape[-2:])
+    out = np.empty_like(flat)
+    for i in range(0, len(flat), 1024):  # in chunks: a float copy of a whole dataset is not needed
+        part = torch.from_numpy(np.ascontiguousarray(flat[i:i + 1024])).float()
         theta = torch.tensor([[zoom, 0.0, 0.0], [0.0, zoom, 0.0]]).expand(len(part), 2, 3)
         grid = F.affine_grid(theta, list(part.shape), align_corners=False)
-        out.append(F.grid_sample(part, grid, mode="bilinear", padding_mode="border", align_corners=False))
-    return torch.cat(out).round_().clamp_(0, 255).to(torch.uint8).numpy().reshape(x.shape)
+        part = F.grid_sample(part, grid, mode="bilinear", padding_mode="border", align_corners=False)
+        out[i:i + len(part)] = part.round_().clamp_(0, 255).to(torch.uint8).numpy()
+    return out.reshape(x.shape)
 
 
 def to_clips(x_uint8: np.ndarray | torch.Tensor) -> torch.Tensor:
