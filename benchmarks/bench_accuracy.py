@@ -240,6 +240,9 @@ def main(argv=None) -> int:
                    help="seeded fine-tunings averaged per fold (default: the recipe's, transfer.FINETUNE_SOUP)")
     p.add_argument("--lr", type=float, default=None,
                    help="fine-tuning learning rate per fold (default: the recipe's, transfer.FINETUNE_LR)")
+    p.add_argument("--video-zoom", default=None, metavar="LO,HI",
+                   help="stage 2's zoom range of the video blocks per fold (default: the recipe's, "
+                        "transfer.FINETUNE_VIDEO_ZOOM)")
     p.add_argument("--blend", type=float, default=None,
                    help="stage 2's mix of fine-tuned and stage-1 weights for the omgclip column (default: the "
                         f"recipe's, omgclip.learn.transfer.DEFAULT_BLEND); column '{BLENDED}' mixes the same fold models")
@@ -259,6 +262,8 @@ def main(argv=None) -> int:
     sys.path.insert(0, str(ROOT))
     from omgclip.learn import transfer
     from omgclip.learn.checkpoint import default_checkpoint, load_for_inference
+    from omgclip.dataset.format import read_face_config
+    from omgclip.faces.detect import FaceConfig
     from omgclip.learn.models.layers import FlipAverage
 
     t_start = time.time()
@@ -272,6 +277,11 @@ def main(argv=None) -> int:
     lr = transfer.FINETUNE_LR if args.lr is None else args.lr
     epochs = transfer.FINETUNE_EPOCHS if args.epochs is None else args.epochs
     soup = transfer.FINETUNE_SOUP if args.soup is None else args.soup
+    try:
+        video_zoom = transfer.FINETUNE_VIDEO_ZOOM if args.video_zoom is None else \
+            transfer.parse_zoom_range(args.video_zoom)
+    except argparse.ArgumentTypeError as exc:
+        p.error(f"--video-zoom: {exc}")
     # stage-1 weights, loaded once (several: an ensemble's members, fine-tuned alike)
     pres = [transfer._load_init(path) for path in args.pretrained or []]
     pre = transfer.ensemble_of(pres) if pres else None
@@ -302,7 +312,7 @@ def main(argv=None) -> int:
             t0 = time.time()
             net = transfer.finetune_ensemble(args.pretrained, [str(data)], args.fer, exclude_groups=held,
                                              epochs=epochs, lr=lr, seed=k + args.seed_offset, cache=args.fer_cache,
-                                             blend=1.0, soup=soup)
+                                             blend=1.0, soup=soup, video_zoom=video_zoom)
             mask = frame["group"].isin(held).to_numpy()
             tuned = {name: v.clone() for name, v in net.state_dict().items()}
             # the comparison: the same fine-tuning, mixed with the stage-1 weights
@@ -323,7 +333,8 @@ def main(argv=None) -> int:
                                            ("omgclip stage 1 (FER only)", proba_zero[m])]
         # the peers learnt on tight crops (FER2013's framing): each is scored on our crops and on
         # the same crops zoomed in to that framing, and keeps the better per row
-        Xtight = transfer.reframe(Xall, 1 / transfer.CROP_FRAMING_ZOOM)
+        margin = float((read_face_config(data) or {}).get("margin", FaceConfig.margin))
+        Xtight = transfer.reframe(Xall, 1 / transfer.framing_zoom(margin))
         peer_pf = {q.name: {PEER_FRAMINGS[0]: peer_block_proba(q, Xtight),
                             PEER_FRAMINGS[1]: peer_block_proba(q, Xall)} for q in peers}
         print(f"[{time.time() - t_start:.0f}s] peers on blocks done", flush=True)
@@ -362,18 +373,22 @@ def main(argv=None) -> int:
             rows.append(row)
 
     # ---- FER2013 PrivateTest
-    ours = load_for_inference(ours_path).net  # only now: the fold runs may be writing it meanwhile
+    loaded = load_for_inference(ours_path)  # only now: the fold runs may be writing it meanwhile
+    ours = loaded.net
+    face = loaded.meta.get("face") if isinstance(loaded.meta.get("face"), dict) else {}
+    zoom = transfer.framing_zoom(float(face.get("margin", FaceConfig.margin)))
     # ``ours`` has the test-time flip where the weights ask for it, as predict runs it
     plain = ours.net if isinstance(ours, FlipAverage) else ours
     X, y, usage = transfer.load_fer(args.fer, args.fer_cache)
     prv = np.where(usage == "PrivateTest")[0]
     Xp, yp = X[prv], y[prv]
     # FER2013's crops are tighter than omgclip's (a dlib box plus 15% per side), so our nets see
-    # each face zoomed out to their own framing (transfer.CROP_FRAMING_ZOOM, chosen on
-    # PublicTest); column AS_GIVEN is the images as they are. The peers get both framings.
-    Xc = transfer.reframe(Xp, transfer.CROP_FRAMING_ZOOM)
+    # each face zoomed out to their own framing (transfer.framing_zoom of the weights' crop
+    # margin: 1.15 at 0.15, chosen on PublicTest); column AS_GIVEN is the images as they are.
+    # The peers get both framings.
+    Xc = transfer.reframe(Xp, zoom)
     row = {"row": "FER2013 PrivateTest (3,589 faces)", "metric": "accuracy / UAR", "n": int(len(prv)),
-           "framing_zoom": transfer.CROP_FRAMING_ZOOM}
+           "framing_zoom": zoom}
     pr = transfer.predict_proba(ours, Xc, 256, tta_flip=False)
     row["omgclip"] = [acc(yp, pr), uar(yp, pr)]
     pr = transfer.predict_proba(ours, Xp, 256, tta_flip=False)
@@ -413,11 +428,14 @@ def main(argv=None) -> int:
               "machine": f"{platform.machine()} {platform.processor() or ''} {os.cpu_count()} cpus".strip(),
               "threads": args.threads, "checkpoint": str(ours_path), "pretrained": args.pretrained,
               "finetune_epochs_per_fold": epochs, "finetune_lr": lr,
-              "finetune_soup": soup, "finetune_ema": transfer.FINETUNE_EMA, "seed_offset": args.seed_offset,
+              "finetune_soup": soup, "finetune_ema": transfer.FINETUNE_EMA,
+              "finetune_video_zoom": list(video_zoom), "seed_offset": args.seed_offset,
               "blend": blend, "folds": folds_out, "rows": rows,
               "seconds": round(time.time() - t_start)}
+    from omgclip.fsutil import atomic_write_text
+
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.json).write_text(json.dumps(result, indent=1))
+    atomic_write_text(args.json, json.dumps(result, indent=1))
     print(f"\nwrote {args.json} ({time.time() - t_start:.0f}s)")
     return 0
 

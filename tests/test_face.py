@@ -245,3 +245,25 @@ def test_dlib_models_load_once_per_thread():
     assert other and other[0] is not a._detector()
     with pytest.raises(ValueError, match="unknown dlib object"):
         dlib_object("nope")
+
+
+def test_framing_zoom_turns_a_real_crop_into_the_same_face_at_another_margin(mead_video):
+    """``transfer.framing_zoom`` ties a crop margin to a zoom of FER2013's framing: a real dlib
+    crop at the default margin, reframed by the ratio of the two margins' zooms, is the crop at
+    the tighter margin (about 2 gray levels apart; 20+ without the reframe)."""
+    from omgclip.learn.transfer import CROP_FRAMING_ZOOM, framing_zoom, reframe
+
+    gray = _frame(mead_video)
+    (box,) = FaceDetector(FaceConfig()).detect(gray)
+    wide, tight = crop_face(gray, box, 80, 0.15), crop_face(gray, box, 80, 0.065)
+    assert framing_zoom(0.15) == pytest.approx(CROP_FRAMING_ZOOM)
+    assert framing_zoom(0.065) == pytest.approx(1.0, abs=1e-3)  # FER2013 as given
+    ratio = framing_zoom(0.065) / framing_zoom(0.15)
+
+    def diff(a, b):
+        return float(np.abs(a.astype(np.float32) - b).mean())
+
+    assert diff(reframe(wide[None], ratio)[0], tight) < 4
+    assert diff(wide, tight) > 3 * diff(reframe(wide[None], ratio)[0], tight)
+    with pytest.raises(ValueError, match="margin"):
+        framing_zoom(-0.1)

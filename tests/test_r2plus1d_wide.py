@@ -318,6 +318,36 @@ def test_finetune_ema_returns_the_moving_average_of_the_weights(tmp_path):
     assert 0 < transfer.FINETUNE_EMA < 1
 
 
+def test_finetune_zooms_the_video_blocks_by_video_zoom(tmp_path, monkeypatch):
+    """``finetune(video_zoom=(lo, hi))`` is the zoom range of the video blocks' augmentation
+    (the FER stills keep augment's own); the recipe's range is the default; a bad range is refused."""
+    import copy
+    import inspect
+
+    from omgclip.learn import transfer
+
+    data = _tiny_dataset(tmp_path / "data")
+    torch.manual_seed(0)
+    init = create_model("r2plus1d_wide", widths=(8, 16, 32)).eval()
+    seen = []
+    real = transfer.augment
+
+    def spy(x, zoom=(1.0, 1.35), **kw):
+        seen.append(tuple(zoom))
+        return real(x, zoom=zoom, **kw)
+
+    monkeypatch.setattr(transfer, "augment", spy)
+    transfer.finetune(copy.deepcopy(init), [str(data)], epochs=1, batch_size=4, video_zoom=(0.8, 0.9))
+    assert seen and set(seen) == {(0.8, 0.9)}
+    seen.clear()
+    transfer.finetune(copy.deepcopy(init), [str(data)], epochs=1, batch_size=4)
+    assert set(seen) == {tuple(transfer.FINETUNE_VIDEO_ZOOM)}
+    assert inspect.signature(transfer.finetune).parameters["video_zoom"].default == transfer.FINETUNE_VIDEO_ZOOM
+    for bad in ((1.2, 1.0), (0.0, 1.0), (1.0,)):
+        with pytest.raises(ValueError, match="video_zoom"):
+            transfer.finetune(copy.deepcopy(init), [str(data)], epochs=1, batch_size=4, video_zoom=bad)
+
+
 def test_finetune_cli_refuses_a_bad_distillation_file_in_one_line(tmp_path, capsys):
     """``transfer finetune --distill`` with a file that is not a peer_targets one (missing,
     wrong arrays, wrong shapes): exit 2 and one line naming the file, no traceback and no

@@ -32,7 +32,7 @@ log = logging.getLogger(__name__)
 
 from omgclip.learn import DEFAULT_MODEL
 from omgclip.fsutil import atomic_write_json, to_jsonable
-from omgclip.dataset.format import CONFIG_FILE
+from omgclip.dataset.format import read_face_config
 from omgclip.learn.run_dir import _RUN_DIR_ENV, _is_launcher_rank_zero, _make_run_dir  # noqa: F401
 
 
@@ -183,7 +183,7 @@ def train(cfg: TrainConfig) -> TrainResult:
         raise OmgclipError("the validation split is empty; use a larger --val-fraction or more groups")
     block_len, crop, _ = dm.block_shape
     if init is not None:
-        check_init_matches(init, cfg.init_from, (block_len, crop), _build_face_config(Path(cfg.data)))
+        check_init_matches(init, cfg.init_from, (block_len, crop), read_face_config(Path(cfg.data)))
 
     run_dir = _make_run_dir(cfg)
     os.environ[_RUN_DIR_ENV] = os.fspath(run_dir.resolve())  # inherited by DDP worker processes
@@ -222,7 +222,7 @@ def _make_module(cfg: TrainConfig, dm, init):
         labels=list(EMOTIONS), lr=cfg.lr, weight_decay=cfg.weight_decay,
         class_weights=dm.class_weights, block_len=block_len, crop_size=crop, schedule=cfg.schedule,
         label_smoothing=cfg.label_smoothing, train_class_counts=dm.train_counts, split_info=split_info,
-        face=_build_face_config(Path(cfg.data)),
+        face=read_face_config(Path(cfg.data)),
     )
     if init is not None:
         module.net.load_state_dict(init.net.state_dict())
@@ -376,13 +376,3 @@ def _epoch_summary_callback():
     return EpochSummary()
 
 
-def _build_face_config(data_dir: Path) -> dict | None:
-    """The face settings the dataset was built with (``build_config.json``), if recorded."""
-    import json
-
-
-    try:
-        face = json.loads((data_dir / CONFIG_FILE).read_text()).get("face")
-    except (OSError, ValueError, AttributeError):
-        return None
-    return face if isinstance(face, dict) else None

@@ -49,6 +49,8 @@ FER_USAGES = ("Training", "PublicTest", "PrivateTest")
 #: CREMA-D crops, and of 1.0 / 1.1 / 1.15 / 1.2 / 1.3 the best on FER2013 PublicTest for the
 #: shipped weights (model card, "What was tried"); PrivateTest played no part in choosing it.
 CROP_FRAMING_ZOOM = 1.15
+#: the crop margin (per side, of the dlib box) that :data:`CROP_FRAMING_ZOOM` was matched to
+CROP_FRAMING_MARGIN = 0.15
 MODEL_NAME = "r2plus1d_wide"
 
 
@@ -152,6 +154,15 @@ def augment(x: torch.Tensor, zoom: tuple[float, float] = (1.0, 1.35), rotate_deg
     return flat.reshape(b, c, t, h, w)
 
 
+def framing_zoom(margin: float) -> float:
+    """The zoom of a FER2013 image (:func:`reframe`) that frames it like crops with this
+    ``margin`` per side: :data:`CROP_FRAMING_ZOOM` scaled by the crops' side (a square of the
+    box's larger side times ``1 + 2 * margin``); about 1.0 (FER as given) at a margin of 0.065."""
+    if not margin >= 0:
+        raise ValueError(f"margin must be >= 0, got {margin}")
+    return CROP_FRAMING_ZOOM * (1 + 2 * margin) / (1 + 2 * CROP_FRAMING_MARGIN)
+
+
 def reframe(x_uint8: np.ndarray, zoom: float) -> np.ndarray:
     """``(N, S, S)`` or ``(N, T, S, S)`` uint8 -> the same shape, each image zoomed about its
     centre: ``zoom`` > 1 shows more around the face (edge replication fills the border, the
@@ -226,6 +237,10 @@ FINETUNE_SOUP = 1
 #: weights): 0.98 beat the single run (and a soup of 3) on the validation people of
 #: benchmarks/select_stage2.py, mean score over three fold seeds (the model card has the numbers)
 FINETUNE_EMA = 0.98
+#: stage 2 zooms each video block by a random factor in this range (> 1: more around the face).
+#: FER stills always get augment's (1.0, 1.35), which frames them like omgclip's crops at the
+#: range's middle (:data:`CROP_FRAMING_ZOOM`).
+FINETUNE_VIDEO_ZOOM = (1.0, 1.35)
 #: the seeds of a stage-2 soup's runs are this far apart (``finetune(soup=...)``)
 SOUP_SEED_STEP = 1000
 
@@ -321,7 +336,8 @@ def finetune(init: str | nn.Module, data_dirs: Sequence[str], fer_root: str | No
              clip_len: int = 10, min_block_gap: int = 8, log_every: int = 0,
              blend: float | None = None, mixup: float = 0.0, distill: str | None = None,
              distill_weight: float = 1.0, distill_batch_size: int = 16, soup: int = FINETUNE_SOUP,
-             ema: float = FINETUNE_EMA) -> nn.Module:
+             ema: float = FINETUNE_EMA,
+             video_zoom: Sequence[float] = FINETUNE_VIDEO_ZOOM) -> nn.Module:
     """Stage 2: from ``init`` (a :func:`pretrain_stills` file, an omgclip weights file, or a
     net), train on the labeled blocks of ``data_dirs`` (minus ``exclude_groups``: the
     held-out people), class-balanced by the loss weights, alternating with FER Training
@@ -356,6 +372,11 @@ def finetune(init: str | nn.Module, data_dirs: Sequence[str], fer_root: str | No
     average of the weights (BN statistics included) is kept over the steps, and the average
     is returned instead of the last weights (before ``blend``; each run of a soup returns its
     own average).
+
+    ``video_zoom`` ``(lo, hi)``: the range of the random zoom of the video (and distillation)
+    blocks; the FER stills keep :func:`augment`'s. Video crops are already framed like FER
+    zoomed by :data:`CROP_FRAMING_ZOOM`, so ``(1 / 1.15, 1.35 / 1.15)`` shows them at the same
+    framings as the stills.
     """
     params = dict(locals())  # (first: exactly the arguments, for the soup's runs)
     if mixup < 0:
@@ -369,6 +390,9 @@ def finetune(init: str | nn.Module, data_dirs: Sequence[str], fer_root: str | No
         raise ValueError(f"soup must be >= 1, got {soup}")
     if not 0.0 <= ema < 1.0:
         raise ValueError(f"ema must be in [0, 1), got {ema}")
+    video_zoom = tuple(float(z) for z in video_zoom)
+    if len(video_zoom) != 2 or not 0 < video_zoom[0] <= video_zoom[1]:
+        raise ValueError(f"video_zoom must be (lo, hi) with 0 < lo <= hi, got {video_zoom}")
     if soup > 1:
         base = _load_init(init)
         start = {k: v.detach().clone() for k, v in base.state_dict().items()}
@@ -416,7 +440,7 @@ def finetune(init: str | nn.Module, data_dirs: Sequence[str], fer_root: str | No
                 t0_ = int(rng.integers(0, xb.shape[1] - clip_len + 1))
                 win = slice(t0_, t0_ + clip_len)
                 xb = xb[:, win]
-            loss = _mixed_loss(net, augment(to_clips(xb)), ybt[idx], mixup, rng, weight=cw,
+            loss = _mixed_loss(net, augment(to_clips(xb), zoom=video_zoom), ybt[idx], mixup, rng, weight=cw,
                                label_smoothing=label_smoothing)
             if fer_root:
                 fi = torch.from_numpy(rng.integers(0, len(Xf), fer_batch_size))
@@ -427,7 +451,7 @@ def finetune(init: str | nn.Module, data_dirs: Sequence[str], fer_root: str | No
             if distill:
                 di = torch.from_numpy(rng.integers(0, len(Xd), distill_batch_size))
                 target = Pd[di][:, win].mean(1)
-                out = net(augment(to_clips(Xd[di][:, win])))
+                out = net(augment(to_clips(Xd[di][:, win]), zoom=video_zoom))
                 ld = -(target * F.log_softmax(out, 1)).sum(1).mean()
                 tot_d += ld.item()
                 loss = loss + distill_weight * ld
@@ -580,6 +604,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     b.add_argument("--distill", metavar="NPZ", help="also distil a peer's probabilities on unlabeled blocks "
                    "(the file of scripts/peer_targets.py)")
     b.add_argument("--distill-weight", type=float, default=1.0)
+    b.add_argument("--video-zoom", type=parse_zoom_range, default=FINETUNE_VIDEO_ZOOM, metavar="LO,HI",
+                   help="the random zoom range of the video blocks (> 1: more around the face; "
+                        f"default {','.join(str(z) for z in FINETUNE_VIDEO_ZOOM)})")
     b.add_argument("--out", required=True, help="the weights file to write")
     for q in (a, b):
         q.add_argument("--threads", type=int, default=2)
@@ -608,21 +635,31 @@ def _run(args: argparse.Namespace) -> int:
     net = finetune_ensemble(args.init, args.data, args.fer, exclude_groups=args.exclude_group, epochs=args.epochs,
                    seed=args.seed, cache=args.cache, log_every=1, blend=args.blend, lr=args.lr,
                    mixup=args.mixup, distill=args.distill, distill_weight=args.distill_weight, soup=args.soup,
-                   ema=args.ema)
-    face = None
-    cfg = Path(args.data[0]) / "build_config.json"
-    if cfg.is_file():
-        face = json.loads(cfg.read_text()).get("face")
+                   ema=args.ema, video_zoom=args.video_zoom)
+    from omgclip.dataset.format import read_face_config
+
+    face = read_face_config(args.data[0])
     meta = weights_meta(net, face, flip=args.flip, inits=[_short(i) for i in args.init],
                         recipe="omgclip.learn.transfer: FER2013 stills pretrain, then video blocks + FER stills",
                         finetune_epochs=args.epochs, soup=args.soup, ema=args.ema, blend=args.blend, lr=args.lr,
-                        mixup=args.mixup,
+                        mixup=args.mixup, video_zoom=list(args.video_zoom),
                         distill=Path(args.distill).name if args.distill else None,
                         distill_weight=args.distill_weight if args.distill else None,
                         excluded_groups=list(args.exclude_group))
     save_weights(args.out, net, meta, half=True)  # the bundled file: float16, half the size
     print(f"wrote {args.out}")
     return 0
+
+
+def parse_zoom_range(text: str) -> tuple[float, float]:
+    """``--video-zoom LO,HI`` -> ``(lo, hi)`` (argparse reports a bad value in one line)."""
+    try:
+        lo, hi = (float(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected LO,HI (two numbers), got {text!r}") from None
+    if not 0 < lo <= hi:
+        raise argparse.ArgumentTypeError(f"expected 0 < LO <= HI, got {text!r}")
+    return lo, hi
 
 
 def _short(path: str) -> str:
