@@ -26,6 +26,7 @@ FINETUNE_EPOCHS=${FINETUNE_EPOCHS:-}   # empty: the recipe's (omgclip.learn.tran
 PRETRAIN_EPOCHS=${PRETRAIN_EPOCHS:-30}
 RESTART_EPOCHS=${RESTART_EPOCHS:-24}
 SEEDS=${SEEDS:-"0 1"}   # one stage-1 run per seed; two or more: the shipped weights are their ensemble
+VIDEO_ZOOM=${VIDEO_ZOOM:-}   # empty: the recipe's (transfer.FINETUNE_VIDEO_ZOOM); e.g. 0.8696,1.1739 (model card)
 THREADS=${THREADS:-2}   # on a busy shared 2-core machine, 1 can be faster
 DATA=${DATA:-../shared/data}
 py=.venv/bin/python
@@ -50,7 +51,8 @@ for seed in $SEEDS; do
   INITS+=(--init "$S1")
 done
 $py -m omgclip.learn.transfer finetune "${INITS[@]}" --data "$W/data_all" \
-  --fer "$DATA/fer2013" --cache "$W/fer80.npz" ${FINETUNE_EPOCHS:+--epochs "$FINETUNE_EPOCHS"} --threads "$THREADS" \
+  --fer "$DATA/fer2013" --cache "$W/fer80.npz" ${FINETUNE_EPOCHS:+--epochs "$FINETUNE_EPOCHS"} \
+  ${VIDEO_ZOOM:+--video-zoom "$VIDEO_ZOOM"} --threads "$THREADS" \
   --out omgclip/weights/default.pt
 echo "bundled weights updated in $(( ($(date +%s) - start) / 60 )) min; benchmark them with:"
-echo "  $py benchmarks/bench_accuracy.py ${INITS[*]//--init/--pretrained} --data $W/data_all --fer-cache $W/fer80.npz"
+echo "  $py benchmarks/bench_accuracy.py ${INITS[*]//--init/--pretrained} --data $W/data_all --fer-cache $W/fer80.npz${VIDEO_ZOOM:+ --video-zoom $VIDEO_ZOOM}"
