@@ -262,7 +262,6 @@ def main(argv=None) -> int:
     sys.path.insert(0, str(ROOT))
     from omgclip.learn import transfer
     from omgclip.learn.checkpoint import default_checkpoint, load_for_inference
-    from omgclip.dataset.format import read_face_config
     from omgclip.faces.detect import FaceConfig
     from omgclip.learn.models.layers import FlipAverage
 
@@ -333,8 +332,7 @@ def main(argv=None) -> int:
                                            ("omgclip stage 1 (FER only)", proba_zero[m])]
         # the peers learnt on tight crops (FER2013's framing): each is scored on our crops and on
         # the same crops zoomed in to that framing, and keeps the better per row
-        margin = float((read_face_config(data) or {}).get("margin", FaceConfig.margin))
-        Xtight = transfer.reframe(Xall, 1 / transfer.framing_zoom(margin))
+        Xtight = transfer.reframe(Xall, 1 / transfer.dataset_framing_zoom(data))
         peer_pf = {q.name: {PEER_FRAMINGS[0]: peer_block_proba(q, Xtight),
                             PEER_FRAMINGS[1]: peer_block_proba(q, Xall)} for q in peers}
         print(f"[{time.time() - t_start:.0f}s] peers on blocks done", flush=True)

@@ -85,8 +85,7 @@ def main(argv=None) -> int:
     X, frame = transfer.load_blocks([args.data])
     Xf, yf, usage = transfer.load_fer(args.fer, args.fer_cache)
     pub = usage == "PublicTest"
-    margin = _margin(Path(args.data))
-    fer_zoom = transfer.framing_zoom(margin)
+    fer_zoom = transfer.dataset_framing_zoom(args.data)
     Xpub, ypub = Xf[pub], yf[pub]
     Xpub_framed = transfer.reframe(Xpub, fer_zoom)
     val = frame["group"].isin([g for fold in VALIDATION_FOLDS for g in fold]).to_numpy()
@@ -129,20 +128,12 @@ def main(argv=None) -> int:
     print(f"\nbest by the score: {best['candidate']}")
     out = {"date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
            "pretrained": args.pretrained, "seed_offset": args.seed_offset, "data": args.data,
-           "crop_margin": margin, "fer_zoom": fer_zoom,
+           "fer_zoom": fer_zoom,
            "validation_folds": [list(f) for f in VALIDATION_FOLDS],
            "results": results, "best": best["candidate"], "seconds": round(time.time() - t_start)}
     atomic_write_text(args.json, json.dumps(out, indent=1))
     print(f"wrote {args.json}")
     return 0
-
-
-def _margin(data: Path) -> float:
-    """The crop margin a built dataset was made with (the default where not recorded)."""
-    from omgclip.dataset.format import read_face_config
-    from omgclip.faces.detect import FaceConfig
-
-    return float((read_face_config(data) or {}).get("margin", FaceConfig.margin))
 
 
 if __name__ == "__main__":

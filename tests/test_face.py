@@ -247,7 +247,7 @@ def test_dlib_models_load_once_per_thread():
         dlib_object("nope")
 
 
-def test_framing_zoom_turns_a_real_crop_into_the_same_face_at_another_margin(mead_video):
+def test_framing_zoom_turns_a_real_crop_into_the_same_face_at_another_margin(mead_video, tmp_path):
     """``transfer.framing_zoom`` ties a crop margin to a zoom of FER2013's framing: a real dlib
     crop at the default margin, reframed by the ratio of the two margins' zooms, is the crop at
     the tighter margin (about 2 gray levels apart; 20+ without the reframe)."""
@@ -267,3 +267,13 @@ def test_framing_zoom_turns_a_real_crop_into_the_same_face_at_another_margin(mea
     assert diff(wide, tight) > 3 * diff(reframe(wide[None], ratio)[0], tight)
     with pytest.raises(ValueError, match="margin"):
         framing_zoom(-0.1)
+    # a built dataset's framing comes from the margin in its build_config.json
+    import json
+
+    from omgclip.learn.transfer import dataset_framing_zoom
+
+    (tmp_path / "build_config.json").write_text(json.dumps({"face": {"margin": 0.065}}))
+    assert dataset_framing_zoom(tmp_path) == pytest.approx(framing_zoom(0.065))
+    (tmp_path / "build_config.json").write_text('{"face": ')  # damaged: the default margin
+    assert dataset_framing_zoom(tmp_path) == pytest.approx(CROP_FRAMING_ZOOM)
+    assert dataset_framing_zoom(tmp_path / "absent") == pytest.approx(CROP_FRAMING_ZOOM)

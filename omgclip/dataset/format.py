@@ -36,6 +36,9 @@ path          the .npy file, relative to DIR
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 INDEX_FILE = "index.csv"
 REPORT_FILE = "report.json"
 CONFIG_FILE = "build_config.json"
@@ -49,19 +52,16 @@ INDEX_COLUMNS = (
     "start_frame", "num_frames", "fps", "detect_frac", "path",
 )
 
+BLOCK_DTYPE = "uint8"
+DEFAULT_BLOCK_LEN = 20
+DEFAULT_CROP_SIZE = 80
+
+
 def read_face_config(data_dir) -> dict | None:
     """The face settings a dataset was built with (``build_config.json``'s ``face``), or
     None where it is not recorded or not readable."""
-    import json
-    from pathlib import Path
-
     try:
         face = json.loads((Path(data_dir) / CONFIG_FILE).read_text()).get("face")
     except (OSError, ValueError, AttributeError):
         return None
     return face if isinstance(face, dict) else None
-
-
-BLOCK_DTYPE = "uint8"
-DEFAULT_BLOCK_LEN = 20
-DEFAULT_CROP_SIZE = 80

@@ -374,5 +374,3 @@ def _epoch_summary_callback():
             log.info("epoch %d/%d: %s", trainer.current_epoch + 1, trainer.max_epochs, ", ".join(parts))
 
     return EpochSummary()
-
-

@@ -163,6 +163,15 @@ def framing_zoom(margin: float) -> float:
     return CROP_FRAMING_ZOOM * (1 + 2 * margin) / (1 + 2 * CROP_FRAMING_MARGIN)
 
 
+def dataset_framing_zoom(data_dir: str | os.PathLike) -> float:
+    """:func:`framing_zoom` of the crop margin a built dataset was made with (its
+    ``build_config.json``; the default margin where not recorded)."""
+    from omgclip.dataset.format import read_face_config
+    from omgclip.faces.detect import FaceConfig
+
+    return framing_zoom(float((read_face_config(data_dir) or {}).get("margin", FaceConfig.margin)))
+
+
 def reframe(x_uint8: np.ndarray, zoom: float) -> np.ndarray:
     """``(N, S, S)`` or ``(N, T, S, S)`` uint8 -> the same shape, each image zoomed about its
     centre: ``zoom`` > 1 shows more around the face (edge replication fills the border, the
