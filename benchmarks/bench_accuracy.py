@@ -262,7 +262,6 @@ def main(argv=None) -> int:
     sys.path.insert(0, str(ROOT))
     from omgclip.learn import transfer
     from omgclip.learn.checkpoint import default_checkpoint, load_for_inference
-    from omgclip.faces.detect import FaceConfig
     from omgclip.learn.models.layers import FlipAverage
 
     t_start = time.time()
@@ -373,8 +372,7 @@ def main(argv=None) -> int:
     # ---- FER2013 PrivateTest
     loaded = load_for_inference(ours_path)  # only now: the fold runs may be writing it meanwhile
     ours = loaded.net
-    face = loaded.meta.get("face") if isinstance(loaded.meta.get("face"), dict) else {}
-    zoom = transfer.framing_zoom(float(face.get("margin", FaceConfig.margin)))
+    zoom = transfer.face_framing_zoom(loaded.meta.get("face"))
     # ``ours`` has the test-time flip where the weights ask for it, as predict runs it
     plain = ours.net if isinstance(ours, FlipAverage) else ours
     X, y, usage = transfer.load_fer(args.fer, args.fer_cache)
@@ -432,7 +430,6 @@ def main(argv=None) -> int:
               "seconds": round(time.time() - t_start)}
     from omgclip.fsutil import atomic_write_text
 
-    Path(args.json).parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(args.json, json.dumps(result, indent=1))
     print(f"\nwrote {args.json} ({time.time() - t_start:.0f}s)")
     return 0

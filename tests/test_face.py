@@ -270,7 +270,10 @@ def test_framing_zoom_turns_a_real_crop_into_the_same_face_at_another_margin(mea
     # a built dataset's framing comes from the margin in its build_config.json
     import json
 
-    from omgclip.learn.transfer import dataset_framing_zoom
+    from omgclip.learn.transfer import dataset_framing_zoom, face_framing_zoom
+
+    assert face_framing_zoom({"margin": 0.065}) == pytest.approx(framing_zoom(0.065))  # e.g. a weights file's meta
+    assert face_framing_zoom(None) == pytest.approx(CROP_FRAMING_ZOOM)
 
     (tmp_path / "build_config.json").write_text(json.dumps({"face": {"margin": 0.065}}))
     assert dataset_framing_zoom(tmp_path) == pytest.approx(framing_zoom(0.065))

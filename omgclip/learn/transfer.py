@@ -163,13 +163,20 @@ def framing_zoom(margin: float) -> float:
     return CROP_FRAMING_ZOOM * (1 + 2 * margin) / (1 + 2 * CROP_FRAMING_MARGIN)
 
 
-def dataset_framing_zoom(data_dir: str | os.PathLike) -> float:
-    """:func:`framing_zoom` of the crop margin a built dataset was made with (its
-    ``build_config.json``; the default margin where not recorded)."""
-    from omgclip.dataset.format import read_face_config
+def face_framing_zoom(face: dict | None) -> float:
+    """:func:`framing_zoom` of the crop margin in recorded face settings (a dataset's
+    ``build_config.json`` or a weights file's meta); the default margin where none is recorded."""
     from omgclip.faces.detect import FaceConfig
 
-    return framing_zoom(float((read_face_config(data_dir) or {}).get("margin", FaceConfig.margin)))
+    margin = face.get("margin", FaceConfig.margin) if isinstance(face, dict) else FaceConfig.margin
+    return framing_zoom(float(margin))
+
+
+def dataset_framing_zoom(data_dir: str | os.PathLike) -> float:
+    """:func:`face_framing_zoom` of the face settings a built dataset was made with."""
+    from omgclip.dataset.format import read_face_config
+
+    return face_framing_zoom(read_face_config(data_dir))
 
 
 def reframe(x_uint8: np.ndarray, zoom: float) -> np.ndarray:
