@@ -18,8 +18,9 @@ CK+ frames (tight, like FER) sit at the 1.0 end. Augmentation, per clip and the 
 all its frames: that zoom, rotation (+-12 deg), shift (+-8%), flip, gamma, and a random
 erased box. Loss: cross-entropy with label smoothing 0.1.
 
-Run ``python -m omgclip.learn.transfer pretrain|finetune --help``
-(``scripts/train_default_model.sh`` runs both).
+Run ``python -m omgclip.learn.transfer pretrain|pack|finetune --help``
+(``scripts/train_default_model.sh`` runs them; ``pack`` writes a stage-1 run as the compact
+file that is bundled, ``omgclip/weights/stage1_fer2013_seed0.pt``).
 """
 
 from __future__ import annotations
@@ -327,7 +328,7 @@ def pretrain_stills(fer_root: str, out: str, epochs: int = 30, batch_size: int =
         rec = {"epoch": ep + 1, "loss": total / steps, "seconds": round(time.time() - t0, 1),
                "public_acc": acc, "public_uar": uar, "ema": False}
         state = {"state_dict": net.state_dict(), "arch": dict(net.arch), "widths": list(net.widths),
-                 "epoch": ep + 1}
+                 "epoch": ep + 1, "seed": seed}
         torch.save(state, Path(out) / "last.pt")
         cand = state
         if ema is not None:
@@ -582,6 +583,45 @@ def weights_meta(net: nn.Module, face: dict | None, flip: bool | None = None, **
     return meta
 
 
+def pack_stage1(src: str | os.PathLike, out: str | os.PathLike, seed: int | None = None) -> Path:
+    """Write a stage-1 run's file (``OUT/best.pt`` of :func:`pretrain_stills`) as a compact
+    float16 omgclip weights file, as the bundled stage-1 files are made.
+
+    The file loads like any omgclip weights (``predict --checkpoint``, ``train --init-from``,
+    ``finetune --init``, ``bench_accuracy.py --pretrained``). Its meta records the default
+    face settings (FER faces were zoomed out to look like those crops), the test-time flip
+    (stage 1 was scored with it), ``stage: 1``, the seed (``seed``, else the file's own) and,
+    from the run's ``history.json`` beside ``src`` where there is one, the kept epoch's
+    PublicTest numbers. Raises :class:`OmgclipError` (one line) for a file that is not a
+    stage-1 file."""
+    import dataclasses
+
+    from omgclip.errors import OmgclipError
+    from omgclip.faces.detect import FaceConfig
+    from omgclip.learn.checkpoint import save_weights
+
+    src = Path(src)
+    if not src.is_file():
+        raise OmgclipError(f"stage-1 file {src} does not exist")
+    try:
+        obj = torch.load(src, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise OmgclipError(f"{src} cannot be read as a stage-1 file ({type(exc).__name__})") from None
+    if not (isinstance(obj, dict) and "state_dict" in obj and "widths" in obj):
+        raise OmgclipError(f"{src} is not a stage-1 file (python -m omgclip.learn.transfer pretrain's best.pt)")
+    net = _load_init(str(src))
+    seed = obj.get("seed") if seed is None else seed
+    record: dict = {}
+    hist_path = src.parent / "history.json"
+    if hist_path.is_file():
+        record = next((r for r in json.loads(hist_path.read_text()) if r.get("epoch") == obj.get("epoch")), {})
+    extra = {"stage": 1, "seed": seed, "epoch": obj.get("epoch"), "ema": bool(obj.get("ema", False)),
+             "public_acc": record.get("public_acc"), "public_uar": record.get("public_uar"),
+             "recipe": "omgclip.learn.transfer pretrain: FER2013 Training stills, best PublicTest epoch"}
+    meta = weights_meta(net, dataclasses.asdict(FaceConfig()), flip=True, **extra)
+    return save_weights(out, net, meta, half=True)
+
+
 # --------------------------------------------------------------------------- CLI
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m omgclip.learn.transfer", description=__doc__.split("\n\n")[0])
@@ -599,6 +639,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     a.add_argument("--warmup-epochs", type=float, default=1.0)
     a.add_argument("--ema", type=float, default=0.0, metavar="DECAY",
                    help="also keep an exponential moving average of the weights (e.g. 0.999)")
+    k = sub.add_parser("pack", help="a stage-1 run's best.pt -> a compact float16 weights file (as bundled)")
+    k.add_argument("src", help="OUT/best.pt of pretrain")
+    k.add_argument("--out", required=True, help="the weights file to write")
+    k.add_argument("--seed", type=int, help="the run's seed, for its meta (default: the one the file records)")
     b = sub.add_parser("finetune", help="stage 2: video blocks + FER stills -> a weights file")
     b.add_argument("--init", required=True, action="append",
                    help="OUT/best.pt of pretrain, or any omgclip weights; repeated: each is fine-tuned alike "
@@ -639,6 +683,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
+    if args.cmd == "pack":
+        print(f"wrote {pack_stage1(args.src, args.out, args.seed)}")
+        return 0
     torch.set_num_threads(args.threads)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     if args.cmd == "pretrain":

@@ -1,0 +1,82 @@
+"""Bundled stage-1 weights: ``transfer pack`` writes a stage-1 run (FER2013 only) as a compact
+float16 weights file that every loader takes, and the bundled one scores on real FER2013
+PublicTest what its meta says it scored when it was made."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from omgclip.learn import transfer
+
+def _tiny_run(tmp_path: Path) -> tuple[Path, np.ndarray, np.ndarray]:
+    """A 2-epoch stage-1 run on learnable random stills; returns its best.pt and the PublicTest part."""
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 7, 200)
+    X = (rng.integers(0, 60, (200, 80, 80)) + (y * 28)[:, None, None]).astype(np.uint8)
+    usage = np.array(["Training"] * 160 + ["PublicTest"] * 40)
+    np.savez(tmp_path / "fer.npz", X=X, y=y, usage=usage)
+    transfer.pretrain_stills("unused", str(tmp_path / "run"), epochs=2, batch_size=32, widths=(8, 16, 32),
+                             cache=str(tmp_path / "fer.npz"), seed=3)
+    return tmp_path / "run" / "best.pt", X[160:], y[160:]
+
+
+def test_pack_writes_a_half_precision_file_that_loads_as_the_same_net(tmp_path):
+    from omgclip.learn.checkpoint import load_for_inference, load_model
+
+    best, X_pub, y_pub = _tiny_run(tmp_path)
+    out = tmp_path / "stage1.pt"
+    assert transfer.main(["pack", str(best), "--out", str(out)]) == 0
+    raw = torch.load(out, map_location="cpu", weights_only=True)
+    assert {v.dtype for v in raw["state_dict"].values() if v.is_floating_point()} == {torch.float16}
+    record = json.loads((best.parent / "history.json").read_text())[torch.load(best, weights_only=True)["epoch"] - 1]
+    meta = load_model(out).meta
+    assert meta["stage"] == 1 and meta["seed"] == 3 and meta["model_name"] == "r2plus1d_wide"
+    assert meta["public_acc"] == record["public_acc"] and meta["public_uar"] == record["public_uar"]
+    assert meta["test_time_flip"] is True and meta["face"]["margin"] == 0.15
+    # the same net up to float16 rounding, whichever loader takes it
+    ref = transfer.predict_proba(transfer._load_init(str(best)).eval(), X_pub)
+    for net in (transfer._load_init(str(out)).eval(), load_for_inference(out, flip=False).net):
+        got = transfer.predict_proba(net, X_pub)
+        assert np.abs(got - ref).max() < 2e-2
+        assert (got.argmax(1) == ref.argmax(1)).mean() >= 0.95
+    # --seed overrides what the file records (runs made before files recorded their seed)
+    assert transfer.main(["pack", str(best), "--out", str(out), "--seed", "7"]) == 0
+    assert load_model(out).meta["seed"] == 7
+
+
+def test_pack_refuses_a_file_that_is_not_a_stage1_run_in_one_line(tmp_path, capsys):
+    best, _, _ = _tiny_run(tmp_path)
+    packed = tmp_path / "packed.pt"
+    transfer.main(["pack", str(best), "--out", str(packed)])
+    (tmp_path / "notes.txt").write_text("not weights")
+    for bad, says in ((packed, "is not a stage-1 file"), (tmp_path / "notes.txt", "cannot be read as a stage-1 file"),
+                      (tmp_path / "missing.pt", "does not exist")):
+        out = tmp_path / "out.pt"
+        with pytest.raises(SystemExit) as exc:
+            transfer.main(["pack", str(bad), "--out", str(out)])
+        assert exc.value.code == 2
+        err = capsys.readouterr().err.strip().splitlines()[-1]
+        assert says in err and str(bad) in err, err
+        assert not out.exists()
+
+
+def test_train_default_model_refuses_a_bad_stage1_choice_before_doing_anything(tmp_path):
+    """``scripts/train_default_model.sh``: a bad ``STAGE1`` or a seed with no bundled stage-1
+    file stops it at once, in one line, before its work folder is made."""
+    import os
+    import subprocess
+
+    script = Path(__file__).resolve().parents[1] / "scripts" / "train_default_model.sh"
+    for env, says in (({"STAGE1": "maybe"}, "STAGE1 must be train or bundled (got maybe)"),
+                      ({"STAGE1": "bundled", "SEEDS": "9"},
+                       "no bundled stage-1 file for seed 9 (omgclip/weights/stage1_fer2013_seed9.pt)")):
+        work = tmp_path / "work"
+        r = subprocess.run(["bash", str(script), str(work)], env={**os.environ, **env}, capture_output=True,
+                           text=True, timeout=60)
+        assert r.returncode == 2 and r.stderr.strip().splitlines() == [r.stderr.strip()] and says in r.stderr, r.stderr
+        assert not work.exists()
