@@ -43,8 +43,12 @@ the peers only our crops.
 
 Install them with ``pip install --no-deps -r benchmarks/requirements-accuracy.txt``.
 
-    python benchmarks/bench_accuracy.py --pretrained runs/default/pretrain2/best.pt \\
+    python benchmarks/bench_accuracy.py --pretrained omgclip/weights/stage1_fer2013_seed0.pt \\
         [--checkpoint W.pt] [--data DIR] [--epochs 8] [--json benchmarks/results/bench_accuracy.json]
+
+Stage-1 files: seed 0's is bundled (``omgclip/weights/stage1_fer2013_seed0.pt``, made by
+``transfer pretrain`` + ``transfer pack``), so the MEAD and CK+ rows of a one-net model run
+without the FER2013 stage (about 95 min a seed); a run's own ``OUT/best.pt`` works as well.
 
 Without ``--data`` the MEAD + CREMA-D + CK+ blocks are built from ../shared/data into
 ``benchmarks/results/accuracy_data`` (as ``scripts/train_default_model.sh`` builds them).

@@ -44,6 +44,12 @@ def test_pack_writes_a_half_precision_file_that_loads_as_the_same_net(tmp_path):
         got = transfer.predict_proba(net, X_pub)
         assert np.abs(got - ref).max() < 2e-2
         assert (got.argmax(1) == ref.argmax(1)).mean() >= 0.95
+    # stage 2 starts from it as from the run's own file (what train_default_model.sh now does)
+    from test_r2plus1d_wide import _tiny_dataset
+
+    data = _tiny_dataset(tmp_path / "data")
+    tuned = transfer.finetune(str(out), [str(data)], epochs=1, batch_size=4, seed=3)
+    assert tuned(torch.rand(2, 1, 20, 80, 80)).shape == (2, 7)
     # --seed overrides what the file records (runs made before files recorded their seed)
     assert transfer.main(["pack", str(best), "--out", str(out), "--seed", "7"]) == 0
     assert load_model(out).meta["seed"] == 7
