@@ -48,3 +48,32 @@ def test_busy_and_idle_workers_end_with_their_parent_without_a_traceback(how):
         except ProcessLookupError:
             pass
         proc.wait()
+
+
+def test_a_second_signal_does_not_cut_a_jobs_clean_up_short(monkeypatch):
+    """A worker in a job gets SIGTERM from its parent and then, when the parent is gone,
+    SIGINT from its parent-watch: the first unwinds the job, the second is ignored so that
+    the unwinding (which removes the job's temp files) is not broken off half-way."""
+    from omgclip.dataset import pool
+
+    monkeypatch.setattr(pool._WorkerState, "busy", True)
+    monkeypatch.setattr(pool._WorkerState, "interrupted", False)
+    with pytest.raises(KeyboardInterrupt):
+        pool._interrupt(signal.SIGTERM, None)
+    assert pool._interrupt(signal.SIGINT, None) is None
+
+
+def test_an_interrupted_job_leaves_no_live_temp_file(tmp_path):
+    """``_guarded``: a job interrupted with a temp file still live (its own clean-up cut
+    short) ends the worker with 130 and the file removed."""
+    code = ("import sys; from pathlib import Path; from omgclip.dataset import pool; from omgclip import fsutil\n"
+            "def job(p):\n"
+            "    tmp = fsutil.temp_path(p)\n"
+            "    print(tmp, flush=True)\n"
+            "    raise KeyboardInterrupt\n"
+            f"pool._guarded(job, Path({str(tmp_path / 'out.npy')!r}))\n")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 130, r.stderr
+    tmp = Path(r.stdout.strip())
+    assert tmp.parent == tmp_path and tmp.name.startswith(".out.npy.omgclip-") and not tmp.exists()
+    assert list(tmp_path.iterdir()) == []

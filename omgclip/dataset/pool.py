@@ -43,16 +43,20 @@ class _WorkerState:
     """Whether this worker process is inside a job (set by :func:`_guarded`)."""
 
     busy = False
+    interrupted = False  #: the running job is unwinding from a signal
 
 
 def _guarded(fn: Callable, *args):
     """``fn(*args)`` in a worker; interrupted (SIGTERM, SIGINT, parent gone), the job
-    unwinds -- its temp files are removed on the way -- and the worker ends right there
-    instead of returning to the pool for more work."""
+    unwinds -- its temp files are removed on the way, and any still listed as live just
+    before the worker ends right there instead of returning to the pool for more work."""
     _WorkerState.busy = True
     try:
         return fn(*args)
     except KeyboardInterrupt:
+        from omgclip.fsutil import remove_live_temps
+
+        remove_live_temps()
         os._exit(130)
     finally:
         _WorkerState.busy = False
@@ -79,9 +83,14 @@ def _worker_init(parent: int) -> None:
 
 
 def _interrupt(signum, frame) -> None:
-    """In a job: unwind it like Ctrl-C. Between jobs: end the worker quietly."""
+    """In a job: unwind it like Ctrl-C, once (a second signal -- the parent's SIGTERM, then
+    the parent-watch's SIGINT when it is gone -- must not cut the first one's clean-up
+    short and leave a temp file). Between jobs: end the worker quietly."""
     if not _WorkerState.busy:
         os._exit(130)
+    if _WorkerState.interrupted:
+        return
+    _WorkerState.interrupted = True
     raise KeyboardInterrupt
 
 
