@@ -15,6 +15,7 @@ from omgclip.learn import transfer
 
 BUNDLED_STAGE1 = Path(transfer.__file__).resolve().parents[1] / "weights" / "stage1_fer2013_seed0.pt"
 
+
 def _tiny_run(tmp_path: Path) -> tuple[Path, np.ndarray, np.ndarray]:
     """A 2-epoch stage-1 run on learnable random stills; returns its best.pt and the PublicTest part."""
     rng = np.random.default_rng(0)
@@ -74,10 +75,10 @@ def test_pack_refuses_a_file_that_is_not_a_stage1_run_in_one_line(tmp_path, caps
 
 
 def test_bundled_stage1_file_scores_its_recorded_publictest_accuracy():
-    """The FER2013-only net that the bundled default's first member was fine-tuned from: on
-    real PublicTest faces (with the flip, images as given, as stage 1 selected it) it scores
-    the accuracy its meta records, up to float16 rounding."""
-    import cv2
+    """The bundled FER2013-only net (a re-run of the recipe's seed-0 stage 1; the shipped
+    default's first member came from an earlier run of it): on real PublicTest faces (with
+    the flip, images as given, as stage 1 selected it) it scores the accuracy its meta
+    records, up to float16 rounding."""
     import pandas as pd
 
     from conftest import SHARED_DATA
@@ -93,8 +94,7 @@ def test_bundled_stage1_file_scores_its_recorded_publictest_accuracy():
         pytest.skip(f"FER2013 not found at {root} (a user's clone has no ../shared)")
     d = pd.read_csv(root / "labels.csv")
     d = d[d["usage"] == "PublicTest"]
-    X = np.stack([cv2.resize(cv2.imread(str(root / f), cv2.IMREAD_GRAYSCALE), (80, 80),
-                             interpolation=cv2.INTER_LINEAR) for f in d["file"]])
+    X = transfer.read_fer_images(root, d["file"])
     acc, uar = transfer.accuracy_uar(d["omg_label"].to_numpy(), transfer.predict_proba(loaded.net.eval(), X, 256))
     assert len(X) == 3589
     assert abs(acc - meta["public_acc"]) <= 0.002 and abs(uar - meta["public_uar"]) <= 0.004, (acc, uar)

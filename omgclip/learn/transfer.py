@@ -63,13 +63,11 @@ def load_fer(root: str | os.PathLike, cache: str | os.PathLike | None = None, si
     if cache is not None and Path(cache).is_file():
         z = np.load(cache)
         return z["X"], z["y"], z["usage"]
-    import cv2
     import pandas as pd
 
     root = Path(root)
     d = pd.read_csv(root / "labels.csv")
-    X = np.stack([cv2.resize(cv2.imread(str(root / f), cv2.IMREAD_GRAYSCALE), (size, size),
-                             interpolation=cv2.INTER_LINEAR) for f in d["file"]])
+    X = read_fer_images(root, d["file"], size)
     y = np.array(d["omg_label"].tolist(), dtype=np.int64)
     usage = np.array(d["usage"].tolist(), dtype="U12")
     if cache is not None:
@@ -81,6 +79,15 @@ def load_fer(root: str | os.PathLike, cache: str | os.PathLike | None = None, si
 
         atomic_write(cache, write)
     return X, y, usage
+
+
+def read_fer_images(root: str | os.PathLike, files: Iterable[str], size: int = 80) -> np.ndarray:
+    """FER2013 images (paths relative to ``root``) as ``(N, size, size)`` uint8, resized
+    bilinearly: the decoding of :func:`load_fer`, for a subset."""
+    import cv2
+
+    return np.stack([cv2.resize(cv2.imread(str(Path(root) / f), cv2.IMREAD_GRAYSCALE), (size, size),
+                                interpolation=cv2.INTER_LINEAR) for f in files])
 
 
 def load_blocks(data_dirs: Iterable[str | os.PathLike], exclude_groups: Sequence[str] = (),
@@ -559,13 +566,22 @@ def _load_init(init: str | nn.Module) -> nn.Module:
     if isinstance(init, nn.Module):
         return init
     obj = torch.load(init, map_location="cpu", weights_only=True)
-    if isinstance(obj, dict) and "widths" in obj and "state_dict" in obj:  # a pretrain_stills file
-        net = new_net(**obj["arch"]) if "arch" in obj else new_net(obj["widths"], stem="s4")
-        net.load_state_dict(obj["state_dict"])
-        return net
+    if _is_stage1(obj):
+        return _stage1_net(obj)
     from omgclip.learn.checkpoint import load_model
 
     return load_model(init).net
+
+
+def _is_stage1(obj) -> bool:
+    """Whether a loaded file is a :func:`pretrain_stills` file (``best.pt`` / ``last.pt``)."""
+    return isinstance(obj, dict) and "widths" in obj and "state_dict" in obj
+
+
+def _stage1_net(obj: dict) -> nn.Module:
+    net = new_net(**obj["arch"]) if "arch" in obj else new_net(obj["widths"], stem="s4")
+    net.load_state_dict(obj["state_dict"])
+    return net
 
 
 def weights_meta(net: nn.Module, face: dict | None, flip: bool | None = None, **extra) -> dict:
@@ -607,9 +623,9 @@ def pack_stage1(src: str | os.PathLike, out: str | os.PathLike, seed: int | None
         obj = torch.load(src, map_location="cpu", weights_only=True)
     except Exception as exc:
         raise OmgclipError(f"{src} cannot be read as a stage-1 file ({type(exc).__name__})") from None
-    if not (isinstance(obj, dict) and "state_dict" in obj and "widths" in obj):
+    if not _is_stage1(obj):
         raise OmgclipError(f"{src} is not a stage-1 file (python -m omgclip.learn.transfer pretrain's best.pt)")
-    net = _load_init(str(src))
+    net = _stage1_net(obj)
     seed = obj.get("seed") if seed is None else seed
     record: dict = {}
     hist_path = src.parent / "history.json"
