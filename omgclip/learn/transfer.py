@@ -40,6 +40,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from omgclip.fsutil import atomic_write, atomic_write_text
 from omgclip.labels import EMOTIONS, NUM_CLASSES
 
 log = logging.getLogger(__name__)
@@ -71,8 +72,6 @@ def load_fer(root: str | os.PathLike, cache: str | os.PathLike | None = None, si
     y = np.array(d["omg_label"].tolist(), dtype=np.int64)
     usage = np.array(d["usage"].tolist(), dtype="U12")
     if cache is not None:
-        from omgclip.fsutil import atomic_write
-
         def write(tmp: Path) -> None:
             with open(tmp, "wb") as fh:
                 np.savez(fh, X=X, y=y, usage=usage)
@@ -336,7 +335,7 @@ def pretrain_stills(fer_root: str, out: str, epochs: int = 30, batch_size: int =
                "public_acc": acc, "public_uar": uar, "ema": False}
         state = {"state_dict": net.state_dict(), "arch": dict(net.arch), "widths": list(net.widths),
                  "epoch": ep + 1, "seed": seed}
-        torch.save(state, Path(out) / "last.pt")
+        atomic_write(Path(out) / "last.pt", lambda tmp, obj=state: torch.save(obj, tmp))
         cand = state
         if ema is not None:
             e_acc, e_uar = accuracy_uar(y[pub], predict_proba(ema.module, X[pub], 512))
@@ -349,8 +348,8 @@ def pretrain_stills(fer_root: str, out: str, epochs: int = 30, batch_size: int =
         print(json.dumps(rec), flush=True)
         if best is None or rec["public_acc"] > best["public_acc"]:
             best = rec
-            torch.save(cand, Path(out) / "best.pt")
-        (Path(out) / "history.json").write_text(json.dumps(hist, indent=1))
+            atomic_write(Path(out) / "best.pt", lambda tmp, obj=cand: torch.save(obj, tmp))
+        atomic_write_text(Path(out) / "history.json", json.dumps(hist, indent=1))
     return best or {}
 
 
