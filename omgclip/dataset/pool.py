@@ -48,8 +48,8 @@ class _WorkerState:
 
 def _guarded(fn: Callable, *args):
     """``fn(*args)`` in a worker; interrupted (SIGTERM, SIGINT, parent gone), the job
-    unwinds -- its temp files are removed on the way, and any still listed as live just
-    before the worker ends right there instead of returning to the pool for more work."""
+    unwinds (its temp files are removed on the way, and any still listed as live are removed
+    after it), then the worker ends right there instead of returning to the pool for more work."""
     _WorkerState.busy = True
     try:
         return fn(*args)

@@ -335,7 +335,7 @@ def pretrain_stills(fer_root: str, out: str, epochs: int = 30, batch_size: int =
                "public_acc": acc, "public_uar": uar, "ema": False}
         state = {"state_dict": net.state_dict(), "arch": dict(net.arch), "widths": list(net.widths),
                  "epoch": ep + 1, "seed": seed}
-        atomic_write(Path(out) / "last.pt", lambda tmp, obj=state: torch.save(obj, tmp))
+        atomic_write(Path(out) / "last.pt", lambda tmp: torch.save(state, tmp))
         cand = state
         if ema is not None:
             e_acc, e_uar = accuracy_uar(y[pub], predict_proba(ema.module, X[pub], 512))
@@ -348,7 +348,7 @@ def pretrain_stills(fer_root: str, out: str, epochs: int = 30, batch_size: int =
         print(json.dumps(rec), flush=True)
         if best is None or rec["public_acc"] > best["public_acc"]:
             best = rec
-            atomic_write(Path(out) / "best.pt", lambda tmp, obj=cand: torch.save(obj, tmp))
+            atomic_write(Path(out) / "best.pt", lambda tmp: torch.save(cand, tmp))
         atomic_write_text(Path(out) / "history.json", json.dumps(hist, indent=1))
     return best or {}
 
