@@ -138,3 +138,86 @@ def test_a_stage1_run_that_dies_while_saving_keeps_its_earlier_files_whole(tmp_p
         transfer.pretrain_stills("unused", str(run), epochs=1, batch_size=32, widths=(8, 16, 32),
                                  cache=str(tmp_path / "fer.npz"), seed=4)
     assert {p.name: p.read_bytes() for p in run.iterdir()} == before
+
+
+def _training_only_cache(tmp_path: Path) -> tuple[Path, Path]:
+    """The tiny run's learnable stills split in two caches: Training alone (what a GPU machine
+    gets when the tree it is sent has no room for more) and the whole set."""
+    rng = np.random.default_rng(1)
+    y = rng.integers(0, 7, 200)
+    X = (rng.integers(0, 60, (200, 80, 80)) + (y * 28)[:, None, None]).astype(np.uint8)
+    usage = np.array(["Training"] * 160 + ["PublicTest"] * 40)
+    np.savez(tmp_path / "all.npz", X=X, y=y, usage=usage)
+    np.savez(tmp_path / "train.npz", X=X[:160], y=y[:160], usage=usage[:160])
+    return tmp_path / "train.npz", tmp_path / "all.npz"
+
+
+def test_a_run_without_publictest_keeps_its_last_ema_and_pack_scores_it(tmp_path, capsys):
+    """A Training-only run scores nothing and keeps its last epoch (the EMA's weights) in
+    best.pt; ``pack`` refuses it in one line without FER2013 to score, and with a cache
+    records the PublicTest numbers of the very net it packs."""
+    from omgclip.learn.checkpoint import load_model
+
+    train, whole = _training_only_cache(tmp_path)
+    run = tmp_path / "run"
+    best = transfer.pretrain_stills("unused", str(run), epochs=3, batch_size=32, widths=(8, 16, 32),
+                                    cache=str(train), seed=2, ema_decay=0.9)
+    hist = json.loads((run / "history.json").read_text())
+    assert [r["epoch"] for r in hist] == [1, 2, 3] and best["epoch"] == 3
+    assert all(r["public_acc"] is None and r["ema"] is True for r in hist)
+    kept = torch.load(run / "best.pt", weights_only=True)
+    last = torch.load(run / "last.pt", weights_only=True)
+    assert kept["epoch"] == last["epoch"] == 3 and kept["ema"] is True
+    # the EMA's weights, not the raw ones of last.pt
+    assert any(not torch.equal(kept["state_dict"][k], last["state_dict"][k]) for k in last["state_dict"]
+               if last["state_dict"][k].is_floating_point())
+
+    out = tmp_path / "s1.pt"
+    with pytest.raises(SystemExit) as exc:
+        transfer.main(["pack", str(run / "best.pt"), "--out", str(out)])
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert exc.value.code == 2 and "scored no PublicTest" in err and not out.exists(), err
+    assert transfer.main(["pack", str(run / "best.pt"), "--out", str(out), "--cache", str(whole)]) == 0
+    meta = load_model(out).meta
+    z = np.load(whole)
+    acc, uar = transfer.accuracy_uar(z["y"][160:], transfer.predict_proba(transfer._load_init(str(run / "best.pt")),
+                                                                          z["X"][160:]))
+    assert (meta["public_acc"], meta["public_uar"]) == (acc, uar) and meta["epoch"] == 3
+    assert "last epoch" in meta["recipe"]
+
+
+def test_fit_seconds_plans_whole_epochs_from_the_pace_and_records_them(tmp_path):
+    """``fit_seconds`` sets the schedule's length from the pace of the first steps: a budget
+    already spent gives the one epoch under way, a generous one many more, recorded in each
+    epoch's record so ``--epochs`` can repeat the run."""
+    train, _ = _training_only_cache(tmp_path)
+    kw = dict(batch_size=32, widths=(8, 16, 32), cache=str(train), seed=2)
+    transfer.pretrain_stills("unused", str(tmp_path / "short"), epochs=50, fit_seconds=1e-6, **kw)
+    hist = json.loads((tmp_path / "short" / "history.json").read_text())
+    assert [(r["epoch"], r["epochs"]) for r in hist] == [(1, 1)]
+    transfer.pretrain_stills("unused", str(tmp_path / "long"), epochs=2, fit_seconds=1e6, stop_after=2, **kw)
+    hist = json.loads((tmp_path / "long" / "history.json").read_text())
+    assert [r["epoch"] for r in hist] == [1, 2] and hist[0]["epochs"] == hist[1]["epochs"] > 1000
+    # the arithmetic: 84.75 s left after the epoch under way, 10.5 s an epoch -> 1 + 8 epochs
+    assert transfer._fit_epochs(100, 10, 0.1, 50, 100) == 9
+    assert transfer._fit_epochs(100, 200, 0.1, 50, 100) == 1
+
+
+def test_keep_last_keeps_the_last_ema_epoch_even_where_publictest_prefers_another(tmp_path):
+    """``keep="last"`` (the GPU recipe) scores PublicTest each epoch for the curve but keeps
+    the last epoch's EMA weights; the packed file says so."""
+    from omgclip.learn.checkpoint import load_model
+
+    _, whole = _training_only_cache(tmp_path)
+    run = tmp_path / "run"
+    transfer.pretrain_stills("unused", str(run), epochs=3, batch_size=32, widths=(8, 16, 32), cache=str(whole),
+                             seed=2, ema_decay=0.9, keep="last")
+    hist = json.loads((run / "history.json").read_text())
+    assert all(r["public_acc"] is not None and r["ema"] is True for r in hist)
+    kept = torch.load(run / "best.pt", weights_only=True)
+    assert kept["epoch"] == 3 and kept["ema"] is True and kept["keep"] == "last"
+    transfer.main(["pack", str(run / "best.pt"), "--out", str(tmp_path / "p.pt")])
+    meta = load_model(tmp_path / "p.pt").meta
+    assert meta["public_acc"] == hist[-1]["ema_public_acc"] and meta["recipe"].endswith("last epoch")
+    with pytest.raises(ValueError, match="keep must be"):
+        transfer.pretrain_stills("unused", str(run), cache=str(whole), keep="first")

@@ -137,27 +137,28 @@ def augment(x: torch.Tensor, zoom: tuple[float, float] = (1.0, 1.35), rotate_deg
     (the same for all its frames): zoom out/in with edge replication, rotation, shift,
     horizontal flip, gamma, and (with ``erase_p``) a random box set to a random gray."""
     b, c, t, h, w = x.shape
+    dev = {"device": x.device}  # the random draws are made where x is (the CPU stream is unchanged)
     flat = x.reshape(b, c * t, h, w)
-    z = torch.empty(b).uniform_(*zoom)
-    ang = torch.empty(b).uniform_(-rotate_deg, rotate_deg) * math.pi / 180
-    tx, ty = torch.empty(b).uniform_(-shift, shift), torch.empty(b).uniform_(-shift, shift)
-    flip = (torch.rand(b) < 0.5).float() * 2 - 1
+    z = torch.empty(b, **dev).uniform_(*zoom)
+    ang = torch.empty(b, **dev).uniform_(-rotate_deg, rotate_deg) * math.pi / 180
+    tx, ty = torch.empty(b, **dev).uniform_(-shift, shift), torch.empty(b, **dev).uniform_(-shift, shift)
+    flip = (torch.rand(b, **dev) < 0.5).float() * 2 - 1
     cos, sin = torch.cos(ang) * z, torch.sin(ang) * z
     theta = torch.stack([torch.stack([cos * flip, -sin, tx], 1), torch.stack([sin * flip, cos, ty], 1)], 1)
     grid = F.affine_grid(theta, list(flat.shape), align_corners=False)
     flat = F.grid_sample(flat, grid, mode="bilinear", padding_mode="border", align_corners=False)
-    g = torch.exp(torch.empty(b, 1, 1, 1).uniform_(-gamma, gamma))
+    g = torch.exp(torch.empty(b, 1, 1, 1, **dev).uniform_(-gamma, gamma))
     flat = flat.clamp(1e-4, 1.0) ** g
     if erase_p > 0:
-        eh, ew = torch.randint(10, 30, (2, b))
-        y0 = (torch.rand(b) * (h - eh)).long()
-        x0 = (torch.rand(b) * (w - ew)).long()
-        rows = torch.arange(h).view(1, h, 1)
-        cols = torch.arange(w).view(1, 1, w)
+        eh, ew = torch.randint(10, 30, (2, b), **dev)
+        y0 = (torch.rand(b, **dev) * (h - eh)).long()
+        x0 = (torch.rand(b, **dev) * (w - ew)).long()
+        rows = torch.arange(h, **dev).view(1, h, 1)
+        cols = torch.arange(w, **dev).view(1, 1, w)
         box = ((rows >= y0.view(b, 1, 1)) & (rows < (y0 + eh).view(b, 1, 1))
                & (cols >= x0.view(b, 1, 1)) & (cols < (x0 + ew).view(b, 1, 1)))
-        box &= (torch.rand(b) < erase_p).view(b, 1, 1)
-        flat = torch.where(box.unsqueeze(1), torch.rand(b, 1, 1, 1), flat)
+        box &= (torch.rand(b, **dev) < erase_p).view(b, 1, 1)
+        flat = torch.where(box.unsqueeze(1), torch.rand(b, 1, 1, 1, **dev), flat)
     return flat.reshape(b, c, t, h, w)
 
 
@@ -225,8 +226,10 @@ def predict_proba(net: nn.Module, x_uint8: np.ndarray, batch_size: int = 64, tta
     ``predict`` runs weights that ask for it)."""
     from omgclip.learn.models.layers import FlipAverage
 
+    dev = next(net.parameters()).device
     net = (FlipAverage(net) if tta_flip else net).eval()
-    out = [net(to_clips(x_uint8[i:i + batch_size])).softmax(1) for i in range(0, len(x_uint8), batch_size)]
+    out = [net(to_clips(x_uint8[i:i + batch_size]).to(dev)).float().softmax(1).cpu()
+           for i in range(0, len(x_uint8), batch_size)]
     return torch.cat(out).numpy() if out else np.zeros((0, NUM_CLASSES), np.float32)
 
 
@@ -240,9 +243,15 @@ def accuracy_uar(y_true: np.ndarray, proba: np.ndarray) -> tuple[float, float]:
 
 
 def _cosine(opt, total_steps: int, warmup_steps: int):
+    return _planned_cosine(opt, {"total": total_steps}, warmup_steps)
+
+
+def _planned_cosine(opt, plan: dict, warmup_steps: int):
+    """A linear warm-up, then a cosine to 0 at step ``plan['total']``, read at each step (so a
+    run can set it once it knows its pace)."""
     def f(step: int) -> float:
         warm = min(1.0, (step + 1) / max(1, warmup_steps))
-        return warm * 0.5 * (1 + math.cos(math.pi * min(1.0, step / max(1, total_steps))))
+        return warm * 0.5 * (1 + math.cos(math.pi * min(1.0, step / max(1, plan["total"]))))
     return torch.optim.lr_scheduler.LambdaLR(opt, f)
 
 
@@ -288,7 +297,8 @@ def pretrain_stills(fer_root: str, out: str, epochs: int = 30, batch_size: int =
                     widths: Sequence[int] | None = None, stem: str | None = None, seed: int = 0,
                     cache: str | None = None,
                     init: str | None = None, stop_after: int | None = None, warmup_epochs: float = 1.0,
-                    ema_decay: float = 0.0) -> dict:
+                    ema_decay: float = 0.0, device: str = "cpu", fit_seconds: float | None = None,
+                    keep: str = "best") -> dict:
     """Stage 1: FER2013 Training as 1-frame clips; the best PublicTest epoch is kept in
     ``OUT/best.pt`` (``{'state_dict', 'arch', 'widths', 'epoch'}``), each epoch's numbers in
     ``OUT/history.json``. Returns the best epoch's record.
@@ -298,59 +308,107 @@ def pretrain_stills(fer_root: str, out: str, epochs: int = 30, batch_size: int =
     then annealed with a new, shorter schedule from ``lr``). ``ema_decay`` > 0 also keeps an
     exponential moving average of the weights (BN statistics included), scored on PublicTest
     beside the raw weights each epoch; whichever of the two scores higher competes for
-    ``best.pt`` (its record says ``"ema"``)."""
+    ``best.pt`` (its record says ``"ema"``).
+
+    ``device``: where to train (``"cuda"``: the images, the augmentation and the net on the
+    GPU, bfloat16 autocast). ``fit_seconds``: instead of ``epochs``, as many whole epochs as
+    fit in this many seconds, planned from the pace of the first steps (their learning rates
+    are the warm-up's either way); the history records the count, for ``--epochs`` to
+    repeat the run. ``keep="last"`` keeps the last epoch's weights in ``best.pt`` (the EMA's,
+    with ``ema_decay``) whatever PublicTest says (it is still scored, for the curve); so does
+    a run without PublicTest images (a cache of Training alone), which scores nothing."""
+    if keep not in ("best", "last"):
+        raise ValueError(f"keep must be 'best' or 'last', got {keep!r}")
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     os.makedirs(out, exist_ok=True)
     X, y, usage = load_fer(fer_root, cache)
     tr, pub = np.where(usage == "Training")[0], np.where(usage == "PublicTest")[0]
-    Xt, yt = torch.from_numpy(X), torch.from_numpy(y)
-    net = _load_init(init) if init else new_net(widths, **({"stem": stem} if stem else {}))
+    last_wins = keep == "last" or not len(pub)
+    dev = torch.device(device)
+    if dev.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+    Xt, yt = torch.from_numpy(X[tr]).to(dev), torch.from_numpy(y[tr]).to(dev)
+    net = (_load_init(init) if init else new_net(widths, **({"stem": stem} if stem else {}))).to(dev)
     opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=weight_decay)
     steps = len(tr) // batch_size
-    sched = _cosine(opt, steps * epochs, int(steps * warmup_epochs))
+    t_from, t_to = min(19, steps // 4), min(79, steps - 1)  # fit_seconds times these steps
+    if fit_seconds is not None and t_to <= t_from:
+        raise ValueError(f"fit_seconds needs at least 2 steps an epoch to time, got {steps}")
+    plan = {"total": steps * epochs}  # fit_seconds resets it once the pace is known
+    sched = _planned_cosine(opt, plan, int(steps * warmup_epochs))
     ema = None
     if ema_decay > 0:
         ema = _ema_of(net, ema_decay)
-    best, hist = None, []
-    for ep in range(epochs if stop_after is None else min(epochs, stop_after)):
+    best, hist, t_run = None, [], time.time()
+    ep = 0
+    while ep < (epochs if stop_after is None else min(epochs, stop_after)):
         net.train()
-        t0, total = time.time(), 0.0
-        perm = torch.from_numpy(rng.permutation(tr))
+        t0, total = time.time(), torch.zeros((), device=dev)
+        perm = torch.from_numpy(rng.permutation(len(tr))).to(dev)
         for s in range(steps):
             idx = perm[s * batch_size:(s + 1) * batch_size]
-            loss = F.cross_entropy(net(augment(to_clips(Xt[idx]))), yt[idx], label_smoothing=label_smoothing)
+            with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=dev.type == "cuda"):
+                loss = F.cross_entropy(net(augment(to_clips(Xt[idx]))), yt[idx], label_smoothing=label_smoothing)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
             sched.step()
             if ema is not None:
                 ema.update_parameters(net)
-            total += loss.item()
+            total += loss.detach()  # summed where it is: no wait for the GPU each step
+            if fit_seconds is not None and ep == 0:
+                if s == t_from:  # the pace after the first steps (cudnn's tuning, warm caches)
+                    t_mark = time.time()
+                elif s == t_to:
+                    pace = (time.time() - t_mark) / (t_to - t_from)
+                    epochs = _fit_epochs(fit_seconds, time.time() - t_run, pace, steps - s - 1, steps)
+                    plan["total"] = steps * epochs
+                    print(f"fit {fit_seconds:.0f}s at {pace * 1000:.0f} ms a step: {epochs} epochs", flush=True)
             if (s + 1) % 50 == 0:
-                print(f"epoch {ep + 1} step {s + 1}/{steps} loss {total / (s + 1):.4f} "
+                print(f"epoch {ep + 1} step {s + 1}/{steps} loss {total.item() / (s + 1):.4f} "
                       f"{time.time() - t0:.0f}s", flush=True)
-        acc, uar = accuracy_uar(y[pub], predict_proba(net, X[pub], 512))
-        rec = {"epoch": ep + 1, "loss": total / steps, "seconds": round(time.time() - t0, 1),
-               "public_acc": acc, "public_uar": uar, "ema": False}
-        state = {"state_dict": net.state_dict(), "arch": dict(net.arch), "widths": list(net.widths),
-                 "epoch": ep + 1, "seed": seed}
+        ep += 1
+        rec = {"epoch": ep, "epochs": epochs, "loss": float(total) / steps, "seconds": round(time.time() - t0, 1),
+               "public_acc": None, "public_uar": None, "ema": False}
+        state = {"state_dict": _cpu_state(net), "arch": dict(net.arch), "widths": list(net.widths),
+                 "epoch": ep, "seed": seed, "keep": "last" if last_wins else "best"}
         atomic_write(Path(out) / "last.pt", lambda tmp: torch.save(state, tmp))
         cand = state
+        if len(pub):
+            acc, uar = accuracy_uar(y[pub], predict_proba(net, X[pub], 512))
+            rec.update(public_acc=acc, public_uar=uar)
         if ema is not None:
-            e_acc, e_uar = accuracy_uar(y[pub], predict_proba(ema.module, X[pub], 512))
-            rec.update(raw_public_acc=acc, raw_public_uar=uar, ema_public_acc=e_acc, ema_public_uar=e_uar)
-            if e_acc > acc:
-                rec.update(public_acc=e_acc, public_uar=e_uar, ema=True)
-                cand = {**state, "state_dict": ema.module.state_dict(), "ema": True}
+            ema_state = {**state, "state_dict": _cpu_state(ema.module), "ema": True}
+            if len(pub):
+                e_acc, e_uar = accuracy_uar(y[pub], predict_proba(ema.module, X[pub], 512))
+                rec.update(raw_public_acc=acc, raw_public_uar=uar, ema_public_acc=e_acc, ema_public_uar=e_uar)
+                if e_acc > acc or last_wins:
+                    rec.update(public_acc=e_acc, public_uar=e_uar, ema=True)
+                    cand = ema_state
+            else:
+                rec["ema"], cand = True, ema_state
         hist.append(rec)
         log.info("pretrain %s", json.dumps(rec))
         print(json.dumps(rec), flush=True)
-        if best is None or rec["public_acc"] > best["public_acc"]:
+        if best is None or last_wins or rec["public_acc"] > best["public_acc"]:
             best = rec
             atomic_write(Path(out) / "best.pt", lambda tmp: torch.save(cand, tmp))
         atomic_write_text(Path(out) / "history.json", json.dumps(hist, indent=1))
     return best or {}
+
+
+def _fit_epochs(budget_s: float, spent_s: float, pace_s: float, steps_left: int, steps: int) -> int:
+    """Whole epochs of ``steps`` steps that fit in what is left of ``budget_s`` (``spent_s``
+    gone, ``steps_left`` steps of the first epoch to go) at ``pace_s`` seconds a step, plus
+    5% for the saves; at least the epoch under way."""
+    per_step = pace_s * 1.05
+    return 1 + max(0, int((budget_s - spent_s - steps_left * per_step) / (steps * per_step)))
+
+
+def _cpu_state(net: nn.Module) -> dict:
+    """``net``'s state dict on the CPU (a file written on a GPU loads anywhere)."""
+    return {k: v.detach().cpu() for k, v in net.state_dict().items()}
 
 
 # --------------------------------------------------------------------------- stage 2
@@ -598,7 +656,8 @@ def weights_meta(net: nn.Module, face: dict | None, flip: bool | None = None, **
     return meta
 
 
-def pack_stage1(src: str | os.PathLike, out: str | os.PathLike, seed: int | None = None) -> Path:
+def pack_stage1(src: str | os.PathLike, out: str | os.PathLike, seed: int | None = None,
+                fer_root: str | os.PathLike | None = None, cache: str | os.PathLike | None = None) -> Path:
     """Write a stage-1 run's file (``OUT/best.pt`` of :func:`pretrain_stills`) as a compact
     float16 omgclip weights file, as the bundled stage-1 files are made.
 
@@ -607,8 +666,10 @@ def pack_stage1(src: str | os.PathLike, out: str | os.PathLike, seed: int | None
     face settings (FER faces were zoomed out to look like those crops), the test-time flip
     (stage 1 was scored with it), ``stage: 1``, the seed (``seed``, else the file's own) and,
     from the run's ``history.json`` beside ``src`` where there is one, the kept epoch's
-    PublicTest numbers. Raises :class:`OmgclipError` (one line) for a file that is not a
-    stage-1 file."""
+    PublicTest numbers; where it has none (a run on a Training-only cache, e.g. on a GPU
+    machine), they are scored now on ``fer_root`` / ``cache``'s PublicTest, with the flip and
+    the images as given, as :func:`pretrain_stills` scores them. Raises :class:`OmgclipError`
+    (one line) for a file that is not a stage-1 file, or with no score and no FER2013 to take one."""
     import dataclasses
 
     from omgclip.errors import OmgclipError
@@ -630,9 +691,18 @@ def pack_stage1(src: str | os.PathLike, out: str | os.PathLike, seed: int | None
     hist_path = src.parent / "history.json"
     if hist_path.is_file():
         record = next((r for r in json.loads(hist_path.read_text()) if r.get("epoch") == obj.get("epoch")), {})
+    kept = "last epoch" if obj.get("keep") == "last" else "best PublicTest epoch"
+    if record.get("public_acc") is None:
+        kept = "last epoch, scored on PublicTest when packed"
+        if fer_root is None and cache is None:
+            raise OmgclipError(f"{src}: its run scored no PublicTest; give --fer (or --cache) to score it now")
+        X, y, usage = load_fer(fer_root, cache)
+        pub = usage == "PublicTest"
+        acc, uar = accuracy_uar(y[pub], predict_proba(net, X[pub], 256))
+        record = {"public_acc": acc, "public_uar": uar}
     extra = {"stage": 1, "seed": seed, "epoch": obj.get("epoch"), "ema": bool(obj.get("ema", False)),
              "public_acc": record.get("public_acc"), "public_uar": record.get("public_uar"),
-             "recipe": "omgclip.learn.transfer pretrain: FER2013 Training stills, best PublicTest epoch"}
+             "recipe": f"omgclip.learn.transfer pretrain: FER2013 Training stills, {kept}"}
     meta = weights_meta(net, dataclasses.asdict(FaceConfig()), flip=True, **extra)
     return save_weights(out, net, meta, half=True)
 
@@ -654,10 +724,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     a.add_argument("--warmup-epochs", type=float, default=1.0)
     a.add_argument("--ema", type=float, default=0.0, metavar="DECAY",
                    help="also keep an exponential moving average of the weights (e.g. 0.999)")
+    a.add_argument("--keep", choices=("best", "last"), default="best",
+                   help="best.pt holds the best PublicTest epoch, or the last one (the EMA's weights with --ema)")
+    a.add_argument("--device", default="cpu", help="cpu, or cuda (bfloat16 autocast on the GPU)")
+    a.add_argument("--fit-seconds", type=float, metavar="S",
+                   help="instead of --epochs, as many whole epochs as fit in S seconds (the history records them)")
     k = sub.add_parser("pack", help="a stage-1 run's best.pt -> a compact float16 weights file (as bundled)")
     k.add_argument("src", help="OUT/best.pt of pretrain")
     k.add_argument("--out", required=True, help="the weights file to write")
     k.add_argument("--seed", type=int, help="the run's seed, for its meta (default: the one the file records)")
+    k.add_argument("--fer", help="score PublicTest on this fer2013 folder where the run scored none")
+    k.add_argument("--cache", help="an .npz cache of the decoded images (with --fer, or alone)")
     b = sub.add_parser("finetune", help="stage 2: video blocks + FER stills -> a weights file")
     b.add_argument("--init", required=True, action="append",
                    help="OUT/best.pt of pretrain, or any omgclip weights; repeated: each is fine-tuned alike "
@@ -699,7 +776,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     if args.cmd == "pack":
-        print(f"wrote {pack_stage1(args.src, args.out, args.seed)}")
+        print(f"wrote {pack_stage1(args.src, args.out, args.seed, args.fer, args.cache)}")
         return 0
     torch.set_num_threads(args.threads)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
@@ -707,7 +784,8 @@ def _run(args: argparse.Namespace) -> int:
         best = pretrain_stills(args.fer, args.out, epochs=args.epochs, lr=args.lr,
                                widths=[int(w) for w in args.widths.split(",")], stem=args.stem, seed=args.seed, cache=args.cache,
                                init=args.init, stop_after=args.stop_after, warmup_epochs=args.warmup_epochs,
-                               ema_decay=args.ema)
+                               ema_decay=args.ema, device=args.device, fit_seconds=args.fit_seconds,
+                               keep=args.keep)
         print("best", json.dumps(best))
         return 0
     from omgclip.learn.checkpoint import save_weights
