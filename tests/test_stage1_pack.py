@@ -17,12 +17,17 @@ WEIGHTS = Path(transfer.__file__).resolve().parents[1] / "weights"
 BUNDLED_SEEDS = (0, 1)  # the default ensemble's members, one stage-1 file each
 
 
-def _tiny_run(tmp_path: Path) -> tuple[Path, np.ndarray, np.ndarray]:
-    """A 2-epoch stage-1 run on learnable random stills; returns its best.pt and the PublicTest part."""
-    rng = np.random.default_rng(0)
+def _learnable_stills(seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """200 random 80x80 stills whose brightness gives their class: 160 Training, 40 PublicTest."""
+    rng = np.random.default_rng(seed)
     y = rng.integers(0, 7, 200)
     X = (rng.integers(0, 60, (200, 80, 80)) + (y * 28)[:, None, None]).astype(np.uint8)
-    usage = np.array(["Training"] * 160 + ["PublicTest"] * 40)
+    return X, y, np.array(["Training"] * 160 + ["PublicTest"] * 40)
+
+
+def _tiny_run(tmp_path: Path) -> tuple[Path, np.ndarray, np.ndarray]:
+    """A 2-epoch stage-1 run on learnable random stills; returns its best.pt and the PublicTest part."""
+    X, y, usage = _learnable_stills(0)
     np.savez(tmp_path / "fer.npz", X=X, y=y, usage=usage)
     transfer.pretrain_stills("unused", str(tmp_path / "run"), epochs=2, batch_size=32, widths=(8, 16, 32),
                              cache=str(tmp_path / "fer.npz"), seed=3)
@@ -143,10 +148,7 @@ def test_a_stage1_run_that_dies_while_saving_keeps_its_earlier_files_whole(tmp_p
 def _training_only_cache(tmp_path: Path) -> tuple[Path, Path]:
     """The tiny run's learnable stills split in two caches: Training alone (what a GPU machine
     gets when the tree it is sent has no room for more) and the whole set."""
-    rng = np.random.default_rng(1)
-    y = rng.integers(0, 7, 200)
-    X = (rng.integers(0, 60, (200, 80, 80)) + (y * 28)[:, None, None]).astype(np.uint8)
-    usage = np.array(["Training"] * 160 + ["PublicTest"] * 40)
+    X, y, usage = _learnable_stills(1)
     np.savez(tmp_path / "all.npz", X=X, y=y, usage=usage)
     np.savez(tmp_path / "train.npz", X=X[:160], y=y[:160], usage=usage[:160])
     return tmp_path / "train.npz", tmp_path / "all.npz"

@@ -245,6 +245,13 @@ def accuracy_uar(y_true: np.ndarray, proba: np.ndarray) -> tuple[float, float]:
     return acc, uar
 
 
+def public_scores(net: nn.Module, X: np.ndarray, y: np.ndarray, usage: np.ndarray) -> tuple[float, float]:
+    """Accuracy and UAR on the PublicTest rows of :func:`load_fer`'s arrays, with the flip and
+    the images as given: how stage 1 scores its epochs and ``pack`` a run that scored none."""
+    pub = usage == "PublicTest"
+    return accuracy_uar(y[pub], predict_proba(net, X[pub], 512))
+
+
 def _cosine(opt, total_steps: int, warmup_steps: int):
     return _planned_cosine(opt, {"total": total_steps}, warmup_steps)
 
@@ -326,8 +333,8 @@ def pretrain_stills(fer_root: str, out: str, epochs: int = 30, batch_size: int =
     rng = np.random.default_rng(seed)
     os.makedirs(out, exist_ok=True)
     X, y, usage = load_fer(fer_root, cache)
-    tr, pub = np.where(usage == "Training")[0], np.where(usage == "PublicTest")[0]
-    last_wins = keep == "last" or not len(pub)
+    tr, scored = np.where(usage == "Training")[0], bool((usage == "PublicTest").any())
+    last_wins = keep == "last" or not scored
     dev = torch.device(device)
     if dev.type == "cuda":
         torch.backends.cudnn.benchmark = True
@@ -378,13 +385,13 @@ def pretrain_stills(fer_root: str, out: str, epochs: int = 30, batch_size: int =
                  "epoch": ep, "seed": seed, "keep": "last" if last_wins else "best"}
         atomic_write(Path(out) / "last.pt", lambda tmp: torch.save(state, tmp))
         cand = state
-        if len(pub):
-            acc, uar = accuracy_uar(y[pub], predict_proba(net, X[pub], 512))
+        if scored:
+            acc, uar = public_scores(net, X, y, usage)
             rec.update(public_acc=acc, public_uar=uar)
         if ema is not None:
             ema_state = {**state, "state_dict": _cpu_state(ema.module), "ema": True}
-            if len(pub):
-                e_acc, e_uar = accuracy_uar(y[pub], predict_proba(ema.module, X[pub], 512))
+            if scored:
+                e_acc, e_uar = public_scores(ema.module, X, y, usage)
                 rec.update(raw_public_acc=acc, raw_public_uar=uar, ema_public_acc=e_acc, ema_public_uar=e_uar)
                 if e_acc > acc or last_wins:
                     rec.update(public_acc=e_acc, public_uar=e_uar, ema=True)
@@ -699,9 +706,7 @@ def pack_stage1(src: str | os.PathLike, out: str | os.PathLike, seed: int | None
         kept = "last epoch, scored on PublicTest when packed"
         if fer_root is None and cache is None:
             raise OmgclipError(f"{src}: its run scored no PublicTest; give --fer (or --cache) to score it now")
-        X, y, usage = load_fer(fer_root, cache)
-        pub = usage == "PublicTest"
-        acc, uar = accuracy_uar(y[pub], predict_proba(net, X[pub], 256))
+        acc, uar = public_scores(net, *load_fer(fer_root, cache))
         record = {"public_acc": acc, "public_uar": uar}
     extra = {"stage": 1, "seed": seed, "epoch": obj.get("epoch"), "ema": bool(obj.get("ema", False)),
              "public_acc": record.get("public_acc"), "public_uar": record.get("public_uar"),
