@@ -407,3 +407,43 @@ def test_reframe_zooms_real_faces_about_their_centre(fer_faces):
         reframe(x.astype(np.float32), 1.15)
     with pytest.raises(ValueError, match="zoom must be > 0"):
         reframe(x, 0)
+
+
+def test_finetune_lwf_keeps_stage_ones_outputs_on_the_stills(tmp_path):
+    """``finetune(lwf=W)``: the KL term is 0 for the net against its own copy and positive
+    once they differ; with it, the fine-tuned net's probabilities on the FER stills stay
+    closer to the initial net's than the same fine-tuning without it; a negative weight, or
+    the term without stills, is refused."""
+    import copy
+
+    import numpy as np
+    import pytest
+
+    from omgclip.learn import transfer
+
+    data = _tiny_dataset(tmp_path / "data")
+    rng = np.random.default_rng(2)
+    X = rng.integers(0, 255, (48, 80, 80), dtype=np.uint8)
+    cache = tmp_path / "fer80.npz"
+    np.savez(cache, X=X, y=rng.integers(0, 7, 48), usage=np.array(["Training"] * 48, dtype="U12"))
+    torch.manual_seed(0)
+    init = create_model("r2plus1d_wide", widths=(8, 16, 32)).eval()
+    x = transfer.to_clips(torch.from_numpy(X[:8]))
+    with torch.no_grad():
+        assert float(transfer._kept_loss(init, init, x)) == pytest.approx(0.0, abs=1e-6)
+    p0 = transfer.predict_proba(init, X)
+
+    def drift(**kw):
+        net = transfer.finetune(copy.deepcopy(init), [str(data)], str(tmp_path), cache=str(cache), epochs=4,
+                                batch_size=4, fer_batch_size=16, seed=3, lr=1e-2, ema=0.0, **kw)
+        p = transfer.predict_proba(net, X)
+        with torch.no_grad():
+            assert float(transfer._kept_loss(net, init, x)) > 0
+        return float((p0 * (np.log(p0 + 1e-9) - np.log(p + 1e-9))).sum(1).mean())
+
+    plain, kept = drift(), drift(lwf=5.0)
+    assert kept < 0.5 * plain, (plain, kept)
+    with pytest.raises(ValueError, match="lwf"):
+        drift(lwf=-1.0)
+    with pytest.raises(ValueError, match="lwf"):
+        transfer.finetune(copy.deepcopy(init), [str(data)], epochs=1, batch_size=4, lwf=1.0)

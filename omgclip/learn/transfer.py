@@ -285,6 +285,10 @@ FINETUNE_EMA = 0.98
 #: won on the validation people for one net (model card, "Stage 2's video framing"); the
 #: shipped ensemble was made with this default, which stays until its ensemble is compared.
 FINETUNE_VIDEO_ZOOM = (1.0, 1.35)
+#: stage 2's "learning without forgetting" weight on the FER stills (0: off; see :func:`finetune`)
+FINETUNE_LWF = 0.0
+#: the softening of :func:`finetune`'s ``lwf`` term (Hinton et al.'s usual 2)
+LWF_TEMPERATURE = 2.0
 #: the seeds of a stage-2 soup's runs are this far apart (``finetune(soup=...)``)
 SOUP_SEED_STEP = 1000
 
@@ -430,7 +434,7 @@ def finetune(init: str | nn.Module, data_dirs: Sequence[str], fer_root: str | No
              blend: float | None = None, mixup: float = 0.0, distill: str | None = None,
              distill_weight: float = 1.0, distill_batch_size: int = 16, soup: int = FINETUNE_SOUP,
              ema: float = FINETUNE_EMA,
-             video_zoom: Sequence[float] = FINETUNE_VIDEO_ZOOM) -> nn.Module:
+             video_zoom: Sequence[float] = FINETUNE_VIDEO_ZOOM, lwf: float = FINETUNE_LWF) -> nn.Module:
     """Stage 2: from ``init`` (a :func:`pretrain_stills` file, an omgclip weights file, or a
     net), train on the labeled blocks of ``data_dirs`` (minus ``exclude_groups``: the
     held-out people), class-balanced by the loss weights, alternating with FER Training
@@ -470,6 +474,12 @@ def finetune(init: str | nn.Module, data_dirs: Sequence[str], fer_root: str | No
     blocks; the FER stills keep :func:`augment`'s. Video crops are already framed like FER
     zoomed by :data:`CROP_FRAMING_ZOOM`, so ``(1 / 1.15, 1.35 / 1.15)`` shows them at the same
     framings as the stills.
+
+    ``lwf`` (a weight; default :data:`FINETUNE_LWF`; 0: off): "learning without forgetting" (Li and Hoiem 2016) on the FER
+    stills: a frozen copy of ``init`` labels each step's augmented stills, and the loss adds
+    ``lwf`` x the KL divergence of the net's output from that copy's, both softened by
+    :data:`LWF_TEMPERATURE` (times its square, as in Hinton et al. 2015), so that stage 2 keeps
+    stage 1's reading of the photos while it learns the video people. Needs ``fer_root``.
     """
     params = dict(locals())  # (first: exactly the arguments, for the soup's runs)
     if mixup < 0:
@@ -483,6 +493,10 @@ def finetune(init: str | nn.Module, data_dirs: Sequence[str], fer_root: str | No
         raise ValueError(f"soup must be >= 1, got {soup}")
     if not 0.0 <= ema < 1.0:
         raise ValueError(f"ema must be in [0, 1), got {ema}")
+    if lwf < 0:
+        raise ValueError(f"lwf must be >= 0, got {lwf}")
+    if lwf > 0 and not fer_root:
+        raise ValueError("lwf needs the FER2013 stills (fer_root)")
     video_zoom = tuple(float(z) for z in video_zoom)
     if len(video_zoom) != 2 or not 0 < video_zoom[0] <= video_zoom[1]:
         raise ValueError(f"video_zoom must be (lo, hi) with 0 < lo <= hi, got {video_zoom}")
@@ -502,6 +516,7 @@ def finetune(init: str | nn.Module, data_dirs: Sequence[str], fer_root: str | No
     rng = np.random.default_rng(seed)
     net = _load_init(init)
     start = {k: v.detach().clone() for k, v in net.state_dict().items()} if blend < 1.0 else None
+    teacher = copy.deepcopy(net).eval().requires_grad_(False) if lwf > 0 else None
     Xb, frame = load_blocks(data_dirs, exclude_groups=exclude_groups)
     if min_block_gap > 1 and "start_frame" in frame.columns:
         keep = (frame["start_frame"].astype(int) % int(min_block_gap) == 0).to_numpy()
@@ -523,7 +538,7 @@ def finetune(init: str | nn.Module, data_dirs: Sequence[str], fer_root: str | No
     averaged = _ema_of(net, ema) if ema > 0 else None
     for ep in range(epochs):
         net.train()
-        t0, tot_v, tot_f, tot_d = time.time(), 0.0, 0.0, 0.0
+        t0, tot_v, tot_f, tot_d, tot_l = time.time(), 0.0, 0.0, 0.0, 0.0
         perm = torch.from_numpy(rng.permutation(len(Xb)))
         for s in range(steps):
             idx = perm[s * batch_size:(s + 1) * batch_size]
@@ -537,10 +552,14 @@ def finetune(init: str | nn.Module, data_dirs: Sequence[str], fer_root: str | No
                                label_smoothing=label_smoothing)
             if fer_root:
                 fi = torch.from_numpy(rng.integers(0, len(Xf), fer_batch_size))
-                lf = _mixed_loss(net, augment(to_clips(Xf[fi])), yf[fi], mixup, rng,
-                                 label_smoothing=label_smoothing)
+                xf = augment(to_clips(Xf[fi]))
+                lf = _mixed_loss(net, xf, yf[fi], mixup, rng, label_smoothing=label_smoothing)
                 tot_f += lf.item()
                 loss = loss + lf
+                if teacher is not None:
+                    ll = _kept_loss(net, teacher, xf)
+                    tot_l += ll.item()
+                    loss = loss + lwf * ll
             if distill:
                 di = torch.from_numpy(rng.integers(0, len(Xd), distill_batch_size))
                 target = Pd[di][:, win].mean(1)
@@ -556,7 +575,7 @@ def finetune(init: str | nn.Module, data_dirs: Sequence[str], fer_root: str | No
                 averaged.update_parameters(net)
             tot_v += loss.item()
         msg = {"epoch": ep + 1, "loss": round(tot_v / steps, 4), "fer_loss": round(tot_f / steps, 4),
-               "distill_loss": round(tot_d / steps, 4),
+               "distill_loss": round(tot_d / steps, 4), "lwf_loss": round(tot_l / steps, 4),
                "seconds": round(time.time() - t0, 1), "blocks": len(Xb)}
         log.info("finetune %s", json.dumps(msg))
         if log_every:
@@ -608,6 +627,16 @@ def _ema_of(net: nn.Module, decay: float):
     from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
     return AveragedModel(net, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True)
+
+
+def _kept_loss(net: nn.Module, teacher: nn.Module, x: torch.Tensor,
+               temperature: float | None = None) -> torch.Tensor:
+    """KL divergence of ``net``'s softened output on clips ``x (B, 1, T, H, W)`` from the frozen
+    ``teacher``'s (temperature ``T``, default :data:`LWF_TEMPERATURE`), times ``T ** 2``."""
+    t = LWF_TEMPERATURE if temperature is None else float(temperature)
+    with torch.no_grad():
+        target = F.softmax(teacher(x) / t, 1)
+    return F.kl_div(F.log_softmax(net(x) / t, 1), target, reduction="batchmean") * t * t
 
 
 def _mixed_loss(net: nn.Module, x: torch.Tensor, y: torch.Tensor, alpha: float,
@@ -769,6 +798,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     b.add_argument("--video-zoom", type=parse_zoom_range, default=FINETUNE_VIDEO_ZOOM, metavar="LO,HI",
                    help="the random zoom range of the video blocks (> 1: more around the face; "
                         f"default {','.join(str(z) for z in FINETUNE_VIDEO_ZOOM)})")
+    b.add_argument("--lwf", type=float, default=FINETUNE_LWF, metavar="WEIGHT",
+                   help="keep stage 1's outputs on the FER stills (learning without forgetting; needs --fer; "
+                        "default %(default)s: off)")
     b.add_argument("--out", required=True, help="the weights file to write")
     for q in (a, b):
         q.add_argument("--threads", type=int, default=2)
@@ -801,14 +833,14 @@ def _run(args: argparse.Namespace) -> int:
     net = finetune_ensemble(args.init, args.data, args.fer, exclude_groups=args.exclude_group, epochs=args.epochs,
                    seed=args.seed, cache=args.cache, log_every=1, blend=args.blend, lr=args.lr,
                    mixup=args.mixup, distill=args.distill, distill_weight=args.distill_weight, soup=args.soup,
-                   ema=args.ema, video_zoom=args.video_zoom)
+                   ema=args.ema, video_zoom=args.video_zoom, lwf=args.lwf)
     from omgclip.dataset.format import read_face_config
 
     face = read_face_config(args.data[0])
     meta = weights_meta(net, face, flip=args.flip, inits=[_short(i) for i in args.init],
                         recipe="omgclip.learn.transfer: FER2013 stills pretrain, then video blocks + FER stills",
                         finetune_epochs=args.epochs, soup=args.soup, ema=args.ema, blend=args.blend, lr=args.lr,
-                        mixup=args.mixup, video_zoom=list(args.video_zoom),
+                        mixup=args.mixup, video_zoom=list(args.video_zoom), lwf=args.lwf,
                         distill=Path(args.distill).name if args.distill else None,
                         distill_weight=args.distill_weight if args.distill else None,
                         excluded_groups=list(args.exclude_group))
