@@ -282,8 +282,8 @@ FINETUNE_EMA = 0.98
 #: stage 2 zooms each video block by a random factor in this range (> 1: more around the face).
 #: FER stills always get augment's (1.0, 1.35), which frames them like omgclip's crops at the
 #: range's middle (:data:`CROP_FRAMING_ZOOM`). (1 / 1.15, 1.35 / 1.15), the stills' framings,
-#: won on the validation people for one net (model card, "Stage 2's video framing"); the
-#: shipped ensemble was made with this default, which stays until its ensemble is compared.
+#: won on the validation people for one net from the CPU stage-1 file but lost for the
+#: ensemble of the bundled ones over three fold seeds (model card, "Stage 2's video framing").
 FINETUNE_VIDEO_ZOOM = (1.0, 1.35)
 #: stage 2's "learning without forgetting" weight on the FER stills (0: off; see :func:`finetune`)
 FINETUNE_LWF = 0.0
