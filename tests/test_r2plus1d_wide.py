@@ -351,7 +351,8 @@ def test_finetune_zooms_the_video_blocks_by_video_zoom(tmp_path, monkeypatch):
 def test_finetune_cli_refuses_a_bad_distillation_file_in_one_line(tmp_path, capsys):
     """``transfer finetune --distill`` with a file that is not a peer_targets one (missing,
     wrong arrays, wrong shapes): exit 2 and one line naming the file, no traceback and no
-    weights file written; ``--soup 0`` and ``--ema 1`` likewise."""
+    weights file written; ``--soup 0``, ``--ema 1``, ``--lwf`` without ``--fer`` and a negative
+    ``--lwf`` likewise."""
     import numpy as np
     import pytest
 
@@ -369,7 +370,9 @@ def test_finetune_cli_refuses_a_bad_distillation_file_in_one_line(tmp_path, caps
              (["--distill", str(tmp_path / "nokeys.npz")], "not a distillation file"),
              (["--distill", str(tmp_path / "shapes.npz")], "expected X (N, T, S, S)"),
              (["--soup", "0"], "soup must be >= 1"),
-             (["--ema", "1"], "ema must be in [0, 1)")]
+             (["--ema", "1"], "ema must be in [0, 1)"),
+             (["--lwf", "1"], "lwf needs the FER2013 stills"),
+             (["--lwf", "-1"], "lwf must be >= 0")]
     for extra, said in cases:
         with pytest.raises(SystemExit) as exc:
             transfer.main(["finetune", "--init", str(init), "--data", str(data), "--epochs", "1", "--threads", "1",
