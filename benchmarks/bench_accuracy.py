@@ -197,13 +197,38 @@ def acc(y: np.ndarray, proba: np.ndarray) -> float:
     return float((np.asarray(proba).argmax(1) == y).mean())
 
 
+def _clip_keys(frame) -> tuple[np.ndarray, list[str]]:
+    """(each block's clip key, the clip keys sorted): a clip is an utterance of a dataset."""
+    keys = (frame["root"] + "|" + frame["utterance"]).to_numpy()
+    return keys, sorted(set(keys))
+
+
 def clip_level(frame, proba: np.ndarray):
     """(clip labels, clip probabilities): blocks of an utterance vote by mean probability."""
-    keys = (frame["root"] + "|" + frame["utterance"]).to_numpy()
-    uniq = sorted(set(keys))
+    keys, uniq = _clip_keys(frame)
     ys = np.array([int(frame["label"][keys == u].iloc[0]) for u in uniq])
     ps = np.stack([proba[keys == u].mean(0) for u in uniq])
     return ys, ps
+
+
+def clip_calls(frame, named: dict) -> list[dict]:
+    """Each clip of ``frame`` as a record: its utterance, true class and block count, and per
+    model (``named``: column -> block probabilities ``(N, 7)``) the class its blocks' mean
+    probability calls and the share of its blocks called right (where a row's clip UAR comes from)."""
+    from omgclip.labels import EMOTIONS
+
+    keys, uniq = _clip_keys(frame)
+    y = frame["label"].to_numpy()
+    out = []
+    for u in uniq:
+        m = keys == u
+        rec = {"utterance": str(frame["utterance"][m].iloc[0]), "label": EMOTIONS[int(y[m][0])],
+               "blocks": int(m.sum())}
+        for name, pb in named.items():
+            rec[name] = {"call": EMOTIONS[int(pb[m].mean(0).argmax())],
+                         "blocks_right": round(float((pb[m].argmax(1) == y[m]).mean()), 3)}
+        out.append(rec)
+    return out
 
 
 # --------------------------------------------------------------------------- data
@@ -354,6 +379,9 @@ def main(argv=None) -> int:
             for name, pb in ours(m):
                 row[name] = score(pb)
             best_peer_framing(row, peers, peer_pf, m, score)
+            named = dict(ours(m)[:1])  # the recipe's column, then each peer on its better framing
+            named.update({q.name: peer_pf[q.name][row["peer_framings"][q.name]["best"]][m] for q in peers})
+            row["clips"] = clip_calls(f, named)
             row["target"] = [TARGETS["mead_block_uar"], TARGETS["mead_clip_uar"]]
             row["met"] = None if pre is None else (
                 row["omgclip"][0] >= TARGETS["mead_block_uar"] and row["omgclip"][1] >= TARGETS["mead_clip_uar"]

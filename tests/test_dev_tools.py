@@ -166,3 +166,28 @@ def test_bench_accuracy_gives_each_peer_its_better_framing_and_records_both():
     bench.best_peer_framing(row2, [Peer("a")], proba, m, lambda p: [bench.acc(y[m], p), 0.0])
     assert row2["a"] == [1.0, 0.0]
     assert row2["peer_framings"]["a"]["scores"][ours] == [0.5, 0.0]
+
+
+def test_bench_accuracy_records_each_clips_call_and_its_blocks():
+    """``clip_calls``: one record per clip (an utterance of a dataset), the class its blocks'
+    mean probability calls per model and the share of its blocks called right; the calls are
+    what ``clip_level`` scores (the same clip UAR)."""
+    import numpy as np
+    import pandas as pd
+
+    bench = _load(ROOT / "benchmarks" / "bench_accuracy.py")
+    f = pd.DataFrame({"root": ["d"] * 5, "utterance": ["u1", "u1", "u1", "u2", "u2"],
+                      "label": [3, 3, 3, 0, 0]})
+    # u1 (happy): blocks happy, happy, sad -> called happy, 2 of 3 right; u2 (anger): a confident
+    # surprise outvotes a faint anger -> called surprise, 1 of 2 right
+    pb = np.full((5, 7), 0.01)
+    pb[[0, 1], 3] = 0.9
+    pb[2, 5] = 0.9
+    pb[3, 0], pb[3, 6] = 0.3, 0.2
+    pb[4, 6] = 0.9
+    calls = bench.clip_calls(f, {"m": pb})
+    assert [(c["utterance"], c["label"], c["blocks"]) for c in calls] == [("u1", "happy", 3), ("u2", "anger", 2)]
+    assert calls[0]["m"] == {"call": "happy", "blocks_right": 0.667}
+    assert calls[1]["m"] == {"call": "surprise", "blocks_right": 0.5}
+    yc, pc = bench.clip_level(f, pb)
+    assert list(pc.argmax(1)) == [3, 6] and list(yc) == [3, 0]
