@@ -481,7 +481,8 @@ def finetune(init: str | nn.Module, data_dirs: Sequence[str], fer_root: str | No
     that copy's, both softened by :data:`LWF_TEMPERATURE` (times its square, as in Hinton et
     al. 2015), so that stage 2 keeps stage 1's reading of the photos while it learns the video
     people. Needs ``fer_root``. On the validation people weight 1 kept 1.0 point more of
-    PublicTest but lost 6.3 points of block UAR (model card), so the recipe leaves it off.
+    PublicTest but lost 6.3 points of block UAR (0.25: +0.7, -1.7; model card), so the
+    recipe leaves it off.
     """
     params = dict(locals())  # (first: exactly the arguments, for the soup's runs)
     if mixup < 0:
