@@ -219,13 +219,14 @@ def clip_calls(frame, named: dict) -> list[dict]:
 
     keys, uniq = _clip_keys(frame)
     y = frame["label"].to_numpy()
+    calls = {name: clip_level(frame, pb)[1].argmax(1) for name, pb in named.items()}  # (same clip order)
     out = []
-    for u in uniq:
+    for i, u in enumerate(uniq):
         m = keys == u
         rec = {"utterance": str(frame["utterance"][m].iloc[0]), "label": EMOTIONS[int(y[m][0])],
                "blocks": int(m.sum())}
         for name, pb in named.items():
-            rec[name] = {"call": EMOTIONS[int(pb[m].mean(0).argmax())],
+            rec[name] = {"call": EMOTIONS[int(calls[name][i])],
                          "blocks_right": round(float((pb[m].argmax(1) == y[m]).mean()), 3)}
         out.append(rec)
     return out

@@ -632,11 +632,10 @@ def _ema_of(net: nn.Module, decay: float):
     return AveragedModel(net, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True)
 
 
-def _kept_loss(net: nn.Module, teacher: nn.Module, x: torch.Tensor,
-               temperature: float | None = None) -> torch.Tensor:
+def _kept_loss(net: nn.Module, teacher: nn.Module, x: torch.Tensor) -> torch.Tensor:
     """KL divergence of ``net``'s softened output on clips ``x (B, 1, T, H, W)`` from the frozen
-    ``teacher``'s (temperature ``T``, default :data:`LWF_TEMPERATURE`), times ``T ** 2``."""
-    t = LWF_TEMPERATURE if temperature is None else float(temperature)
+    ``teacher``'s (temperature ``T`` = :data:`LWF_TEMPERATURE`), times ``T ** 2``."""
+    t = LWF_TEMPERATURE
     with torch.no_grad():
         target = F.softmax(teacher(x) / t, 1)
     return F.kl_div(F.log_softmax(net(x) / t, 1), target, reduction="batchmean") * t * t
