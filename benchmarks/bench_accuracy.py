@@ -17,7 +17,9 @@ Every row is person-disjoint, and the peers see exactly the same face crops in t
 
 Our model is scored as `omgclip predict` runs it: with the test-time flip its weights ask for
 (the mean of the clip's and its mirror image's probabilities; the fold models are made by the
-same recipe, so they get it too). With several ``--pretrained`` files each fold model is the
+same recipe, so they get it too). FER2013's faces are photos, so that row runs the net
+predict runs on a still image: the recipe's weights (one net or an ensemble) ask for the flip
+on stills (``still_flip``), where one frame makes it nearly free. With several ``--pretrained`` files each fold model is the
 ensemble of their fine-tunings (as ``transfer finetune --init A --init B`` makes the shipped
 one), run without the flip, as such a weights file asks. The column "omgclip, no flip" is one
 plain pass (for an ensemble, "omgclip, with flip" adds the flip instead); the
@@ -404,9 +406,11 @@ def main(argv=None) -> int:
 
     # ---- FER2013 PrivateTest
     loaded = load_for_inference(ours_path)  # only now: the fold runs may be writing it meanwhile
-    ours = loaded.net
+    # FER2013's faces are photos: ``ours`` is the net predict runs on a still image, with the
+    # test-time flip where the weights ask for it on stills (``still_flip``: the bundled model)
+    # or on everything (``test_time_flip``)
+    ours = loaded.net_for(still=True)
     zoom = transfer.face_framing_zoom(loaded.meta.get("face"))
-    # ``ours`` has the test-time flip where the weights ask for it, as predict runs it
     plain = ours.net if isinstance(ours, FlipAverage) else ours
     X, y, usage = transfer.load_fer(args.fer, args.fer_cache)
     prv = np.where(usage == "PrivateTest")[0]
@@ -428,10 +432,10 @@ def main(argv=None) -> int:
     peer_fer = {peer.name: {PEER_FRAMINGS[0]: peer(Xp), PEER_FRAMINGS[1]: peer(Xc)} for peer in peers}
     best_peer_framing(row, peers, peer_fer, slice(None), lambda pp: [acc(yp, pp), uar(yp, pp)])
     if args.blended:
-        pr = transfer.predict_proba(load_for_inference(args.blended).net, Xc, 256, tta_flip=False)
+        pr = transfer.predict_proba(load_for_inference(args.blended).net_for(still=True), Xc, 256, tta_flip=False)
         row[BLENDED] = [acc(yp, pr), uar(yp, pr)]
     if pre is not None:
-        pr = transfer.predict_proba(pre, Xc, 256, tta_flip=recipe_flip)
+        pr = transfer.predict_proba(pre, Xc, 256, tta_flip=True)  # the recipe flips stills
         row["omgclip stage 1 (FER only)"] = [acc(yp, pr), uar(yp, pr)]
     row["target"] = TARGETS["fer_acc"]
     row["met"] = row["omgclip"][0] >= TARGETS["fer_acc"] and all(row["omgclip"][0] > row[q.name][0] for q in peers)

@@ -51,6 +51,7 @@ def test_onnx_has_a_dynamic_batch_and_metadata(onnx_file, reference):
     assert [d.dim_value for d in dims[1:]] == [1, loaded.block_len, loaded.crop_size, loaded.crop_size]
     meta = read_metadata(onnx_file)
     assert meta["labels"] == list(loaded.labels) and meta["block_len"] == loaded.block_len
+    assert meta["still_flip"] is True  # the bundled model flips still images (two runs of the graph)
 
 
 def test_onnx_reference_evaluator_matches_pytorch(onnx_file, reference):

@@ -200,6 +200,29 @@ def test_still_image(still_image, checkpoint, tmp_path):
     assert (tmp_path / "face.png").stat().st_size > 0
 
 
+def test_still_image_gets_the_flip_the_weights_ask_for_on_stills(still_image, checkpoint, monkeypatch):
+    """The bundled weights ask for the test-time flip on still images only (``still_flip``;
+    video runs as is: test_bundled_model_is_a_two_net_ensemble_that_no_flip_leaves_alone).
+    A photo's probabilities are the mean of its real crop's and the mirrored crop's; with
+    --no-flip, the crop's alone."""
+    from omgclip.learn.checkpoint import load_for_inference, load_model
+    from omgclip.learn.inference import ClipBatcher, clip_probabilities
+
+    assert load_model(checkpoint).meta.get("still_flip") is True
+    seen: list[np.ndarray] = []
+    add = ClipBatcher.add
+    monkeypatch.setattr(ClipBatcher, "add", lambda self, item, crops: (seen.append(crops), add(self, item, crops))[1])
+    flipped = predict(PredictConfig(inputs=(str(still_image),), checkpoint=checkpoint, progress=False))
+    plain = predict(PredictConfig(inputs=(str(still_image),), checkpoint=checkpoint, progress=False, flip=False))
+    assert len(seen) == 2 and np.array_equal(seen[0], seen[1])  # the same real face crop both times
+    net = load_for_inference(checkpoint, flip=False).net
+    clip = pad_clip(seen[0], 20)[None]
+    p, p_mirror = clip_probabilities(net, clip)[0], clip_probabilities(net, clip[..., ::-1])[0]
+    assert np.abs(p - p_mirror).max() > 1e-3  # the mirror image really is classified differently
+    np.testing.assert_allclose(plain[PROBS].to_numpy()[0], p, atol=1e-5)
+    np.testing.assert_allclose(flipped[PROBS].to_numpy()[0], (p + p_mirror) / 2, atol=1e-5)
+
+
 def test_video_shorter_than_a_segment(write_video, videos, checkpoint, tmp_path):
     path = write_video(tmp_path / "short.mp4", _first_frames(videos / SHORT, 13), fps=30)
     rows = predict(PredictConfig(inputs=(str(path),), checkpoint=checkpoint, progress=False))

@@ -63,6 +63,20 @@ def test_test_time_flip_where_the_weights_say_so(tmp_path):
         # --no-flip (predict, live): one pass even where the weights ask for the flip
         torch.testing.assert_close(load_for_inference(flip_file, flip=False).net(x).softmax(1), p,
                                    atol=1e-6, rtol=1e-5)
+        # ``still_flip`` alone (the bundled ensemble): video as is, still images flipped
+        assert meta["still_flip"] is True
+        stills_file = save_weights(tmp_path / "stills.pt", net, {**meta, "test_time_flip": False})
+        stills = load_for_inference(stills_file)
+        torch.testing.assert_close(stills.net(x).softmax(1), p, atol=1e-6, rtol=1e-5)
+        torch.testing.assert_close(stills.net_for(still=True)(x).softmax(1), (p + p_mirror) / 2,
+                                   atol=1e-6, rtol=1e-5)
+        assert stills.net_for(still=False) is stills.net
+        one = load_for_inference(flip_file)
+        assert one.net_for(still=True) is one.net  # flipped already: one net for both
+        for off in (load_for_inference(stills_file, flip=False),
+                    load_for_inference(save_weights(tmp_path / "none.pt", net, {**meta, "test_time_flip": False,
+                                                                                  "still_flip": False}))):
+            torch.testing.assert_close(off.net_for(still=True)(x).softmax(1), p, atol=1e-6, rtol=1e-5)
 
 
 def test_half_weights_file_loads_into_a_float32_net(tmp_path):

@@ -4,7 +4,9 @@ Both take ``clips``: float32 ``(N, 1, T, S, S)`` grayscale face crops in [0, 1] 
 block length, ``S`` = crop size, from the checkpoint; ``N`` is dynamic) and give ``logits``
 ``(N, C)``; softmax them for probabilities. Class names, ``T``, ``S`` and the model name
 travel inside the file: ONNX ``metadata_props`` (key ``omgclip``, JSON), TorchScript extra
-file ``omgclip.json``.
+file ``omgclip.json``. The graph is the net omgclip runs on video; where the metadata says
+``still_flip`` (the bundled model), omgclip classifies a still image as the mean of the
+softmax of its clip and of the mirrored clip (``clips[..., ::-1]``), two runs of the graph.
 
 Every export is checked before it appears: the written file is loaded back
 (``onnxruntime`` when installed, else ``onnx.checker`` + ``onnx.reference``; TorchScript
@@ -94,7 +96,15 @@ def export_metadata(loaded) -> dict:
         "input": f"{INPUT_NAME}: float32 (N, 1, {int(loaded.block_len)}, {int(loaded.crop_size)}, "
                  f"{int(loaded.crop_size)}) grayscale face crops in [0, 1]",
         "output": f"{OUTPUT_NAME}: float32 (N, {len(loaded.labels)}); softmax for probabilities",
+        # the exported graph is the video net; for a still image (its crop repeated T times)
+        # omgclip averages the softmax of that clip and of its mirror image (last axis flipped)
+        "still_flip": _still_flip(loaded),
     }
+
+
+def _still_flip(loaded) -> bool:
+    net_for = getattr(loaded, "net_for", None)
+    return net_for is not None and net_for(still=True) is not loaded.net
 
 
 def run_exported(path: str | Path, clips: np.ndarray, fmt: str | None = None) -> np.ndarray:

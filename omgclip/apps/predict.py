@@ -20,7 +20,9 @@ segments. The result is one row per (segment, face)::
   ``T``; a video shorter than ``T`` frames is one such segment. The model still sees ``T``
   frames: a short clip is padded by repeating its last crop.
 * A still image is a one-frame video (``fps`` 0): one segment, frames ``[0, 1)``,
-  ``start_s = end_s = 0``, classified as its crop repeated ``T`` times.
+  ``start_s = end_s = 0``, classified as its crop repeated ``T`` times; where the weights
+  ask for the flip on stills (``still_flip``, the bundled model), as the mean of that clip's
+  and its mirror image's probabilities (one frame: the flip costs next to nothing).
 * ``x0, y0, x1, y1``: the face's mean box over the segment, in source pixels.
 * ``track_id``: one continuous track, within one shot (shot cuts end tracks);
   ``person_id``: one id per person within the video, across cuts, occlusions and returns
@@ -258,7 +260,7 @@ def predict_video(path: str | os.PathLike, model, cfg: PredictConfig, face: Face
     image = is_image(path)
     result = VideoPrediction(name or str(path), path, info, labels=tuple(model.labels))
     scale = work_scale(info.width, face.work_width)
-    batcher = ClipBatcher(model.net, T, cfg.batch_size, _store_probs)
+    batcher = ClipBatcher(_net_for(model, image), T, cfg.batch_size, _store_probs)
     decoded = Timed(iter_gray_frames(path, face.work_width))  # in the read-ahead thread
     frames = Timed(read_ahead(decoded) if cfg.read_ahead else decoded)  # waits for frames
     bar = progress_bar(total=info.frame_count, desc=name or path.name, unit="frame",
@@ -354,6 +356,13 @@ def _finish_times(result: VideoPrediction, frames: Timed, clips: Timed, batcher:
     t.frames = result.frames_decoded
     t.video_s = result.frames_decoded / result.info.fps if result.info.fps else 0.0
     t.total = time.perf_counter() - t_start
+
+
+def _net_for(model, still: bool):
+    """The loaded model's net for video, or for a still image (where the weights ask for
+    the test-time flip on stills: :meth:`LoadedModel.net_for`)."""
+    net_for = getattr(model, "net_for", None)
+    return net_for(still) if net_for is not None else model.net
 
 
 def _windows(frame_count: int, T: int, stride: int, image: bool) -> list[Block]:

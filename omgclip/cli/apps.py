@@ -45,7 +45,7 @@ def add_predict(sub) -> None:
     p.add_argument("--no-flip", action="store_true",
                    help="where the weights ask for a test-time flip (the clip and its mirror image), "
                         "one pass instead: the model's time halves, labels are slightly less accurate "
-                        "(the bundled two-net weights ask for none: no change)")
+                        "(the bundled two-net weights ask for it on still images only)")
     p.add_argument("--no-read-ahead", action="store_true",
                    help="decode frames in line instead of in a thread beside the face stage "
                         "(same rows; slower on 2+ cores; for a 1-core machine)")

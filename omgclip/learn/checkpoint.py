@@ -45,7 +45,10 @@ class LoadedModel:
 
     ``net`` is in eval mode on the CPU and maps ``(N, 1, block_len, crop_size, crop_size)``
     floats in [0, 1] to ``(N, len(labels))`` logits. ``meta`` holds everything else the file
-    said (hyperparameters, training class counts, ...), as plain types.
+    said (hyperparameters, training class counts, ...), as plain types. ``still_net`` is the
+    net for a still image (a photo's crop repeated ``block_len`` times): ``net`` itself, or
+    ``net`` with the test-time flip where the file's meta says ``still_flip``
+    (:func:`load_for_inference`); see :meth:`net_for`.
     """
 
     net: nn.Module
@@ -55,10 +58,15 @@ class LoadedModel:
     crop_size: int
     meta: dict
     path: Path | None = None
+    still_net: nn.Module | None = None
 
     @property
     def num_classes(self) -> int:
         return len(self.labels)
+
+    def net_for(self, still: bool) -> nn.Module:
+        """The net for video clips, or (``still``) for a still image's clip."""
+        return self.still_net if still and self.still_net is not None else self.net
 
 
 def save_weights(path: str | os.PathLike, net: nn.Module, meta: Mapping[str, Any], half: bool = False) -> Path:
@@ -239,7 +247,9 @@ def load_for_inference(checkpoint: str | os.PathLike | None, flip: bool = True) 
     """The model as ``predict``, ``live``, ``serve``, ``evaluate`` and ``export`` run it, in
     eval mode (``None``: the bundled default model). Where the file's meta says
     ``test_time_flip`` (and ``flip``), ``net`` averages the clip and its mirror image
-    (:class:`FlipAverage`: twice the model time). Batch norms are folded into the convs
+    (:class:`FlipAverage`: twice the model time). ``still_net`` (still images: one frame, so
+    the flip costs next to nothing) has the flip where the meta says ``test_time_flip`` or
+    ``still_flip`` (and ``flip``). Batch norms are folded into the convs
     (:func:`fold_batchnorm`): same outputs up to float rounding, not for training."""
     import dataclasses
 
@@ -248,6 +258,9 @@ def load_for_inference(checkpoint: str | os.PathLike | None, flip: bool = True) 
     path = expand_path(checkpoint, "--checkpoint") if checkpoint else default_checkpoint()
     loaded = load_model(path)  # eval mode; OmgclipError (one line) for a missing or bad file
     fold_batchnorm(loaded.net)  # inference only: BN folded into the convs, ~10% less model time
-    if flip and loaded.meta.get("test_time_flip") is True:
-        loaded = dataclasses.replace(loaded, net=FlipAverage(loaded.net).eval())
-    return loaded
+    plain = loaded.net
+    flip_video = flip and loaded.meta.get("test_time_flip") is True
+    flip_still = flip_video or (flip and loaded.meta.get("still_flip") is True)
+    video = FlipAverage(plain).eval() if flip_video else plain
+    still = video if flip_still == flip_video else FlipAverage(plain).eval()
+    return dataclasses.replace(loaded, net=video, still_net=still)
