@@ -223,6 +223,58 @@ def test_still_image_gets_the_flip_the_weights_ask_for_on_stills(still_image, ch
     np.testing.assert_allclose(flipped[PROBS].to_numpy()[0], (p + p_mirror) / 2, atol=1e-5)
 
 
+def test_crop_none_labels_every_photo_that_is_already_a_face(shared_data, checkpoint):
+    """``--crop none``: inputs that are already face crops (here 24 real FER2013 PublicTest
+    photos, 48x48) are not searched for faces: each whole image, resized to 80x80 as
+    build-dataset's ``crop none`` does, is the face. Every photo gets a label, and its
+    probabilities are the still net's on that resized image (with the flip), while dlib's
+    detector misses some of these tight crops."""
+    import cv2
+    import pandas as pd
+
+    from omgclip.faces.detect import resize_whole
+    from omgclip.learn.checkpoint import load_for_inference
+    from omgclip.learn.inference import clip_probabilities
+
+    table = pd.read_csv(shared_data / "fer2013" / "labels.csv")
+    files = [str(shared_data / "fer2013" / f) for f in table[table["usage"] == "PublicTest"]["file"][:24]]
+    rows = predict(PredictConfig(inputs=tuple(files), checkpoint=checkpoint, progress=False, crop="none"))
+    assert list(rows["file"]) == files and (rows["track_id"] == 0).all() and (rows["person_id"] == 0).all()
+    assert (rows["detect_frac"] == 1).all() and rows["label"].isin(EMOTIONS).all()
+    assert (rows[["x0", "y0", "x1", "y1"]].to_numpy() == [0, 0, 48, 48]).all()
+    net = load_for_inference(checkpoint).net_for(still=True)
+    crops = np.stack([resize_whole(cv2.imread(f, cv2.IMREAD_GRAYSCALE), 80)[None] for f in files])
+    np.testing.assert_allclose(rows[PROBS].to_numpy(), clip_probabilities(net, crops), atol=1e-5)
+    detected = predict(PredictConfig(inputs=tuple(files), checkpoint=checkpoint, progress=False, persons=False))
+    assert 0 < (detected["track_id"] >= 0).sum() < len(files)  # dlib misses some tight crops
+
+
+def test_crop_none_on_a_video_gives_every_segment_its_whole_frames(videos, checkpoint):
+    """A video of a face crop (here a real 640x360 talking head, 72 frames) with
+    ``--crop none``: consecutive 20-frame segments, each classified from its own whole
+    frames (the last one padded), none skipped."""
+    import cv2
+
+    from omgclip.faces.detect import resize_whole
+    from omgclip.learn.checkpoint import load_for_inference
+    from omgclip.learn.inference import clip_probabilities
+
+    rows = predict(PredictConfig(inputs=(str(videos / SHORT),), checkpoint=checkpoint, progress=False,
+                                 crop="none"))
+    assert list(rows["start_frame"]) == [0, 20, 40, 60] and list(rows["end_frame"]) == [20, 40, 60, 72]
+    assert (rows["track_id"] == 0).all() and (rows[["x1", "y1"]].to_numpy() == [640, 360]).all()
+    frames = np.stack([resize_whole(cv2.cvtColor(f, cv2.COLOR_BGR2GRAY), 80) for f in _first_frames(videos / SHORT, 40)])
+    want = clip_probabilities(load_for_inference(checkpoint).net, np.stack([frames[:20], frames[20:40]]))
+    np.testing.assert_allclose(rows[PROBS].to_numpy()[:2], want, atol=1e-4)
+
+
+@pytest.mark.parametrize("kwargs, message", [({"crop": "tight"}, "--crop must be one of detect, none"),
+                                             ({"crop": "none", "people": "faces/"}, "cannot go with --crop none")])
+def test_crop_config_errors_are_one_line(kwargs, message):
+    with pytest.raises(OmgclipError, match=message):
+        PredictConfig(inputs=("a.mp4",), **kwargs)
+
+
 def test_video_shorter_than_a_segment(write_video, videos, checkpoint, tmp_path):
     path = write_video(tmp_path / "short.mp4", _first_frames(videos / SHORT, 13), fps=30)
     rows = predict(PredictConfig(inputs=(str(path),), checkpoint=checkpoint, progress=False))

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 
+from omgclip.labels import EMOTIONS
 from omgclip.learn.models import create_model, list_models
 
 
@@ -77,6 +78,31 @@ def test_test_time_flip_where_the_weights_say_so(tmp_path):
                     load_for_inference(save_weights(tmp_path / "none.pt", net, {**meta, "test_time_flip": False,
                                                                                   "still_flip": False}))):
             torch.testing.assert_close(off.net_for(still=True)(x).softmax(1), p, atol=1e-6, rtol=1e-5)
+
+
+def test_still_images_run_as_one_frame_where_the_net_allows(tmp_path):
+    """``LoadedModel.still_len``: the bundled ensemble of ``r2plus1d_wide`` nets classifies a
+    still image from its crop once (same probabilities as the crop repeated 20 times, 20 times
+    less model time); a net whose zero time padding makes length matter (``r2plus1d``) gets
+    the crop repeated ``block_len`` times."""
+    from omgclip.learn.checkpoint import load_for_inference, save_weights
+
+    bundled = load_for_inference(None)
+    assert bundled.still_len == 1 and bundled.block_len == 20
+    img = torch.rand(2, 1, 1, 80, 80)
+    with torch.no_grad():
+        net = bundled.net_for(still=True)
+        torch.testing.assert_close(net(img).softmax(1), net(img.expand(2, 1, 20, 80, 80)).softmax(1),
+                                   atol=1e-5, rtol=1e-4)
+    torch.manual_seed(0)
+    plain = create_model("r2plus1d", widths=(8, 16, 32)).eval()
+    with torch.no_grad():
+        for prm in plain.parameters():
+            prm.normal_(0, 0.3)
+        assert not torch.allclose(plain(img), plain(img.expand(2, 1, 20, 80, 80)), atol=1e-3)
+    meta = {"model_name": "r2plus1d", "model_kwargs": {"widths": [8, 16, 32]}, "labels": list(EMOTIONS),
+            "block_len": 20, "crop_size": 80}
+    assert load_for_inference(save_weights(tmp_path / "r2.pt", plain, meta)).still_len == 20
 
 
 def test_half_weights_file_loads_into_a_float32_net(tmp_path):

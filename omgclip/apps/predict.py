@@ -20,9 +20,14 @@ segments. The result is one row per (segment, face)::
   ``T``; a video shorter than ``T`` frames is one such segment. The model still sees ``T``
   frames: a short clip is padded by repeating its last crop.
 * A still image is a one-frame video (``fps`` 0): one segment, frames ``[0, 1)``,
-  ``start_s = end_s = 0``, classified as its crop repeated ``T`` times; where the weights
+  ``start_s = end_s = 0``, classified as its crop repeated ``T`` times (the bundled net gives
+  that the same logits as the crop alone, so it runs the crop once); where the weights
   ask for the flip on stills (``still_flip``, the bundled model), as the mean of that clip's
   and its mirror image's probabilities (one frame: the flip costs next to nothing).
+* ``crop = 'none'`` (``--crop none``, as a manifest's ``crop`` column in build-dataset): the
+  inputs are already face crops (FER2013-style photos, cropped face videos). Nothing is
+  detected: each whole frame, resized, is the face (track 0, person 0, box = the frame,
+  ``detect_frac`` 1), so every segment gets a label.
 * ``x0, y0, x1, y1``: the face's mean box over the segment, in source pixels.
 * ``track_id``: one continuous track, within one shot (shot cuts end tracks);
   ``person_id``: one id per person within the video, across cuts, occlusions and returns
@@ -59,6 +64,7 @@ from omgclip.apps.inputs import (OutputPlan, check_not_an_input, display_name, e
                                  plan_outputs, resolve_source)
 from omgclip.apps.prediction import SegmentFace, Timed, VideoPrediction, annotate_result
 from omgclip.apps.report import OUT_SUFFIXES, prob_columns, smooth_probs, to_frame, write_rows
+from omgclip.dataset.manifest import CROP_MODES
 from omgclip.dataset.segment import Block, consecutive_segments
 from omgclip.dataset.sources import is_image
 from omgclip.errors import OmgclipError, VideoError, one_line
@@ -90,6 +96,7 @@ class PredictConfig:
     scheduler: str | None = None           #: Dask scheduler: one task per input (see predict_cluster)
     face: FaceConfig | None = None         #: face settings (detect_every above overrides)
     detector: str = "hog"                  #: 'hog' (fast) or 'cnn' (dlib MMOD: more angles, ~40x slower)
+    crop: str = "detect"                   #: 'detect' (find faces) or 'none' (each frame is already one face)
     people: str | None = None              #: reference photos DIR/<name>/*.jpg naming persons
     persons: bool = True                   #: person ids (False: person_id -1; tracks still end at cuts)
     flip: bool = True                      #: test-time flip where the weights ask for it (False: one pass, faster)
@@ -112,6 +119,10 @@ class PredictConfig:
             parse_scheduler(self.scheduler)
         if self.people and not self.persons:
             raise OmgclipError("--people names persons: it cannot go with --no-persons")
+        if self.crop not in CROP_MODES:
+            raise OmgclipError(f"--crop must be one of {', '.join(CROP_MODES)}, got {self.crop!r}")
+        if self.crop == "none" and self.people:
+            raise OmgclipError("--people names persons by their faces: it cannot go with --crop none")
         if self.detector not in DETECTORS:
             raise OmgclipError(f"--detector must be one of {', '.join(DETECTORS)}, got {self.detector!r}")
         _check_suffix(self.out, OUT_SUFFIXES, "--out")
@@ -247,7 +258,7 @@ def predict_video(path: str | os.PathLike, model, cfg: PredictConfig, face: Face
     ``gallery``: a :class:`~omgclip.faces.identity.Gallery` of known people, or None.
     Raises ``VideoError`` for a file that cannot be read at all.
     """
-    from omgclip.faces.clips import face_clips
+    from omgclip.faces.clips import face_clips, whole_frame_clips
     from omgclip.faces.cuts import CutDetector
     from omgclip.faces.identity import PersonTracker
     from omgclip.faces.video_io import iter_gray_frames, probe, read_ahead, work_scale
@@ -260,16 +271,23 @@ def predict_video(path: str | os.PathLike, model, cfg: PredictConfig, face: Face
     image = is_image(path)
     result = VideoPrediction(name or str(path), path, info, labels=tuple(model.labels))
     scale = work_scale(info.width, face.work_width)
-    batcher = ClipBatcher(_net_for(model, image), T, cfg.batch_size, _store_probs)
+    # a still image: its crop once where the net allows (LoadedModel.still_len), else T times
+    batcher = ClipBatcher(_net_for(model, image), getattr(model, "still_len", T) if image else T,
+                          cfg.batch_size, _store_probs)
     decoded = Timed(iter_gray_frames(path, face.work_width))  # in the read-ahead thread
     frames = Timed(read_ahead(decoded) if cfg.read_ahead else decoded)  # waits for frames
     bar = progress_bar(total=info.frame_count, desc=name or path.name, unit="frame",
                        enabled=cfg.progress and not image)
-    people = PersonTracker() if cfg.persons else None
-    clips = Timed(face_clips(frames, _windows(info.frame_count, T, cfg.stride or T, image), face,
-                              detector or FaceDetector(face, kind=cfg.detector), follow="all",
-                              extend=not image, on_frame=_on_frame(bar, on_frame),
-                              cuts=CutDetector(), identity=people))
+    windows = _windows(info.frame_count, T, cfg.stride or T, image)
+    if cfg.crop == "none":  # the frames are face crops already: no detection, one face (person 0)
+        people = None
+        clips = Timed(whole_frame_clips(frames, windows, face.crop_size, extend=not image,
+                                        on_frame=_on_frame(bar, on_frame)))
+    else:
+        people = PersonTracker() if cfg.persons else None
+        clips = Timed(face_clips(frames, windows, face, detector or FaceDetector(face, kind=cfg.detector),
+                                 follow="all", extend=not image, on_frame=_on_frame(bar, on_frame),
+                                 cuts=CutDetector(), identity=people))
     segment = 0
     try:
         for wf in clips:
@@ -287,6 +305,9 @@ def predict_video(path: str | os.PathLike, model, cfg: PredictConfig, face: Face
     t_people = time.perf_counter()
     if people is not None:
         _assign_persons(result.faces, people, gallery)
+    elif cfg.crop == "none" and cfg.persons:
+        for rec in (r for r in result.faces if r.track_id >= 0):
+            rec.person_id = 0
     t_people = time.perf_counter() - t_people
     _finish_times(result, frames, clips, batcher, image, t_start)
     result.times.decode_thread = decoded.seconds if cfg.read_ahead else 0.0

@@ -38,6 +38,9 @@ def add_predict(sub) -> None:
     p.add_argument("--detector", choices=("hog", "cnn"), default=config_default(P, "detector"),
                    help="face detector: hog (fast, frontal faces) or cnn (dlib MMOD: also "
                         "three-quarter and profile faces, ~40x slower)")
+    p.add_argument("--crop", choices=("detect", "none"), default=config_default(P, "crop"),
+                   help="detect: find and crop every face (default); none: the inputs are already "
+                        "face crops (e.g. FER2013 photos): each whole frame is the face, nothing is detected")
     p.add_argument("--people", metavar="DIR",
                    help="reference photos DIR/<name>/*.jpg: name the matching persons")
     p.add_argument("--no-persons", action="store_true",
@@ -62,7 +65,7 @@ def run_predict(args) -> int:
                         batch_size=args.batch_size, smooth=args.smooth, out=args.out,
                         annotate=args.annotate, plot=args.plot, detect_every=args.detect_every,
                         cache_dir=args.cache_dir, progress=not args.no_progress,
-                        scheduler=args.scheduler, detector=args.detector, people=args.people,
+                        scheduler=args.scheduler, detector=args.detector, crop=args.crop, people=args.people,
                         persons=not args.no_persons, flip=not args.no_flip,
                         read_ahead=not args.no_read_ahead)
     try:

@@ -136,23 +136,11 @@ def _video_job(job: Job, cfg: BuildConfig, out: Path) -> None:
 
 def _whole_frame_windows(path: str, blocks: list[Block], cfg: BuildConfig):
     """For sources that are already face crops: the whole frame of each block's frames."""
-    import numpy as np
-
-    from omgclip.faces import clips
-
-    from omgclip.faces import video_io
-    from omgclip.faces.detect import resize_whole
+    from omgclip.faces import clips, video_io
 
     need = {f for b in blocks for f in b.frames()}
-    frames = {i: resize_whole(g, cfg.face.crop_size)
-              for i, g in video_io.iter_gray_frames(path, None, keep=need.__contains__)}
-    for block in blocks:
-        got = [frames[f] for f in block.frames() if f in frames]
-        if len(got) < block.length:
-            yield clips.WindowFaces(block, Block(block.start, len(got)), (), ())
-        else:
-            clip = clips.FaceClip(-1, np.stack(got), (), (True,) * block.length)
-            yield clips.WindowFaces(block, block, (clip,), ())
+    frames = video_io.iter_gray_frames(path, None, keep=need.__contains__)
+    return clips.whole_frame_clips(frames, blocks, cfg.face.crop_size)
 
 
 def _image_list_job(job: Job, cfg: BuildConfig, out: Path) -> None:

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Callable, Iterable, Iterator, Sequence
 import numpy as np
 
 from omgclip.faces.cuts import CutDetector
-from omgclip.faces.detect import FaceBox, FaceConfig, FaceDetector, crop_face
+from omgclip.faces.detect import FaceBox, FaceConfig, FaceDetector, crop_face, resize_whole
 from omgclip.dataset.segment import Block
 from omgclip.faces.tracking import FaceTracker, Track, TrackedBox
 
@@ -282,6 +282,50 @@ def _detect_key_frame(detector: FaceDetector, gray: np.ndarray, keys: int, misse
     thorough = misses < 2 or misses % 3 == 0
     boxes, found_at = detector.detect_staged(gray, first=first, thorough=thorough)
     return boxes, (found_at if boxes else stage)
+
+
+def whole_frame_clips(frames: Iterable[tuple[int, np.ndarray]], windows: Sequence[Block], size: int = 80,
+                      extend: bool = False, on_frame: Callable[[int], None] | None = None
+                      ) -> Iterator[WindowFaces]:
+    """For frames that are already face crops (``crop='none'``: a manifest row's ``crop``
+    column in build-dataset, ``predict --crop none``): one :class:`WindowFaces` per window, in
+    start order, whose one clip (track 0) is each whole frame resized to ``(size, size)``
+    (:func:`~omgclip.faces.detect.resize_whole`); its box is the whole frame. No detection, so
+    no frame is dropped and a window is ``T`` consecutive frames. ``frames``, ``extend`` and
+    ``on_frame`` as in :func:`face_clips`; a window the video ends inside is returned short
+    (no clip where it got no frame)."""
+    todo = _Windows(windows, extend)
+    held: dict[int, np.ndarray] = {}
+    whole: FaceBox | None = None
+    last = -1
+    for index, gray in frames:
+        todo.grow_to(index)  # first: the last window may have just finished (no lookahead here)
+        if todo.next >= len(todo.items):
+            break
+        last = index
+        if on_frame is not None:
+            on_frame(index)
+        if todo.holds(index):
+            held[index] = resize_whole(gray, size)
+            whole = whole or FaceBox(0.0, 0.0, float(gray.shape[1]), float(gray.shape[0]))
+        while todo.next < len(todo.items) and index >= todo.items[todo.next].stop - 1:
+            w = todo.items[todo.next]
+            yield _whole_window(w, w, held, whole)
+            todo.next += 1
+            _release(held, todo)
+    while todo.next < len(todo.items):  # the video ended: finish what remains
+        w = todo.items[todo.next]
+        yield _whole_window(Block(w.start, max(0, min(w.stop, last + 1) - w.start)), w, held, whole)
+        todo.next += 1
+        _release(held, todo)
+
+
+def _whole_window(got: Block, requested: Block, held: dict, whole: FaceBox | None) -> WindowFaces:
+    crops = [held[f] for f in got.frames() if f in held]
+    if not got.length or len(crops) < got.length or whole is None:
+        return WindowFaces(requested, Block(got.start, len(crops)) if crops else Block(got.start, 0), (), ())
+    clip = FaceClip(0, np.stack(crops), (whole,) * len(crops), (True,) * len(crops))
+    return WindowFaces(requested, got, (clip,), ())
 
 
 def _release(held: dict, todo: _Windows) -> None:

@@ -64,6 +64,17 @@ class LoadedModel:
     def num_classes(self) -> int:
         return len(self.labels)
 
+    @property
+    def still_len(self) -> int:
+        """Frames a still image's clip is given: 1 where the net gives a one-image clip the
+        same logits at any length (``still_clip_invariant``: ``r2plus1d_wide`` and its
+        ensembles; the crop once, ``block_len`` times less model time), else ``block_len``
+        (the crop repeated)."""
+        from omgclip.learn.models.layers import FlipAverage
+
+        net = self.net.net if isinstance(self.net, FlipAverage) else self.net
+        return 1 if getattr(net, "still_clip_invariant", False) is True else int(self.block_len)
+
     def net_for(self, still: bool) -> nn.Module:
         """The net for video clips, or (``still``) for a still image's clip."""
         return self.still_net if still and self.still_net is not None else self.net

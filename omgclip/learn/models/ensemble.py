@@ -51,6 +51,11 @@ class Ensemble(nn.Module):
             mine.load_state_dict(net.state_dict(), strict=True)
         return ens.eval()
 
+    @property
+    def still_clip_invariant(self) -> bool:
+        """Whether every member gives a one-image clip the same logits at any length."""
+        return all(getattr(m, "still_clip_invariant", False) for m in self.members)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return mean_probability_logits([m(x) for m in self.members])
 

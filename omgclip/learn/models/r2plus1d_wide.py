@@ -50,6 +50,10 @@ class TimeReplicatePad(nn.Module):
 class R2Plus1DWide(R2Plus1D):
     """:class:`R2Plus1D` with replicate time padding and 48-96-192 widths (see module doc)."""
 
+    #: a clip whose frames are all one image gives the same logits at any length, so a
+    #: still image can be classified as a 1-frame clip (``LoadedModel.still_len``)
+    still_clip_invariant = True
+
     def __init__(self, num_classes: int = NUM_CLASSES, widths: Sequence[int] = (48, 96, 192),
                  depths: Sequence[int] = (1, 2, 2), stem: str = "s4", stem_t_stride: int = 2,
                  dropout: float = 0.3, standardize: bool = True):
