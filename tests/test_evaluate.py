@@ -303,6 +303,42 @@ def test_clip_vote_is_by_mean_probability(tmp_path: Path, monkeypatch):
     assert res["clip"]["metrics"]["accuracy"] == 1.0
 
 
+@pytest.mark.parametrize("still_flip", [True, False])
+def test_photo_blocks_are_scored_as_predict_labels_photos(tmp_path: Path, monkeypatch, still_flip):
+    """A block of one repeated image (a photo row of build-dataset) is scored by the still-image
+    net, with the flip where the weights ask for it on stills; a moving block is not flipped.
+    The test net reads its probabilities from the first 7 pixels of the first row: the photo
+    says anger 0.71 / happy 0.29, its mirror image happy 1, so with the flip it is happy."""
+    from omgclip.dataset.format import INDEX_COLUMNS, INDEX_FILE
+    from omgclip.learn.models import registry
+
+    import pandas as pd
+
+    monkeypatch.setitem(registry._MODELS, "reads_its_answer", _ReadsItsAnswer)
+    ckpt = save_weights(tmp_path / "m.pt", _ReadsItsAnswer(),
+                        dict(META, model_name="reads_its_answer", still_flip=still_flip))
+    image = np.zeros((80, 80), np.uint8)
+    image[0, :7] = [100, 0, 0, 40, 0, 0, 0]
+    image[0, 76] = 100  # the mirror image's pixel 3: happy
+    photo = np.repeat(image[None], 20, axis=0)
+    moving = photo.copy()
+    moving[5, 40, 40] = 1  # one pixel differs: a video block
+    root = tmp_path / "ds"
+    rows = []
+    for i, (arr, label) in enumerate([(photo, 3), (moving, 0)]):
+        rel = f"blocks/validation/u{i}/0.npy"
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        np.save(root / rel, arr)
+        rows.append({"block_id": f"u{i}/0", "split": "validation", "group": "g", "source": "s", "video": "v",
+                     "utterance": f"u{i}", "label": label, "label_name": EMOTIONS[label], "start_frame": 0,
+                     "num_frames": 20, "fps": 25.0, "detect_frac": 1.0, "path": rel})
+    pd.DataFrame(rows, columns=list(INDEX_COLUMNS)).to_csv(root / INDEX_FILE, index=False)
+    res = evaluate(EvalConfig(data=root, checkpoint=ckpt, split="validation", num_workers=0))
+    cm = np.asarray(res["block"]["metrics"]["confusion_matrix"])
+    assert cm[0, 0] == 1  # the moving block: one pass, anger
+    assert (cm[3, 3], cm[3, 0]) == ((1, 0) if still_flip else (0, 1))
+
+
 def test_heldout_in_manifest_mode_scores_the_validation_rows(setup):
     tmp, frame, _ = setup
     torch.manual_seed(0)

@@ -144,6 +144,15 @@ def _baseline(y_true: np.ndarray, majority: int, num_classes: int, labels, sourc
     }
 
 
+def _scoring_net(model):
+    """The net that scores blocks as predict labels them: video blocks with ``model.net``,
+    blocks of one repeated image (photos) with the still-image net where that differs."""
+    from omgclip.learn.models.layers import StillAware
+
+    still = model.net_for(still=True)
+    return model.net if still is model.net else StillAware(model.net, still).eval()
+
+
 def evaluate(cfg: EvalConfig) -> dict:
     """Score the checkpoint on the chosen rows; write ``out_json`` / ``confusion_png`` if
     given. Returns the result dictionary (JSON-able; see :func:`format_report`)."""
@@ -151,7 +160,8 @@ def evaluate(cfg: EvalConfig) -> dict:
     from omgclip.learn.data import BlockDataset, default_num_workers, load_index
 
     ckpt = Path(cfg.checkpoint) if cfg.checkpoint is not None else default_checkpoint()
-    model = load_for_inference(ckpt)  # scored as predict runs it (test-time flip where the file says so)
+    model = load_for_inference(ckpt)  # scored as predict runs it (test-time flip where the file says so;
+    # photo blocks, one image repeated, with the still-image net: see _scoring_net)
     labels = list(model.labels)
     k = len(labels)
     frame = load_index(cfg.data, expected_shape=(model.block_len, model.crop_size, model.crop_size))
@@ -170,7 +180,7 @@ def evaluate(cfg: EvalConfig) -> dict:
     device = _resolve_device(cfg.device)
     workers = default_num_workers() if cfg.num_workers is None else int(cfg.num_workers)
     dataset = BlockDataset(rows, frame.attrs["root"], augment=False)
-    probs = predict_probabilities(model.net, dataset, cfg.batch_size, workers, device)
+    probs = predict_probabilities(_scoring_net(model), dataset, cfg.batch_size, workers, device)
     y_true = rows["label"].to_numpy(dtype=np.int64)
     y_pred = probs.argmax(axis=1)
 

@@ -118,6 +118,28 @@ class FlipAverage(nn.Module):
         return mean_probability_logits([self.net(x), self.net(x.flip(-1))])
 
 
+class StillAware(nn.Module):
+    """``(N, C, T, H, W) -> (N, K)`` logits: clips whose frames are all one image (a photo
+    stretched to a block, as build-dataset makes a one-image row) go through ``still``, the
+    others through ``video``. ``evaluate`` scores blocks with it, so a photo is scored as
+    ``predict`` labels it (the still net may add the test-time flip: ``still_flip``)."""
+
+    def __init__(self, video: nn.Module, still: nn.Module):
+        super().__init__()
+        self.video, self.still = video, still
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        still = (x == x[:, :, :1]).flatten(1).all(1)  # (N,) every frame equals the first
+        if not bool(still.any()):
+            return self.video(x)
+        if bool(still.all()):
+            return self.still(x)
+        out_still, out_video = self.still(x[still]), self.video(x[~still])
+        out = out_video.new_empty((x.shape[0], out_video.shape[1]))
+        out[still], out[~still] = out_still.to(out.dtype), out_video
+        return out
+
+
 def fold_batchnorm(net: nn.Module) -> nn.Module:
     """For inference: fold each eval-mode ``BatchNorm`` into the convolution before it (the
     conv gets the BN's scale and shift; the BN becomes ``Identity``), in place. Same outputs
