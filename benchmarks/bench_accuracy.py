@@ -462,6 +462,7 @@ def main(argv=None) -> int:
               "threads": args.threads, "checkpoint": str(ours_path), "pretrained": args.pretrained,
               "finetune_epochs_per_fold": epochs, "finetune_lr": lr,
               "finetune_soup": soup, "finetune_ema": transfer.FINETUNE_EMA, "finetune_lwf": transfer.FINETUNE_LWF,
+              "finetune_min_block_gap": transfer.FINETUNE_MIN_BLOCK_GAP,
               "finetune_video_zoom": list(video_zoom), "seed_offset": args.seed_offset,
               "blend": blend, "folds": folds_out, "rows": rows,
               "seconds": round(time.time() - t_start)}

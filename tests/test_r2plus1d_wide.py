@@ -392,7 +392,7 @@ def test_finetune_cli_refuses_a_bad_distillation_file_in_one_line(tmp_path, caps
     """``transfer finetune --distill`` with a file that is not a peer_targets one (missing,
     wrong arrays, wrong shapes): exit 2 and one line naming the file, no traceback and no
     weights file written; ``--soup 0``, ``--ema 1``, ``--lwf`` without ``--fer`` and a negative
-    ``--lwf`` likewise."""
+    ``--lwf``, and ``--min-block-gap 0`` likewise."""
     import numpy as np
     import pytest
 
@@ -412,7 +412,8 @@ def test_finetune_cli_refuses_a_bad_distillation_file_in_one_line(tmp_path, caps
              (["--soup", "0"], "soup must be >= 1"),
              (["--ema", "1"], "ema must be in [0, 1)"),
              (["--lwf", "1"], "lwf needs the FER2013 stills"),
-             (["--lwf", "-1"], "lwf must be >= 0")]
+             (["--lwf", "-1"], "lwf must be >= 0"),
+             (["--min-block-gap", "0"], "min_block_gap must be a whole number >= 1")]
     for extra, said in cases:
         with pytest.raises(SystemExit) as exc:
             transfer.main(["finetune", "--init", str(init), "--data", str(data), "--epochs", "1", "--threads", "1",

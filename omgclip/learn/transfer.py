@@ -285,6 +285,9 @@ FINETUNE_EMA = 0.98
 #: won on the validation people for one net from the CPU stage-1 file but lost for the
 #: ensemble of the bundled ones over three fold seeds (model card, "Stage 2's video framing").
 FINETUNE_VIDEO_ZOOM = (1.0, 1.35)
+#: stage 2 uses, of the blocks of an utterance, those starting this many frames apart (the
+#: builds are at stride 4, so 8 is every other block; see :func:`finetune`)
+FINETUNE_MIN_BLOCK_GAP = 8
 #: stage 2's "learning without forgetting" weight on the FER stills (0: off; see :func:`finetune`)
 FINETUNE_LWF = 0.0
 #: the softening of :func:`finetune`'s ``lwf`` term (Hinton et al.'s usual 2)
@@ -430,7 +433,7 @@ def finetune(init: str | nn.Module, data_dirs: Sequence[str], fer_root: str | No
              exclude_groups: Sequence[str] = (), epochs: int = FINETUNE_EPOCHS, batch_size: int = 16,
              fer_batch_size: int = 32, lr: float = FINETUNE_LR, weight_decay: float = 0.05,
              label_smoothing: float = 0.1, seed: int = 0, cache: str | None = None,
-             clip_len: int = 10, min_block_gap: int = 8, log_every: int = 0,
+             clip_len: int = 10, min_block_gap: int = FINETUNE_MIN_BLOCK_GAP, log_every: int = 0,
              blend: float | None = None, mixup: float = 0.0, distill: str | None = None,
              distill_weight: float = 1.0, distill_batch_size: int = 16, soup: int = FINETUNE_SOUP,
              ema: float = FINETUNE_EMA,
@@ -498,6 +501,8 @@ def finetune(init: str | nn.Module, data_dirs: Sequence[str], fer_root: str | No
         raise ValueError(f"ema must be in [0, 1), got {ema}")
     if lwf < 0:
         raise ValueError(f"lwf must be >= 0, got {lwf}")
+    if isinstance(min_block_gap, bool) or not isinstance(min_block_gap, int) or min_block_gap < 1:
+        raise ValueError(f"min_block_gap must be a whole number >= 1, got {min_block_gap!r}")
     if lwf > 0 and not fer_root:
         raise ValueError("lwf needs the FER2013 stills (fer_root)")
     video_zoom = tuple(float(z) for z in video_zoom)
@@ -802,6 +807,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     b.add_argument("--video-zoom", type=parse_zoom_range, default=FINETUNE_VIDEO_ZOOM, metavar="LO,HI",
                    help="the random zoom range of the video blocks (> 1: more around the face; "
                         f"default {','.join(str(z) for z in FINETUNE_VIDEO_ZOOM)})")
+    b.add_argument("--min-block-gap", type=int, default=FINETUNE_MIN_BLOCK_GAP, metavar="FRAMES",
+                   help="use the blocks of an utterance that start this many frames apart "
+                        "(default %(default)s; 4 with a stride-4 build: every block, twice the steps)")
     b.add_argument("--lwf", type=float, default=FINETUNE_LWF, metavar="WEIGHT",
                    help="keep stage 1's outputs on the FER stills (learning without forgetting; needs --fer; "
                         "default %(default)s: off)")
@@ -837,7 +845,7 @@ def _run(args: argparse.Namespace) -> int:
     net = finetune_ensemble(args.init, args.data, args.fer, exclude_groups=args.exclude_group, epochs=args.epochs,
                    seed=args.seed, cache=args.cache, log_every=1, blend=args.blend, lr=args.lr,
                    mixup=args.mixup, distill=args.distill, distill_weight=args.distill_weight, soup=args.soup,
-                   ema=args.ema, video_zoom=args.video_zoom, lwf=args.lwf)
+                   ema=args.ema, video_zoom=args.video_zoom, lwf=args.lwf, min_block_gap=args.min_block_gap)
     from omgclip.dataset.format import read_face_config
 
     face = read_face_config(args.data[0])
@@ -845,6 +853,7 @@ def _run(args: argparse.Namespace) -> int:
                         recipe="omgclip.learn.transfer: FER2013 stills pretrain, then video blocks + FER stills",
                         finetune_epochs=args.epochs, soup=args.soup, ema=args.ema, blend=args.blend, lr=args.lr,
                         mixup=args.mixup, video_zoom=list(args.video_zoom), lwf=args.lwf,
+                        min_block_gap=args.min_block_gap,
                         distill=Path(args.distill).name if args.distill else None,
                         distill_weight=args.distill_weight if args.distill else None,
                         excluded_groups=list(args.exclude_group))
