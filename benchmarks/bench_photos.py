@@ -55,9 +55,8 @@ def scores(y: np.ndarray, pred: np.ndarray, k: int = 7) -> dict:
     """Accuracy and UAR, where ``pred`` -1 (no face) is wrong; also on the found faces alone."""
     found = pred >= 0
     rec = [float((pred[y == c] == c).mean()) for c in range(k) if (y == c).any()]
-    out = {"accuracy": float((pred == y).mean()), "uar": float(np.mean(rec)),
-           "accuracy_found": float((pred[found] == y[found]).mean()) if found.any() else float("nan")}
-    return out
+    return {"accuracy": float((pred == y).mean()), "uar": float(np.mean(rec)),
+            "accuracy_found": float((pred[found] == y[found]).mean()) if found.any() else float("nan")}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -98,13 +98,8 @@ def export_metadata(loaded) -> dict:
         "output": f"{OUTPUT_NAME}: float32 (N, {len(loaded.labels)}); softmax for probabilities",
         # the exported graph is the video net; for a still image (its crop repeated T times)
         # omgclip averages the softmax of that clip and of its mirror image (last axis flipped)
-        "still_flip": _still_flip(loaded),
+        "still_flip": loaded.net_for(still=True) is not loaded.net,
     }
-
-
-def _still_flip(loaded) -> bool:
-    net_for = getattr(loaded, "net_for", None)
-    return net_for is not None and net_for(still=True) is not loaded.net
 
 
 def run_exported(path: str | Path, clips: np.ndarray, fmt: str | None = None) -> np.ndarray:

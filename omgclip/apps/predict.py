@@ -272,8 +272,8 @@ def predict_video(path: str | os.PathLike, model, cfg: PredictConfig, face: Face
     result = VideoPrediction(name or str(path), path, info, labels=tuple(model.labels))
     scale = work_scale(info.width, face.work_width)
     # a still image: its crop once where the net allows (LoadedModel.still_len), else T times
-    batcher = ClipBatcher(_net_for(model, image), getattr(model, "still_len", T) if image else T,
-                          cfg.batch_size, _store_probs)
+    batcher = ClipBatcher(model.net_for(still=image), model.still_len if image else T, cfg.batch_size,
+                          _store_probs)
     decoded = Timed(iter_gray_frames(path, face.work_width))  # in the read-ahead thread
     frames = Timed(read_ahead(decoded) if cfg.read_ahead else decoded)  # waits for frames
     bar = progress_bar(total=info.frame_count, desc=name or path.name, unit="frame",
@@ -377,13 +377,6 @@ def _finish_times(result: VideoPrediction, frames: Timed, clips: Timed, batcher:
     t.frames = result.frames_decoded
     t.video_s = result.frames_decoded / result.info.fps if result.info.fps else 0.0
     t.total = time.perf_counter() - t_start
-
-
-def _net_for(model, still: bool):
-    """The loaded model's net for video, or for a still image (where the weights ask for
-    the test-time flip on stills: :meth:`LoadedModel.net_for`)."""
-    net_for = getattr(model, "net_for", None)
-    return net_for(still) if net_for is not None else model.net
 
 
 def _windows(frame_count: int, T: int, stride: int, image: bool) -> list[Block]:

@@ -322,8 +322,8 @@ def whole_frame_clips(frames: Iterable[tuple[int, np.ndarray]], windows: Sequenc
 
 def _whole_window(got: Block, requested: Block, held: dict, whole: FaceBox | None) -> WindowFaces:
     crops = [held[f] for f in got.frames() if f in held]
-    if not got.length or len(crops) < got.length or whole is None:
-        return WindowFaces(requested, Block(got.start, len(crops)) if crops else Block(got.start, 0), (), ())
+    if not crops or len(crops) < got.length or whole is None:  # (whole is set once any frame is held)
+        return WindowFaces(requested, Block(got.start, len(crops)), (), ())
     clip = FaceClip(0, np.stack(crops), (whole,) * len(crops), (True,) * len(crops))
     return WindowFaces(requested, got, (clip,), ())
 
