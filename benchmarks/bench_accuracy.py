@@ -25,6 +25,10 @@ one), run without the flip, as such a weights file asks. The column "omgclip, no
 plain pass (for an ensemble, "omgclip, with flip" adds the flip instead); the
 column "omgclip, blend 0.5" mixes each fold model half and half with the stage-1 weights
 (``finetune --blend 0.5``; for the FER2013 row pass those weights with ``--blended W.pt``).
+``--logit-adjust TAU`` (default: the recipe's ``transfer.FINETUNE_LOGIT_ADJUST``, 0) scores the
+fold models' video blocks as a weights file made with ``finetune --logit-adjust TAU`` runs
+them (``TAU x log`` of stage 2's class prior off the logits); the column "omgclip, no logit
+adjustment" is then the same fold models without it.
 
 Peers, each given the same 80x80 dlib face crops (per frame; a block or clip label for a peer
 is the mean of its per-frame probabilities):
@@ -152,6 +156,7 @@ WITH_FLIP = "omgclip, with flip"
 COMPARE_BLEND = 0.5  # the column that mixes each fold's stage-2 weights with stage 1 (WiSE-FT)
 BLENDED = f"omgclip, blend {COMPARE_BLEND}"
 AS_GIVEN = "omgclip, FER framing as given"
+NO_ADJUST = "omgclip, no logit adjustment"
 #: the two framings each peer is scored on (its cell is the better one; both go in the JSON)
 PEER_FRAMINGS = ("FER's tight framing", "omgclip's framing")
 
@@ -280,6 +285,10 @@ def main(argv=None) -> int:
                         f"recipe's, omgclip.learn.transfer.DEFAULT_BLEND); column '{BLENDED}' mixes the same fold models")
     p.add_argument("--blended", help=f"the recipe's weights made with finetune --blend {COMPARE_BLEND}, "
                                      f"for the FER2013 row's '{BLENDED}' column")
+    p.add_argument("--logit-adjust", type=float, default=None, metavar="TAU",
+                   help="the fold models' video probabilities decide under a balanced class prior: TAU x log of "
+                        "stage 2's class prior off their logits (default: the recipe's, "
+                        f"transfer.FINETUNE_LOGIT_ADJUST); column '{NO_ADJUST}' is the same fold models without it")
     p.add_argument("--folds", default="all", help="'all' or comma-separated fold numbers 1..4 (quick runs)")
     p.add_argument("--seed-offset", type=int, default=0,
                    help="fold k is fine-tuned with seed k + this (the reference: 0); other values show "
@@ -307,6 +316,9 @@ def main(argv=None) -> int:
     lr = transfer.FINETUNE_LR if args.lr is None else args.lr
     epochs = transfer.FINETUNE_EPOCHS if args.epochs is None else args.epochs
     soup = transfer.FINETUNE_SOUP if args.soup is None else args.soup
+    tau = transfer.FINETUNE_LOGIT_ADJUST if args.logit_adjust is None else args.logit_adjust
+    if tau < 0:
+        p.error(f"--logit-adjust {tau:g}: expected TAU >= 0")
     try:
         video_zoom = transfer.FINETUNE_VIDEO_ZOOM if args.video_zoom is None else \
             transfer.parse_zoom_range(args.video_zoom)
@@ -355,12 +367,18 @@ def main(argv=None) -> int:
             folds_out[k] = {"held_out": held, "seconds": round(time.time() - t0)}
             print(f"[{time.time() - t_start:.0f}s] fold {k} fine-tuned in {time.time() - t0:.0f}s", flush=True)
         done = ~np.isnan(proba_ft[:, 0]) if pre is not None else np.ones(len(frame), bool)
+        proba_raw = proba_ft
+        if tau > 0 and pre is not None:  # the recipe's video decisions: a balanced class prior (as predict runs it)
+            _, yf, usage_f = transfer.load_fer(args.fer, args.fer_cache)
+            shift = transfer.logit_adjustment(tau, transfer.stage2_prior(yf[usage_f == "Training"]))
+            proba_ft, proba_ft1, proba_nb = (transfer.adjust_proba(q, shift) for q in (proba_ft, proba_ft1, proba_nb))
         proba_zero = transfer.predict_proba(pre, Xall, tta_flip=recipe_flip) if pre is not None else None
 
         def ours(m):
             """Our columns' probabilities on the blocks of ``m`` (none without fold models)."""
-            return [] if pre is None else [("omgclip", proba_ft[m]), (other, proba_ft1[m]), (BLENDED, proba_nb[m]),
-                                           ("omgclip stage 1 (FER only)", proba_zero[m])]
+            return [] if pre is None else [("omgclip", proba_ft[m]), (other, proba_ft1[m])] + (
+                [(NO_ADJUST, proba_raw[m])] if tau > 0 else []) + [(BLENDED, proba_nb[m]),
+                                                                   ("omgclip stage 1 (FER only)", proba_zero[m])]
         # the peers learnt on tight crops (FER2013's framing): each is scored on our crops and on
         # the same crops zoomed in to that framing, and keeps the better per row
         Xtight = transfer.reframe(Xall, 1 / transfer.dataset_framing_zoom(data))
@@ -443,7 +461,7 @@ def main(argv=None) -> int:
     print(f"[{time.time() - t_start:.0f}s] FER2013 done", flush=True)
 
 
-    cols = ["omgclip"] + [c for c in (AS_GIVEN, NO_FLIP, WITH_FLIP) if any(c in r for r in rows)] + \
+    cols = ["omgclip"] + [c for c in (AS_GIVEN, NO_FLIP, WITH_FLIP, NO_ADJUST) if any(c in r for r in rows)] + \
         [BLENDED, "omgclip stage 1 (FER only)"] + [q.name for q in peers]
     print()
     print("| row | metric | " + " | ".join(cols) + " | target | met |")
@@ -463,7 +481,7 @@ def main(argv=None) -> int:
               "finetune_epochs_per_fold": epochs, "finetune_lr": lr,
               "finetune_soup": soup, "finetune_ema": transfer.FINETUNE_EMA, "finetune_lwf": transfer.FINETUNE_LWF,
               "finetune_min_block_gap": transfer.FINETUNE_MIN_BLOCK_GAP,
-              "finetune_video_zoom": list(video_zoom), "seed_offset": args.seed_offset,
+              "finetune_video_zoom": list(video_zoom), "logit_adjust": tau, "seed_offset": args.seed_offset,
               "blend": blend, "folds": folds_out, "rows": rows,
               "seconds": round(time.time() - t_start)}
     from omgclip.fsutil import atomic_write_text

@@ -88,6 +88,10 @@ def export(cfg: ExportConfig) -> Path:
 
 
 def export_metadata(loaded) -> dict:
+    from omgclip.learn.models.layers import FlipAverage, LogitShift
+
+    video, still = loaded.net, loaded.net_for(still=True)
+    shift = video if isinstance(video, LogitShift) else None
     return {
         "model_name": str(getattr(loaded, "model_name", "")),
         "labels": [str(x) for x in loaded.labels],
@@ -98,7 +102,10 @@ def export_metadata(loaded) -> dict:
         "output": f"{OUTPUT_NAME}: float32 (N, {len(loaded.labels)}); softmax for probabilities",
         # the exported graph is the video net; for a still image (its crop repeated T times)
         # omgclip averages the softmax of that clip and of its mirror image (last axis flipped)
-        "still_flip": loaded.net_for(still=True) is not loaded.net,
+        "still_flip": isinstance(still, FlipAverage) and not isinstance(shift.net if shift else video, FlipAverage),
+        # the exported graph's logits have these per-label offsets taken off (video decides under
+        # a balanced class prior); omgclip scores a still image's clip without them (add them back)
+        "video_logit_adjust": [float(v) for v in shift.offsets] if shift is not None else None,
     }
 
 

@@ -70,10 +70,9 @@ class LoadedModel:
         same logits at any length (``still_clip_invariant``: ``r2plus1d_wide`` and its
         ensembles; the crop once, ``block_len`` times less model time), else ``block_len``
         (the crop repeated)."""
-        from omgclip.learn.models.layers import FlipAverage
+        from omgclip.learn.models.layers import unwrap
 
-        net = self.net.net if isinstance(self.net, FlipAverage) else self.net
-        return 1 if getattr(net, "still_clip_invariant", False) is True else int(self.block_len)
+        return 1 if getattr(unwrap(self.net), "still_clip_invariant", False) is True else int(self.block_len)
 
     def net_for(self, still: bool) -> nn.Module:
         """The net for video clips, or (``still``) for a still image's clip."""
@@ -254,24 +253,37 @@ def default_checkpoint() -> Path:
     return DEFAULT_WEIGHTS
 
 
-def load_for_inference(checkpoint: str | os.PathLike | None, flip: bool = True) -> LoadedModel:
+def load_for_inference(checkpoint: str | os.PathLike | None, flip: bool = True,
+                       logit_adjust: bool = True) -> LoadedModel:
     """The model as ``predict``, ``live``, ``serve``, ``evaluate`` and ``export`` run it, in
     eval mode (``None``: the bundled default model). Where the file's meta says
     ``test_time_flip`` (and ``flip``), ``net`` averages the clip and its mirror image
     (:class:`FlipAverage`: twice the model time). ``still_net`` (still images: one frame, so
     the flip costs next to nothing) has the flip where the meta says ``test_time_flip`` or
-    ``still_flip`` (and ``flip``). Batch norms are folded into the convs
-    (:func:`fold_batchnorm`): same outputs up to float rounding, not for training."""
+    ``still_flip`` (and ``flip``). Where the meta says ``video_logit_adjust`` (one number per
+    label; and ``logit_adjust``), ``net``'s logits have those offsets taken off
+    (:class:`LogitShift`: video decides under a balanced class prior); ``still_net``'s do not.
+    Batch norms are folded into the convs (:func:`fold_batchnorm`): same outputs up to float
+    rounding, not for training. :class:`OmgclipError` (one line) for a bad file or meta."""
     import dataclasses
+    import math
 
-    from omgclip.learn.models.layers import FlipAverage, fold_batchnorm
+    from omgclip.learn.models.layers import FlipAverage, LogitShift, fold_batchnorm
 
     path = expand_path(checkpoint, "--checkpoint") if checkpoint else default_checkpoint()
     loaded = load_model(path)  # eval mode; OmgclipError (one line) for a missing or bad file
+    offsets = loaded.meta.get("video_logit_adjust")
+    if offsets is not None and not (
+            isinstance(offsets, (list, tuple)) and len(offsets) == len(loaded.labels)
+            and all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in offsets)):
+        raise OmgclipError(f"{path}: meta video_logit_adjust must be {len(loaded.labels)} finite numbers "
+                           f"(one per label), got {offsets!r}")
     fold_batchnorm(loaded.net)  # inference only: BN folded into the convs, ~10% less model time
     plain = loaded.net
     flip_video = flip and loaded.meta.get("test_time_flip") is True
     flip_still = flip_video or (flip and loaded.meta.get("still_flip") is True)
     video = FlipAverage(plain).eval() if flip_video else plain
     still = video if flip_still == flip_video else FlipAverage(plain).eval()
+    if offsets is not None and logit_adjust:
+        video = LogitShift(video, offsets).eval()
     return dataclasses.replace(loaded, net=video, still_net=still)

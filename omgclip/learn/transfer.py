@@ -290,6 +290,9 @@ FINETUNE_VIDEO_ZOOM = (1.0, 1.35)
 FINETUNE_MIN_BLOCK_GAP = 8
 #: stage 2's "learning without forgetting" weight on the FER stills (0: off; see :func:`finetune`)
 FINETUNE_LWF = 0.0
+#: the recipe's post-hoc logit adjustment for video, ``tau`` of :func:`logit_adjustment` on
+#: :func:`stage2_prior` (0: none; written into the weights meta as ``video_logit_adjust``)
+FINETUNE_LOGIT_ADJUST = 0.0
 #: the softening of :func:`finetune`'s ``lwf`` term (Hinton et al.'s usual 2)
 LWF_TEMPERATURE = 2.0
 #: the seeds of a stage-2 soup's runs are this far apart (``finetune(soup=...)``)
@@ -687,6 +690,30 @@ def _stage1_net(obj: dict) -> nn.Module:
     return net
 
 
+def stage2_prior(fer_labels: np.ndarray) -> np.ndarray:
+    """``(7,)`` the class prior stage 2 trains under: its loss is the class-weighted (balanced)
+    mean cross-entropy on the video blocks plus the plain mean on FER Training stills, each
+    term with weight 1, so about half FER2013's label frequencies (``fer_labels``: the
+    Training labels) and half uniform."""
+    counts = np.bincount(np.asarray(fer_labels, np.int64), minlength=NUM_CLASSES).astype(float)
+    return 0.5 * counts / counts.sum() + 0.5 / NUM_CLASSES
+
+
+def logit_adjustment(tau: float, prior: np.ndarray) -> list[float]:
+    """``(7,)`` offsets to subtract from a net's logits so it decides under a balanced prior
+    instead of ``prior``: ``tau * log(prior)`` (post-hoc logit adjustment, Menon et al. 2021;
+    ``tau`` 0: none)."""
+    return [float(tau * np.log(p)) for p in np.asarray(prior, float)]
+
+
+def adjust_proba(proba: np.ndarray, offsets: Sequence[float]) -> np.ndarray:
+    """``(N, 7)`` probabilities after subtracting ``offsets`` from their log (renormalised)."""
+    z = np.log(np.clip(proba, 1e-12, None)) - np.asarray(offsets, float)
+    z -= z.max(1, keepdims=True)
+    e = np.exp(z)
+    return (e / e.sum(1, keepdims=True)).astype(np.float32)
+
+
 def weights_meta(net: nn.Module, face: dict | None, flip: bool | None = None, **extra) -> dict:
     """The meta of a weights file for a net from this module (``face``: the crop settings
     of the datasets it was trained on, so ``predict`` crops alike). ``flip``: ask for the
@@ -813,6 +840,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     b.add_argument("--lwf", type=float, default=FINETUNE_LWF, metavar="WEIGHT",
                    help="keep stage 1's outputs on the FER stills (learning without forgetting; needs --fer; "
                         "default %(default)s: off)")
+    b.add_argument("--logit-adjust", type=float, default=FINETUNE_LOGIT_ADJUST, metavar="TAU",
+                   help="video clips decide under a balanced class prior: the file's meta asks inference to "
+                        "take TAU x log(stage 2's class prior) off their logits (needs --fer; "
+                        "default %(default)s; 0: none)")
     b.add_argument("--out", required=True, help="the weights file to write")
     for q in (a, b):
         q.add_argument("--threads", type=int, default=2)
@@ -842,6 +873,9 @@ def _run(args: argparse.Namespace) -> int:
         return 0
     from omgclip.learn.checkpoint import save_weights
 
+    if args.logit_adjust < 0 or (args.logit_adjust > 0 and not args.fer):
+        raise ValueError(f"--logit-adjust {args.logit_adjust:g}: needs TAU >= 0, and --fer (the class prior "
+                         "is FER2013 Training's)")
     net = finetune_ensemble(args.init, args.data, args.fer, exclude_groups=args.exclude_group, epochs=args.epochs,
                    seed=args.seed, cache=args.cache, log_every=1, blend=args.blend, lr=args.lr,
                    mixup=args.mixup, distill=args.distill, distill_weight=args.distill_weight, soup=args.soup,
@@ -857,6 +891,11 @@ def _run(args: argparse.Namespace) -> int:
                         distill=Path(args.distill).name if args.distill else None,
                         distill_weight=args.distill_weight if args.distill else None,
                         excluded_groups=list(args.exclude_group))
+    if args.logit_adjust > 0:
+        _, yf, usage = load_fer(args.fer, args.cache)
+        prior = stage2_prior(yf[usage == "Training"])
+        meta.update(video_logit_adjust=logit_adjustment(args.logit_adjust, prior), logit_adjust_tau=args.logit_adjust,
+                    logit_adjust_prior=[round(float(v), 6) for v in prior])
     save_weights(args.out, net, meta, half=True)  # the bundled file: float16, half the size
     print(f"wrote {args.out}")
     return 0

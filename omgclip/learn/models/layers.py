@@ -118,6 +118,28 @@ class FlipAverage(nn.Module):
         return mean_probability_logits([self.net(x), self.net(x.flip(-1))])
 
 
+class LogitShift(nn.Module):
+    """``(N, C, T, H, W) -> (N, K)``: the wrapped net's logits minus fixed per-class
+    ``offsets (K,)`` (post-hoc logit adjustment: ``tau * log(prior)`` makes the argmax decide
+    under a balanced prior instead of the one the net learnt under; Menon et al. 2021). Used at
+    inference only, on video clips, where a weights file's meta says ``video_logit_adjust``."""
+
+    def __init__(self, net: nn.Module, offsets: Sequence[float]):
+        super().__init__()
+        self.net = net
+        self.register_buffer("offsets", torch.as_tensor([float(v) for v in offsets], dtype=torch.float32))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x) - self.offsets
+
+
+def unwrap(net: nn.Module) -> nn.Module:
+    """The net inside the inference wrappers (:class:`FlipAverage`, :class:`LogitShift`)."""
+    while isinstance(net, (FlipAverage, LogitShift)):
+        net = net.net
+    return net
+
+
 class StillAware(nn.Module):
     """``(N, C, T, H, W) -> (N, K)`` logits: clips whose frames are all one image (a photo
     stretched to a block, as build-dataset makes a one-image row) go through ``still``, the
