@@ -491,3 +491,27 @@ def test_finetune_lwf_keeps_stage_ones_outputs_on_the_stills(tmp_path):
         drift(lwf=-1.0)
     with pytest.raises(ValueError, match="lwf"):
         transfer.finetune(copy.deepcopy(init), [str(data)], epochs=1, batch_size=4, lwf=1.0)
+
+
+def test_recalibrate_bn_sets_running_statistics_to_the_given_blocks(fer_faces):
+    """``transfer.recalibrate_bn``: each BatchNorm's running mean and variance become those
+    of its input over the given blocks (real faces, in several batches: a cumulative average
+    of the batch means), the weights are untouched, its momentum is restored, eval mode."""
+    from omgclip.learn import transfer
+
+    torch.manual_seed(0)
+    net = transfer.new_net([8, 16, 32])
+    faces = fer_faces(6)
+    blocks = np.stack([np.roll(faces, k, axis=2) for k in range(20)], 1)  # (6, 20, 80, 80) moving faces
+    bn = next(m for m in net.modules() if isinstance(m, torch.nn.BatchNorm3d))
+    seen = []
+    hook = bn.register_forward_hook(lambda m, i, o: seen.append(i[0].detach()))
+    weights = {k: v.clone() for k, v in net.state_dict().items() if "running" not in k and "num_batches" not in k}
+    transfer.recalibrate_bn(net, blocks, batch_size=3)  # two batches of 3
+    hook.remove()
+    assert not net.training and bn.momentum == 0.1 and len(seen) == 2
+    batch_means = [s.mean((0, 2, 3, 4)) for s in seen]
+    torch.testing.assert_close(bn.running_mean, (batch_means[0] + batch_means[1]) / 2, atol=1e-5, rtol=1e-4)
+    assert not torch.allclose(bn.running_mean, torch.zeros_like(bn.running_mean))
+    for k, v in weights.items():
+        assert torch.equal(net.state_dict()[k], v), k

@@ -440,7 +440,8 @@ def finetune(init: str | nn.Module, data_dirs: Sequence[str], fer_root: str | No
              blend: float | None = None, mixup: float = 0.0, distill: str | None = None,
              distill_weight: float = 1.0, distill_batch_size: int = 16, soup: int = FINETUNE_SOUP,
              ema: float = FINETUNE_EMA,
-             video_zoom: Sequence[float] = FINETUNE_VIDEO_ZOOM, lwf: float = FINETUNE_LWF) -> nn.Module:
+             video_zoom: Sequence[float] = FINETUNE_VIDEO_ZOOM, lwf: float = FINETUNE_LWF,
+             bn_recalibrate: bool = False) -> nn.Module:
     """Stage 2: from ``init`` (a :func:`pretrain_stills` file, an omgclip weights file, or a
     net), train on the labeled blocks of ``data_dirs`` (minus ``exclude_groups``: the
     held-out people), class-balanced by the loss weights, alternating with FER Training
@@ -466,6 +467,10 @@ def finetune(init: str | nn.Module, data_dirs: Sequence[str], fer_root: str | No
     ``distill_batch_size`` of those blocks, in the same random window as the video batch, and
     adds ``distill_weight`` x the cross-entropy of the net's output against the peer's mean
     probability over that window (knowledge distillation, Hinton et al. 2015, temperature 1).
+
+    ``bn_recalibrate``: at the end, the BatchNorm running statistics are recomputed from the
+    training video blocks as they are (:func:`recalibrate_bn`; tried on validation people
+    2026-12-05, see the model card).
 
     ``soup`` > 1: the fine-tuning is run that many times from ``init`` with seeds ``seed``,
     ``seed + SOUP_SEED_STEP``, ... and the returned weights are their mean (a uniform
@@ -595,8 +600,31 @@ def finetune(init: str | nn.Module, data_dirs: Sequence[str], fer_root: str | No
         net.load_state_dict(averaged.module.state_dict())
     if blend < 1.0:
         net.load_state_dict(blend_states(net.state_dict(), start, blend))
+    if bn_recalibrate:
+        recalibrate_bn(net, Xb, batch_size)
     net.eval()
     return net
+
+
+def recalibrate_bn(net: nn.Module, blocks: np.ndarray, batch_size: int = 16) -> nn.Module:
+    """Recompute ``net``'s BatchNorm running statistics from ``blocks (N, T, H, W)`` uint8 as
+    they are (no augmentation): a cumulative average over batches, no gradient, the weights
+    untouched. Stage 2 normalises its video and still batches separately, so its running
+    statistics mix both; this makes them the video blocks'. Returns ``net`` in eval mode."""
+    bns = [m for m in net.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    if not bns or len(blocks) == 0:
+        return net.eval()
+    saved = [m.momentum for m in bns]
+    for m in bns:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative moving average
+    net.train()
+    with torch.no_grad():
+        for i in range(0, len(blocks), batch_size):
+            net(to_clips(blocks[i:i + batch_size]))
+    for m, mom in zip(bns, saved):
+        m.momentum = mom
+    return net.eval()
 
 
 def finetune_ensemble(inits: Sequence[str | nn.Module], data_dirs: Sequence[str], fer_root: str | None = None,
