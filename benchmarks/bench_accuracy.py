@@ -369,8 +369,7 @@ def main(argv=None) -> int:
         done = ~np.isnan(proba_ft[:, 0]) if pre is not None else np.ones(len(frame), bool)
         proba_raw = proba_ft
         if tau > 0 and pre is not None:  # the recipe's video decisions: a balanced class prior (as predict runs it)
-            _, yf, usage_f = transfer.load_fer(args.fer, args.fer_cache)
-            shift = transfer.logit_adjustment(tau, transfer.stage2_prior(yf[usage_f == "Training"]))
+            shift = transfer.logit_adjustment(tau, transfer.fer_stage2_prior(args.fer, args.fer_cache))
             proba_ft, proba_ft1, proba_nb = (transfer.adjust_proba(q, shift) for q in (proba_ft, proba_ft1, proba_nb))
         proba_zero = transfer.predict_proba(pre, Xall, tta_flip=recipe_flip) if pre is not None else None
 

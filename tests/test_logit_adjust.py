@@ -26,11 +26,19 @@ def _fer_labels():
     return pd.read_csv(path)
 
 
-def test_stage2_prior_is_half_fer_training_and_half_uniform_and_tau_1_balances_it():
+def test_stage2_prior_is_half_fer_training_and_half_uniform_and_tau_1_balances_it(tmp_path):
+    from conftest import SHARED_DATA
+
     d = _fer_labels()
     y = d.loc[d["usage"] == "Training", "omg_label"].to_numpy()
     assert len(y) == 28709
     prior = transfer.stage2_prior(y)
+    # read from the labels alone: labels.csv, or a load_fer cache's label arrays (no images read)
+    np.testing.assert_allclose(transfer.fer_stage2_prior(SHARED_DATA / "fer2013"), prior)
+    cache = tmp_path / "fer.npz"
+    np.savez(cache, X=np.zeros((1, 1, 1), np.uint8), y=d["omg_label"].to_numpy(np.int64),
+             usage=d["usage"].to_numpy(str))
+    np.testing.assert_allclose(transfer.fer_stage2_prior(tmp_path / "absent", cache), prior)
     freq = np.bincount(y, minlength=7) / len(y)
     np.testing.assert_allclose(prior, 0.5 * freq + 0.5 / 7)
     assert abs(prior.sum() - 1) < 1e-12

@@ -512,6 +512,8 @@ def test_recalibrate_bn_sets_running_statistics_to_the_given_blocks(fer_faces):
     assert not net.training and bn.momentum == 0.1 and len(seen) == 2
     batch_means = [s.mean((0, 2, 3, 4)) for s in seen]
     torch.testing.assert_close(bn.running_mean, (batch_means[0] + batch_means[1]) / 2, atol=1e-5, rtol=1e-4)
+    batch_vars = [s.transpose(0, 1).flatten(1).var(1) for s in seen]  # unbiased, as BatchNorm keeps it
+    torch.testing.assert_close(bn.running_var, (batch_vars[0] + batch_vars[1]) / 2, atol=1e-5, rtol=1e-4)
     assert not torch.allclose(bn.running_mean, torch.zeros_like(bn.running_mean))
     for k, v in weights.items():
         assert torch.equal(net.state_dict()[k], v), k

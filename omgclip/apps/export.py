@@ -88,10 +88,10 @@ def export(cfg: ExportConfig) -> Path:
 
 
 def export_metadata(loaded) -> dict:
-    from omgclip.learn.models.layers import FlipAverage, LogitShift
+    from omgclip.learn.models.layers import LogitShift
 
-    video, still = loaded.net, loaded.net_for(still=True)
-    shift = video if isinstance(video, LogitShift) else None
+    shift = loaded.net if isinstance(loaded.net, LogitShift) else None
+    video = shift.net if shift is not None else loaded.net  # the video net before its offsets
     return {
         "model_name": str(getattr(loaded, "model_name", "")),
         "labels": [str(x) for x in loaded.labels],
@@ -102,7 +102,7 @@ def export_metadata(loaded) -> dict:
         "output": f"{OUTPUT_NAME}: float32 (N, {len(loaded.labels)}); softmax for probabilities",
         # the exported graph is the video net; for a still image (its crop repeated T times)
         # omgclip averages the softmax of that clip and of its mirror image (last axis flipped)
-        "still_flip": isinstance(still, FlipAverage) and not isinstance(shift.net if shift else video, FlipAverage),
+        "still_flip": loaded.net_for(still=True) is not video,
         # the exported graph's logits have these per-label offsets taken off (video decides under
         # a balanced class prior); omgclip scores a still image's clip without them (add them back)
         "video_logit_adjust": [float(v) for v in shift.offsets] if shift is not None else None,

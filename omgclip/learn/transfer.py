@@ -727,6 +727,21 @@ def stage2_prior(fer_labels: np.ndarray) -> np.ndarray:
     return 0.5 * counts / counts.sum() + 0.5 / NUM_CLASSES
 
 
+def fer_stage2_prior(root: str | os.PathLike, cache: str | os.PathLike | None = None) -> np.ndarray:
+    """:func:`stage2_prior` of the FER2013 Training labels under ``root``, read without the
+    images (from ``cache``'s label arrays where that :func:`load_fer` cache exists, else from
+    ``labels.csv``)."""
+    if cache is not None and Path(cache).is_file():
+        with np.load(cache) as z:  # lazy: only the two label arrays are read
+            y, usage = z["y"], z["usage"]
+    else:
+        import pandas as pd
+
+        d = pd.read_csv(Path(root) / "labels.csv")
+        y, usage = d["omg_label"].to_numpy(np.int64), d["usage"].to_numpy(str)
+    return stage2_prior(y[usage == "Training"])
+
+
 def logit_adjustment(tau: float, prior: np.ndarray) -> list[float]:
     """``(7,)`` offsets to subtract from a net's logits so it decides under a balanced prior
     instead of ``prior``: ``tau * log(prior)`` (post-hoc logit adjustment, Menon et al. 2021;
@@ -920,8 +935,7 @@ def _run(args: argparse.Namespace) -> int:
                         distill_weight=args.distill_weight if args.distill else None,
                         excluded_groups=list(args.exclude_group))
     if args.logit_adjust > 0:
-        _, yf, usage = load_fer(args.fer, args.cache)
-        prior = stage2_prior(yf[usage == "Training"])
+        prior = fer_stage2_prior(args.fer, args.cache)
         meta.update(video_logit_adjust=logit_adjustment(args.logit_adjust, prior), logit_adjust_tau=args.logit_adjust,
                     logit_adjust_prior=[round(float(v), 6) for v in prior])
     save_weights(args.out, net, meta, half=True)  # the bundled file: float16, half the size
