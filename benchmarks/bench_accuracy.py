@@ -28,7 +28,9 @@ column "omgclip, blend 0.5" mixes each fold model half and half with the stage-1
 ``--logit-adjust TAU`` (default: the recipe's ``transfer.FINETUNE_LOGIT_ADJUST``, 0) scores the
 fold models' video blocks as a weights file made with ``finetune --logit-adjust TAU`` runs
 them (``TAU x log`` of stage 2's class prior off the logits); the column "omgclip, no logit
-adjustment" is then the same fold models without it.
+adjustment" is then the same fold models without it. ``--bn-recalibrate off|all|video``
+(default: the recipe's ``transfer.FINETUNE_BN_RECALIBRATE``) recomputes each fold model's
+BatchNorm statistics from its own training video blocks, after any blend, as ``finetune`` does.
 
 Peers, each given the same 80x80 dlib face crops (per frame; a block or clip label for a peer
 is the mean of its per-frame probabilities):
@@ -67,6 +69,7 @@ ahead of both peers on every row.
 from __future__ import annotations
 
 import argparse
+import copy
 import datetime as dt
 import hashlib
 import json
@@ -289,6 +292,9 @@ def main(argv=None) -> int:
                    help="the fold models' video probabilities decide under a balanced class prior: TAU x log of "
                         "stage 2's class prior off their logits (default: the recipe's, "
                         f"transfer.FINETUNE_LOGIT_ADJUST); column '{NO_ADJUST}' is the same fold models without it")
+    p.add_argument("--bn-recalibrate", default=None, choices=("off", "all", "video"),
+                   help="the fold models' BatchNorm statistics after stage 2 (finetune --bn-recalibrate; default: "
+                        "the recipe's, transfer.FINETUNE_BN_RECALIBRATE)")
     p.add_argument("--folds", default="all", help="'all' or comma-separated fold numbers 1..4 (quick runs)")
     p.add_argument("--seed-offset", type=int, default=0,
                    help="fold k is fine-tuned with seed k + this (the reference: 0); other values show "
@@ -317,6 +323,7 @@ def main(argv=None) -> int:
     epochs = transfer.FINETUNE_EPOCHS if args.epochs is None else args.epochs
     soup = transfer.FINETUNE_SOUP if args.soup is None else args.soup
     tau = transfer.FINETUNE_LOGIT_ADJUST if args.logit_adjust is None else args.logit_adjust
+    bn_mode = transfer.FINETUNE_BN_RECALIBRATE if args.bn_recalibrate is None else args.bn_recalibrate
     if tau < 0:
         p.error(f"--logit-adjust {tau:g}: expected TAU >= 0")
     try:
@@ -354,16 +361,22 @@ def main(argv=None) -> int:
             t0 = time.time()
             net = transfer.finetune_ensemble(args.pretrained, [str(data)], args.fer, exclude_groups=held,
                                              epochs=epochs, lr=lr, seed=k + args.seed_offset, cache=args.fer_cache,
-                                             blend=1.0, soup=soup, video_zoom=video_zoom)
+                                             blend=1.0, soup=soup, video_zoom=video_zoom, bn_recalibrate="off")
             mask = frame["group"].isin(held).to_numpy()
             tuned = {name: v.clone() for name, v in net.state_dict().items()}
+            # the recipe's BN statistics come last, after any blend (as finetune does them)
+            blocks = None if bn_mode == "off" else transfer.stage2_blocks([str(data)], held)[0]
+
+            def fold_model(weight: float):
+                net.load_state_dict(transfer.blend_states(tuned, pre_state, weight))
+                return net if blocks is None else transfer.with_bn_recalibrated(copy.deepcopy(net), blocks, bn_mode)
+
             # the comparison: the same fine-tuning, mixed with the stage-1 weights
-            net.load_state_dict(transfer.blend_states(tuned, pre_state, COMPARE_BLEND))
-            proba_nb[mask] = transfer.predict_proba(net, Xall[mask], tta_flip=recipe_flip)
+            proba_nb[mask] = transfer.predict_proba(fold_model(COMPARE_BLEND), Xall[mask], tta_flip=recipe_flip)
             # the recipe's fold model
-            net.load_state_dict(transfer.blend_states(tuned, pre_state, blend))
-            proba_ft[mask] = transfer.predict_proba(net, Xall[mask], tta_flip=recipe_flip)
-            proba_ft1[mask] = transfer.predict_proba(net, Xall[mask], tta_flip=not recipe_flip)
+            model = fold_model(blend)
+            proba_ft[mask] = transfer.predict_proba(model, Xall[mask], tta_flip=recipe_flip)
+            proba_ft1[mask] = transfer.predict_proba(model, Xall[mask], tta_flip=not recipe_flip)
             folds_out[k] = {"held_out": held, "seconds": round(time.time() - t0)}
             print(f"[{time.time() - t_start:.0f}s] fold {k} fine-tuned in {time.time() - t0:.0f}s", flush=True)
         done = ~np.isnan(proba_ft[:, 0]) if pre is not None else np.ones(len(frame), bool)
@@ -480,7 +493,7 @@ def main(argv=None) -> int:
               "finetune_epochs_per_fold": epochs, "finetune_lr": lr,
               "finetune_soup": soup, "finetune_ema": transfer.FINETUNE_EMA, "finetune_lwf": transfer.FINETUNE_LWF,
               "finetune_min_block_gap": transfer.FINETUNE_MIN_BLOCK_GAP,
-              "finetune_video_zoom": list(video_zoom), "logit_adjust": tau, "seed_offset": args.seed_offset,
+              "finetune_video_zoom": list(video_zoom), "logit_adjust": tau, "bn_recalibrate": bn_mode, "seed_offset": args.seed_offset,
               "blend": blend, "folds": folds_out, "rows": rows,
               "seconds": round(time.time() - t_start)}
     from omgclip.fsutil import atomic_write_text

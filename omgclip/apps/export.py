@@ -7,6 +7,9 @@ travel inside the file: ONNX ``metadata_props`` (key ``omgclip``, JSON), TorchSc
 file ``omgclip.json``. The graph is the net omgclip runs on video; where the metadata says
 ``still_flip`` (the bundled model), omgclip classifies a still image as the mean of the
 softmax of its clip and of the mirrored clip (``clips[..., ::-1]``), two runs of the graph.
+Where it says ``still_bn_differs`` (a weights file with ``still_buffers``), omgclip runs still
+images through the same weights with other BatchNorm statistics, so the graph's output for
+a still image differs slightly from omgclip's.
 
 Every export is checked before it appears: the written file is loaded back
 (``onnxruntime`` when installed, else ``onnx.checker`` + ``onnx.reference``; TorchScript
@@ -88,10 +91,11 @@ def export(cfg: ExportConfig) -> Path:
 
 
 def export_metadata(loaded) -> dict:
-    from omgclip.learn.models.layers import LogitShift
+    from omgclip.learn.models.layers import FlipAverage, LogitShift, unwrap
 
     shift = loaded.net if isinstance(loaded.net, LogitShift) else None
     video = shift.net if shift is not None else loaded.net  # the video net before its offsets
+    still = loaded.net_for(still=True)
     return {
         "model_name": str(getattr(loaded, "model_name", "")),
         "labels": [str(x) for x in loaded.labels],
@@ -102,7 +106,10 @@ def export_metadata(loaded) -> dict:
         "output": f"{OUTPUT_NAME}: float32 (N, {len(loaded.labels)}); softmax for probabilities",
         # the exported graph is the video net; for a still image (its crop repeated T times)
         # omgclip averages the softmax of that clip and of its mirror image (last axis flipped)
-        "still_flip": loaded.net_for(still=True) is not video,
+        "still_flip": isinstance(still, FlipAverage) and not isinstance(video, FlipAverage),
+        # omgclip runs a still image through the same weights with other BatchNorm statistics
+        # (the weights file's still_buffers); the exported graph has the video net's
+        "still_bn_differs": unwrap(still) is not unwrap(video),
         # the exported graph's logits have these per-label offsets taken off (video decides under
         # a balanced class prior); omgclip scores a still image's clip without them (add them back)
         "video_logit_adjust": [float(v) for v in shift.offsets] if shift is not None else None,

@@ -9,7 +9,12 @@ Two file kinds load the same way with :func:`load_model`:
       {'format': 'omgclip-weights-v1',
        'state_dict': {name: tensor},                 # the net's weights only
        'meta': {'model_name', 'model_kwargs', 'labels', 'num_classes',
-                'block_len', 'crop_size', ...}}      # plain JSON-able types
+                'block_len', 'crop_size', ...},      # plain JSON-able types
+       'still_buffers': {name: tensor}}              # optional: BN statistics for still images
+
+``still_buffers`` (a model saved as a ``StillAware`` pair of one net with two sets of BatchNorm
+running statistics, ``transfer.split_bn``): ``state_dict`` is the video net, and a still image
+goes through the same net with these BN buffers in place of its own.
 
 Both are read with ``torch.load(path, map_location='cpu', weights_only=True)`` only: no
 pickled code from a file is ever run.
@@ -37,6 +42,8 @@ WEIGHTS_FORMAT = "omgclip-weights-v1"
 DEFAULT_WEIGHTS = Path(__file__).resolve().parents[1] / "weights" / "default.pt"
 #: meta keys every weights file carries
 REQUIRED_META = ("model_name", "model_kwargs", "labels", "block_len", "crop_size")
+#: the tensors a file's ``still_buffers`` may replace: BatchNorm running statistics
+BN_BUFFER_SUFFIXES = (".running_mean", ".running_var", ".num_batches_tracked")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -46,9 +53,10 @@ class LoadedModel:
     ``net`` is in eval mode on the CPU and maps ``(N, 1, block_len, crop_size, crop_size)``
     floats in [0, 1] to ``(N, len(labels))`` logits. ``meta`` holds everything else the file
     said (hyperparameters, training class counts, ...), as plain types. ``still_net`` is the
-    net for a still image (a photo's crop repeated ``block_len`` times): ``net`` itself, or
-    ``net`` with the test-time flip where the file's meta says ``still_flip``
-    (:func:`load_for_inference`); see :meth:`net_for`.
+    net for a still image (a photo's crop repeated ``block_len`` times): ``None`` (``net``
+    itself), the same net with other BatchNorm statistics where the file has
+    ``still_buffers``, and from :func:`load_for_inference` with the test-time flip where the
+    file's meta says ``still_flip``; see :meth:`net_for`.
     """
 
     net: nn.Module
@@ -84,19 +92,43 @@ def save_weights(path: str | os.PathLike, net: nn.Module, meta: Mapping[str, Any
 
     ``meta`` must hold ``model_name``, ``model_kwargs``, ``labels``, ``block_len`` and
     ``crop_size``; other keys (plain types) are kept as they are. ``half``: store floating
-    tensors as float16 (half the size; loading copies them into the float32 net).
+    tensors as float16 (half the size; loading copies them into the float32 net). A
+    :class:`~omgclip.learn.models.layers.StillAware` pair of one net with two sets of BN
+    statistics (``transfer.split_bn``) is stored as its video net plus ``still_buffers``;
+    :class:`ValueError` for a pair whose nets differ in anything else.
     """
+    from omgclip.learn.models.layers import StillAware
+
     missing = [k for k in REQUIRED_META if k not in meta]
     if missing:
         raise ValueError(f"weights meta lacks {', '.join(missing)}")
     meta_plain = to_jsonable(dict(meta))
     meta_plain["labels"] = [str(s) for s in meta_plain["labels"]]
     meta_plain.setdefault("num_classes", len(meta_plain["labels"]))
-    state = {k: v.detach().to("cpu").contiguous().clone() for k, v in net.state_dict().items()}
-    if half:
-        state = {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
-    payload = {"format": WEIGHTS_FORMAT, "state_dict": state, "meta": meta_plain}
+    still = None
+    if isinstance(net, StillAware):
+        net, still = net.video, _still_buffers(net.video.state_dict(), net.still.state_dict())
+
+    def plain(tensors: dict) -> dict:
+        out = {k: v.detach().to("cpu").contiguous().clone() for k, v in tensors.items()}
+        return {k: v.half() if half and v.is_floating_point() else v for k, v in out.items()}
+
+    payload = {"format": WEIGHTS_FORMAT, "state_dict": plain(net.state_dict()), "meta": meta_plain}
+    if still:
+        payload["still_buffers"] = plain(still)
     return atomic_write(path, lambda tmp: torch.save(payload, tmp))
+
+
+def _still_buffers(video: dict, still: dict) -> dict:
+    """The BN buffers of ``still`` that differ from ``video``'s (two state dicts of one net);
+    :class:`ValueError` where anything else differs."""
+    if video.keys() != still.keys():
+        raise ValueError("a still/video pair must be one net with two sets of BN statistics (their tensors differ)")
+    differ = [k for k in video if not torch.equal(video[k], still[k])]
+    other = [k for k in differ if not k.endswith(BN_BUFFER_SUFFIXES)]
+    if other:
+        raise ValueError(f"a still/video pair must share its weights ({other[0]} differs)")
+    return {k: still[k] for k in differ}
 
 
 def load_model(path: str | os.PathLike) -> LoadedModel:
@@ -127,8 +159,27 @@ def load_model(path: str | os.PathLike) -> LoadedModel:
     net = _build(name, labels, kwargs, path)
     _load_state(net, state, path, name)
     net.eval()
+    still_net = None
+    extra = obj.get("still_buffers") if obj.get("format") == WEIGHTS_FORMAT else None
+    if extra is not None:
+        _check_still_buffers(extra, state, path)
+        still_net = _build(name, labels, kwargs, path)
+        _load_state(still_net, {**state, **extra}, path, name)
+        still_net.eval()
     return LoadedModel(net=net, model_name=str(name), labels=labels, block_len=block_len,
-                       crop_size=crop_size, meta=meta, path=path)
+                       crop_size=crop_size, meta=meta, path=path, still_net=still_net)
+
+
+def _check_still_buffers(extra: Any, state: dict, path: Path) -> None:
+    """A file's ``still_buffers`` must replace BN statistics of its net, tensor for tensor."""
+    bad = f"{path} is a damaged omgclip weights file"
+    if not isinstance(extra, dict):
+        raise OmgclipError(f"{bad} (still_buffers is a {type(extra).__name__}, not a dictionary)")
+    for k, v in extra.items():
+        if not isinstance(k, str) or not k.endswith(BN_BUFFER_SUFFIXES) or k not in state:
+            raise OmgclipError(f"{bad} (still_buffers names {k!r}, which is not a BatchNorm statistic of its net)")
+        if not isinstance(v, torch.Tensor) or tuple(v.shape) != tuple(state[k].shape):
+            raise OmgclipError(f"{bad} (still_buffers {k!r} does not fit its net)")
 
 
 #: what a checkpoint's meta may ask for: anything outside is a damaged or hostile file
@@ -259,8 +310,8 @@ def load_for_inference(checkpoint: str | os.PathLike | None, flip: bool = True,
     eval mode (``None``: the bundled default model). Where the file's meta says
     ``test_time_flip`` (and ``flip``), ``net`` averages the clip and its mirror image
     (:class:`FlipAverage`: twice the model time). ``still_net`` (still images: one frame, so
-    the flip costs next to nothing) has the flip where the meta says ``test_time_flip`` or
-    ``still_flip`` (and ``flip``). Where the meta says ``video_logit_adjust`` (one number per
+    the flip costs next to nothing; the file's ``still_buffers`` statistics where it has them)
+    has the flip where the meta says ``test_time_flip`` or ``still_flip`` (and ``flip``). Where the meta says ``video_logit_adjust`` (one number per
     label; and ``logit_adjust``), ``net``'s logits have those offsets taken off
     (:class:`LogitShift`: video decides under a balanced class prior); ``still_net``'s do not.
     Batch norms are folded into the convs (:func:`fold_batchnorm`): same outputs up to float
@@ -283,7 +334,11 @@ def load_for_inference(checkpoint: str | os.PathLike | None, flip: bool = True,
     flip_video = flip and loaded.meta.get("test_time_flip") is True
     flip_still = flip_video or (flip and loaded.meta.get("still_flip") is True)
     video = FlipAverage(plain).eval() if flip_video else plain
-    still = video if flip_still == flip_video else FlipAverage(plain).eval()
+    if loaded.still_net is not None:  # the file's own BN statistics for stills
+        still_plain = fold_batchnorm(loaded.still_net)
+        still = FlipAverage(still_plain).eval() if flip_still else still_plain
+    else:
+        still = video if flip_still == flip_video else FlipAverage(plain).eval()
     if offsets is not None and logit_adjust:
         video = LogitShift(video, offsets).eval()
     return dataclasses.replace(loaded, net=video, still_net=still)

@@ -293,6 +293,12 @@ FINETUNE_LWF = 0.0
 #: the recipe's post-hoc logit adjustment for video, ``tau`` of :func:`logit_adjustment` on
 #: :func:`stage2_prior` (0: none; written into the weights meta as ``video_logit_adjust``)
 FINETUNE_LOGIT_ADJUST = 0.0
+#: what stage 2 does with the BatchNorm running statistics at its end (:func:`finetune`'s
+#: ``bn_recalibrate``): ``"off"`` keeps its own (they mix video and still batches), ``"all"``
+#: recomputes them from the training video blocks, ``"video"`` does so for video clips only
+#: and keeps stage 2's for still images (a :class:`~omgclip.learn.models.layers.StillAware` pair)
+FINETUNE_BN_RECALIBRATE = "video"
+BN_RECALIBRATE_MODES = ("off", "all", "video")
 #: the softening of :func:`finetune`'s ``lwf`` term (Hinton et al.'s usual 2)
 LWF_TEMPERATURE = 2.0
 #: the seeds of a stage-2 soup's runs are this far apart (``finetune(soup=...)``)
@@ -441,7 +447,7 @@ def finetune(init: str | nn.Module, data_dirs: Sequence[str], fer_root: str | No
              distill_weight: float = 1.0, distill_batch_size: int = 16, soup: int = FINETUNE_SOUP,
              ema: float = FINETUNE_EMA,
              video_zoom: Sequence[float] = FINETUNE_VIDEO_ZOOM, lwf: float = FINETUNE_LWF,
-             bn_recalibrate: bool = False) -> nn.Module:
+             bn_recalibrate: bool | str = FINETUNE_BN_RECALIBRATE) -> nn.Module:
     """Stage 2: from ``init`` (a :func:`pretrain_stills` file, an omgclip weights file, or a
     net), train on the labeled blocks of ``data_dirs`` (minus ``exclude_groups``: the
     held-out people), class-balanced by the loss weights, alternating with FER Training
@@ -468,9 +474,12 @@ def finetune(init: str | nn.Module, data_dirs: Sequence[str], fer_root: str | No
     adds ``distill_weight`` x the cross-entropy of the net's output against the peer's mean
     probability over that window (knowledge distillation, Hinton et al. 2015, temperature 1).
 
-    ``bn_recalibrate``: at the end, the BatchNorm running statistics are recomputed from the
-    training video blocks as they are (:func:`recalibrate_bn`; tried on validation people
-    2026-12-05, see the model card).
+    ``bn_recalibrate`` (one of :data:`BN_RECALIBRATE_MODES`; ``True``/``False`` mean ``"all"``/
+    ``"off"``): ``"all"``: at the end, the BatchNorm running statistics are recomputed from the
+    training video blocks as they are (:func:`recalibrate_bn`); ``"video"``: the same for video
+    clips only, and the returned model is a :class:`~omgclip.learn.models.layers.StillAware`
+    pair (:func:`split_bn`): the recalibrated net for video, the net with stage 2's own
+    statistics for still images (both tried on validation people 2026-12-05: model card).
 
     ``soup`` > 1: the fine-tuning is run that many times from ``init`` with seeds ``seed``,
     ``seed + SOUP_SEED_STEP``, ... and the returned weights are their mean (a uniform
@@ -513,13 +522,14 @@ def finetune(init: str | nn.Module, data_dirs: Sequence[str], fer_root: str | No
         raise ValueError(f"min_block_gap must be a whole number >= 1, got {min_block_gap!r}")
     if lwf > 0 and not fer_root:
         raise ValueError("lwf needs the FER2013 stills (fer_root)")
+    bn_mode = bn_recalibrate_mode(bn_recalibrate)
     video_zoom = tuple(float(z) for z in video_zoom)
     if len(video_zoom) != 2 or not 0 < video_zoom[0] <= video_zoom[1]:
         raise ValueError(f"video_zoom must be (lo, hi) with 0 < lo <= hi, got {video_zoom}")
     if soup > 1:
         base = _load_init(init)
         start = {k: v.detach().clone() for k, v in base.state_dict().items()}
-        params.update(soup=1, blend=1.0)
+        params.update(soup=1, blend=1.0, bn_recalibrate="off")
         states = []
         for k in range(soup):
             params.update(init=copy.deepcopy(base), seed=seed + k * SOUP_SEED_STEP)
@@ -527,16 +537,16 @@ def finetune(init: str | nn.Module, data_dirs: Sequence[str], fer_root: str | No
         mean = {key: (sum(st[key] for st in states) / soup) if v.is_floating_point() else v
                 for key, v in states[0].items()}
         base.load_state_dict(blend_states(mean, start, blend) if blend < 1.0 else mean)
-        return base.eval()
+        if bn_mode == "off":
+            return base.eval()
+        return with_bn_recalibrated(base, stage2_blocks(data_dirs, exclude_groups, min_block_gap)[0], bn_mode,
+                                    batch_size)
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     net = _load_init(init)
     start = {k: v.detach().clone() for k, v in net.state_dict().items()} if blend < 1.0 else None
     teacher = copy.deepcopy(net).eval().requires_grad_(False) if lwf > 0 else None
-    Xb, frame = load_blocks(data_dirs, exclude_groups=exclude_groups)
-    if min_block_gap > 1 and "start_frame" in frame.columns:
-        keep = (frame["start_frame"].astype(int) % int(min_block_gap) == 0).to_numpy()
-        Xb, frame = Xb[keep], frame[keep].reset_index(drop=True)
+    Xb, frame = stage2_blocks(data_dirs, exclude_groups, min_block_gap)
     yb = frame["label"].to_numpy().astype(np.int64)
     counts = np.bincount(yb, minlength=NUM_CLASSES).astype(float)
     cw = torch.tensor(np.where(counts > 0, counts.sum() / np.maximum(counts, 1) / (counts > 0).sum(), 0.0),
@@ -600,10 +610,54 @@ def finetune(init: str | nn.Module, data_dirs: Sequence[str], fer_root: str | No
         net.load_state_dict(averaged.module.state_dict())
     if blend < 1.0:
         net.load_state_dict(blend_states(net.state_dict(), start, blend))
-    if bn_recalibrate:
-        recalibrate_bn(net, Xb, batch_size)
-    net.eval()
-    return net
+    return with_bn_recalibrated(net, Xb, bn_mode, batch_size)
+
+
+def with_bn_recalibrated(net: nn.Module, blocks: np.ndarray, mode: bool | str, batch_size: int = 16) -> nn.Module:
+    """``net`` (eval mode) as :func:`finetune`'s ``bn_recalibrate`` ``mode`` leaves it, from the
+    training video ``blocks (N, T, H, W)`` uint8: as it is (``"off"``), with its BN statistics
+    recomputed in place (``"all"``: :func:`recalibrate_bn`), or a still/video pair (``"video"``:
+    :func:`split_bn`)."""
+    mode = bn_recalibrate_mode(mode)
+    if mode == "all":
+        return recalibrate_bn(net, blocks, batch_size)
+    if mode == "video":
+        return split_bn(net, blocks, batch_size)
+    return net.eval()
+
+
+def bn_recalibrate_mode(value: bool | str) -> str:
+    """``finetune``'s ``bn_recalibrate`` as one of :data:`BN_RECALIBRATE_MODES` (``True``:
+    ``"all"``, ``False``: ``"off"``); :class:`ValueError` for anything else."""
+    if isinstance(value, bool):
+        return "all" if value else "off"
+    if value not in BN_RECALIBRATE_MODES:
+        raise ValueError(f"bn_recalibrate must be one of {', '.join(BN_RECALIBRATE_MODES)}, got {value!r}")
+    return value
+
+
+def stage2_blocks(data_dirs: Sequence[str | os.PathLike], exclude_groups: Sequence[str] = (),
+                  min_block_gap: int = FINETUNE_MIN_BLOCK_GAP):
+    """The video blocks stage 2 trains on, ``(X uint8 (N, T, S, S), frame)``: the labeled blocks
+    of ``data_dirs`` minus ``exclude_groups``, of each utterance those starting
+    ``min_block_gap`` frames apart."""
+    Xb, frame = load_blocks(data_dirs, exclude_groups=exclude_groups)
+    if min_block_gap > 1 and "start_frame" in frame.columns:
+        keep = (frame["start_frame"].astype(int) % int(min_block_gap) == 0).to_numpy()
+        Xb, frame = Xb[keep], frame[keep].reset_index(drop=True)
+    return Xb, frame
+
+
+def split_bn(net: nn.Module, blocks: np.ndarray, batch_size: int = 16) -> nn.Module:
+    """A :class:`~omgclip.learn.models.layers.StillAware` pair from ``net`` (eval mode): for
+    video clips a copy whose BatchNorm running statistics are recomputed from ``blocks (N, T,
+    H, W)`` uint8 (:func:`recalibrate_bn`), for still images ``net`` itself with the statistics
+    it has. Same weights, so each clip costs one net's time. A weights file stores the pair as
+    the video net plus the still net's differing BN buffers (``save_weights``)."""
+    from omgclip.learn.models.layers import StillAware
+
+    net = net.eval()
+    return StillAware(recalibrate_bn(copy.deepcopy(net), blocks, batch_size), net).eval()
 
 
 def recalibrate_bn(net: nn.Module, blocks: np.ndarray, batch_size: int = 16) -> nn.Module:
@@ -633,9 +687,14 @@ def finetune_ensemble(inits: Sequence[str | nn.Module], data_dirs: Sequence[str]
     arguments (``kwargs``: those of :func:`finetune`, seed included), joined into one
     :class:`~omgclip.learn.models.ensemble.Ensemble` whose output averages the members'
     probabilities (eval mode). One init: just :func:`finetune`'s net."""
+    from omgclip.learn.models.layers import StillAware
+
     if not inits:
         raise ValueError("finetune_ensemble needs at least one init")
-    return ensemble_of([finetune(init, data_dirs, fer_root, **kwargs) for init in inits])
+    nets = [finetune(init, data_dirs, fer_root, **kwargs) for init in inits]
+    if all(isinstance(n, StillAware) for n in nets):  # bn_recalibrate="video": one pair of ensembles
+        return StillAware(ensemble_of([n.video for n in nets]), ensemble_of([n.still for n in nets])).eval()
+    return ensemble_of(nets)
 
 
 def ensemble_of(nets: Sequence[nn.Module]) -> nn.Module:
@@ -656,8 +715,9 @@ def asks_flip(net: nn.Module) -> bool:
     """Whether the recipe's weights file for ``net`` asks for the test-time flip: yes for one
     net, no for an ensemble (either way the model time of two passes of one net)."""
     from omgclip.learn.models.ensemble import Ensemble
+    from omgclip.learn.models.layers import StillAware
 
-    return not isinstance(net, Ensemble)
+    return not isinstance(net.video if isinstance(net, StillAware) else net, Ensemble)
 
 
 def _ema_of(net: nn.Module, decay: float):
@@ -764,10 +824,16 @@ def weights_meta(net: nn.Module, face: dict | None, flip: bool | None = None, **
     a still image is one frame, so its flip costs next to nothing (on FER2013 PublicTest the
     bundled ensemble scored 0.689 without it, 0.692 with it; chosen 2026-12-05)."""
     from omgclip.learn.models.ensemble import Ensemble
+    from omgclip.learn.models.layers import StillAware
 
+    split = isinstance(net, StillAware)
+    net = net.video if split else net
     meta = {"model_name": "ensemble" if isinstance(net, Ensemble) else MODEL_NAME, "model_kwargs": dict(net.arch),
             "labels": list(EMOTIONS), "num_classes": NUM_CLASSES, "block_len": 20, "crop_size": 80,
             "test_time_flip": asks_flip(net) if flip is None else bool(flip), "still_flip": True}
+    if split:
+        meta["bn_statistics"] = ("video: recomputed from the training video blocks; still images: "
+                                 "stage 2's own (still_buffers)")
     if face is not None:
         meta["face"] = face
     meta.update(extra)
@@ -887,6 +953,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                    help="video clips decide under a balanced class prior: the file's meta asks inference to "
                         "take TAU x log(stage 2's class prior) off their logits (needs --fer; "
                         "default %(default)s; 0: none)")
+    b.add_argument("--bn-recalibrate", choices=BN_RECALIBRATE_MODES, default=FINETUNE_BN_RECALIBRATE,
+                   help="at the end, recompute the BatchNorm statistics from the training video blocks: for "
+                        "everything (all), or for video clips only, still images keeping stage 2's (video) "
+                        "(default %(default)s)")
     b.add_argument("--out", required=True, help="the weights file to write")
     for q in (a, b):
         q.add_argument("--threads", type=int, default=2)
@@ -922,7 +992,8 @@ def _run(args: argparse.Namespace) -> int:
     net = finetune_ensemble(args.init, args.data, args.fer, exclude_groups=args.exclude_group, epochs=args.epochs,
                    seed=args.seed, cache=args.cache, log_every=1, blend=args.blend, lr=args.lr,
                    mixup=args.mixup, distill=args.distill, distill_weight=args.distill_weight, soup=args.soup,
-                   ema=args.ema, video_zoom=args.video_zoom, lwf=args.lwf, min_block_gap=args.min_block_gap)
+                   ema=args.ema, video_zoom=args.video_zoom, lwf=args.lwf, min_block_gap=args.min_block_gap,
+                   bn_recalibrate=args.bn_recalibrate)
     from omgclip.dataset.format import read_face_config
 
     face = read_face_config(args.data[0])
@@ -930,7 +1001,7 @@ def _run(args: argparse.Namespace) -> int:
                         recipe="omgclip.learn.transfer: FER2013 stills pretrain, then video blocks + FER stills",
                         finetune_epochs=args.epochs, soup=args.soup, ema=args.ema, blend=args.blend, lr=args.lr,
                         mixup=args.mixup, video_zoom=list(args.video_zoom), lwf=args.lwf,
-                        min_block_gap=args.min_block_gap,
+                        min_block_gap=args.min_block_gap, bn_recalibrate=args.bn_recalibrate,
                         distill=Path(args.distill).name if args.distill else None,
                         distill_weight=args.distill_weight if args.distill else None,
                         excluded_groups=list(args.exclude_group))
