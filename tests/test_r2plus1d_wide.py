@@ -219,7 +219,7 @@ def test_finetune_blend_mixes_the_fine_tuned_and_initial_weights(tmp_path):
         import copy
 
         return transfer.finetune(copy.deepcopy(init), [str(data)], epochs=1, batch_size=4, seed=3,
-                                 blend=blend).state_dict()
+                                 blend=blend, bn_recalibrate="off").state_dict()  # the weights as blended
 
     zero, half, one, default = run(0.0), run(0.5), run(1.0), run(None)
     assert transfer.DEFAULT_BLEND == 1.0
@@ -310,6 +310,7 @@ def test_finetune_soup_is_the_mean_of_its_seeds_runs(tmp_path):
     start = {k: v.clone() for k, v in init.state_dict().items()}
 
     def run(**kw):
+        kw.setdefault("bn_recalibrate", "off")  # the weights as averaged
         return transfer.finetune(copy.deepcopy(init), [str(data)], epochs=1, batch_size=4, **kw).state_dict()
 
     a, b = run(seed=3), run(seed=3 + transfer.SOUP_SEED_STEP)
@@ -322,6 +323,12 @@ def test_finetune_soup_is_the_mean_of_its_seeds_runs(tmp_path):
             torch.testing.assert_close(half[k], (soup[k] + start[k]) / 2, atol=1e-6, rtol=1e-5)
     with pytest.raises(ValueError, match="soup"):
         run(soup=0)
+    # the recipe's BN split comes after the soup: its still net is the soup itself
+    pair = transfer.finetune(copy.deepcopy(init), [str(data)], epochs=1, batch_size=4, seed=3, soup=2,
+                             bn_recalibrate="video")
+    for k, v in pair.still.state_dict().items():
+        assert torch.equal(v, soup[k]), k
+    assert any(not torch.equal(v, soup[k]) for k, v in pair.video.state_dict().items() if "running" in k)
 
 
 def test_finetune_ema_returns_the_moving_average_of_the_weights(tmp_path):
