@@ -16,7 +16,7 @@ from omgclip.errors import OmgclipError
 from omgclip.learn import transfer
 from omgclip.learn.checkpoint import load_for_inference, load_model, save_weights
 from omgclip.learn.models.layers import FlipAverage, StillAware, unwrap
-from test_r2plus1d_wide import _tiny_dataset
+from test_r2plus1d_wide import _tiny_dataset, _tiny_stage1_file
 
 
 def _moving(faces: np.ndarray) -> np.ndarray:
@@ -153,12 +153,7 @@ def test_finetune_cli_writes_a_split_model(tmp_path):
     """``transfer finetune --bn-recalibrate video`` writes a file with ``still_buffers``, its
     meta records the mode, and a bad mode stops in argparse."""
     data = _tiny_dataset(tmp_path / "data")
-    torch.manual_seed(0)
-    init = transfer.new_net([8, 16, 32])
-    init_path = tmp_path / "pre" / "best.pt"
-    init_path.parent.mkdir()
-    torch.save({"state_dict": init.state_dict(), "arch": dict(init.arch), "widths": list(init.widths), "epoch": 1},
-               init_path)
+    init_path = _tiny_stage1_file(tmp_path / "pre" / "best.pt")
     out = tmp_path / "split.pt"
     base = ["finetune", "--init", str(init_path), "--data", str(data), "--epochs", "1", "--threads", "1",
             "--out", str(out)]

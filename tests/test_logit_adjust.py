@@ -105,7 +105,7 @@ def test_finetune_cli_writes_the_adjustment_from_the_fer_training_labels(tmp_pat
     prior of that folder's Training labels (here 70 real FER2013 faces), and inference applies
     it; without ``--fer``, or with TAU < 0, it stops in one line before any training."""
     from omgclip.learn.checkpoint import load_for_inference
-    from test_r2plus1d_wide import _tiny_dataset
+    from test_r2plus1d_wide import _tiny_dataset, _tiny_stage1_file
 
     from conftest import SHARED_DATA
 
@@ -122,12 +122,7 @@ def test_finetune_cli_writes_the_adjustment_from_the_fer_training_labels(tmp_pat
         shutil.copyfile(SHARED_DATA / "fer2013" / f, fer / f)
     small.to_csv(fer / "labels.csv", index=False)
     data = _tiny_dataset(tmp_path / "data")
-    torch.manual_seed(0)
-    init = transfer.new_net([8, 16, 32])
-    init_path = tmp_path / "pre" / "best.pt"
-    init_path.parent.mkdir()
-    torch.save({"state_dict": init.state_dict(), "arch": dict(init.arch), "widths": list(init.widths), "epoch": 1},
-               init_path)
+    init_path = _tiny_stage1_file(tmp_path / "pre" / "best.pt")
     base = ["finetune", "--init", str(init_path), "--data", str(data), "--epochs", "1", "--threads", "1"]
     for extra, why in ((["--logit-adjust", "0.5"], "needs TAU >= 0, and --fer"),
                        (["--logit-adjust", "-1", "--fer", str(fer)], "needs TAU >= 0")):

@@ -203,6 +203,19 @@ def _tiny_dataset(root, n=8):
     return root
 
 
+def _tiny_stage1_file(path):
+    """A stage-1 file (as ``transfer pretrain`` writes ``best.pt``) of a small random
+    ``r2plus1d_wide`` (widths 8/16/32, seed 0) at ``path``; returns ``path``."""
+    from omgclip.learn import transfer
+
+    torch.manual_seed(0)
+    init = transfer.new_net([8, 16, 32])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save({"state_dict": init.state_dict(), "arch": dict(init.arch), "widths": list(init.widths), "epoch": 1},
+               path)
+    return path
+
+
 def test_finetune_blend_mixes_the_fine_tuned_and_initial_weights(tmp_path):
     """Stage 2's ``blend``: 0 gives back the initial weights exactly, 1 (the recipe's
     default) the fine-tuned ones, 0.5 their midpoint (same seed: the same fine-tuning)."""
