@@ -21,6 +21,10 @@ the validation video probabilities with ``TAU x log`` of stage 2's class prior
 (``transfer.stage2_prior``) taken from their logs (post-hoc logit adjustment); the stills,
 and so the PublicTest part, are unchanged.
 
+``--adapt-bn`` adds a row per candidate, on the same fold models: each validation person's
+blocks scored after the video net's BatchNorm statistics are recomputed from that person's
+own (unlabeled) blocks (test-time adaptation, ``transfer.adapted_to``); stills unchanged.
+
 Every model is run as ``predict`` runs its weights file: one net with the test-time flip, an
 ensemble (several ``--pretrained``) without; a candidate's ``"flip": true|false`` overrides it.
 
@@ -67,6 +71,9 @@ def main(argv=None) -> int:
                    help="also score each candidate's fold models with the video probabilities adjusted by "
                         "TAU x log(stage 2's class prior) (post-hoc logit adjustment; stills unchanged); "
                         "repeated: one row per TAU, on the same fold models")
+    p.add_argument("--adapt-bn", action="store_true",
+                   help="also score each candidate's fold models with the video net's BN statistics recomputed "
+                        "from each validation person's own blocks (test-time adaptation; stills unchanged)")
     p.add_argument("--json", default=str(HERE / "results" / "select_stage2.json"))
     args = p.parse_args(argv)
     candidates = []
@@ -102,6 +109,7 @@ def main(argv=None) -> int:
     results = []
     for name, kwargs in candidates:
         proba = np.full((len(frame), 7), np.nan, np.float32)
+        proba_adapted = proba.copy()
         fer_acc, fer_acc_given = [], []
         kwargs = dict(kwargs)
         flip = kwargs.pop("flip", None)  # not finetune's: the test-time flip (default: as the weights file would ask)
@@ -111,6 +119,10 @@ def main(argv=None) -> int:
             tta = transfer.asks_flip(net) if flip is None else flip
             m = frame["group"].isin(held).to_numpy()
             proba[m] = transfer.predict_proba(net, X[m], tta_flip=tta)
+            if args.adapt_bn:
+                for g in held:
+                    mg = (frame["group"] == g).to_numpy()
+                    proba_adapted[mg] = transfer.predict_proba(transfer.adapted_to(net, X[mg]), X[mg], tta_flip=tta)
             pp = transfer.predict_proba(net, Xpub_framed, 256, tta_flip=tta)
             fer_acc.append(float((pp.argmax(1) == ypub).mean()))
             pp = pp if fer_zoom == 1 else transfer.predict_proba(net, Xpub, 256, tta_flip=tta)
@@ -118,11 +130,14 @@ def main(argv=None) -> int:
             print(f"[{time.time() - t_start:.0f}s] {name}: fold {k + 1} done", flush=True)
         f = frame[val].reset_index(drop=True)
         yb = f["label"].to_numpy()
-        for tau in [None, *args.logit_adjust]:
-            pv = proba[val] if tau is None else transfer.adjust_proba(
-                proba[val], transfer.logit_adjustment(tau, prior))
+        variants = [(name, None, False)] + [(f"{name} + logit adjust {tau:g}", tau, False)
+                                            for tau in args.logit_adjust]
+        variants += [(f"{name} + BN adapted per person", None, True)] if args.adapt_bn else []
+        for label, tau, adapted in variants:
+            pv = proba_adapted[val] if adapted else proba[val]
+            pv = pv if tau is None else transfer.adjust_proba(pv, transfer.logit_adjustment(tau, prior))
             yc, pc = clip_level(f, pv)
-            rec = {"candidate": name if tau is None else f"{name} + logit adjust {tau:g}", "kwargs": kwargs,
+            rec = {"candidate": label, "kwargs": kwargs, "adapt_bn": adapted,
                    "flip": flip, "logit_adjust": tau, "val_block_uar": uar(yb, pv),
                    "val_clip_uar": uar(yc, pc), "public_acc": float(np.mean(fer_acc)),
                    "public_acc_as_given": float(np.mean(fer_acc_given)),

@@ -194,3 +194,24 @@ def test_the_bundled_model_runs_photos_with_stage_2s_statistics_and_video_with_r
     acc_video, _ = transfer.accuracy_uar(y, transfer.predict_proba(unwrap(loaded.net), X, 256, tta_flip=True))
     assert len(X) == 3589
     assert abs(acc_still - 0.692) <= 0.002 and acc_video < acc_still - 0.005, (acc_still, acc_video)
+
+
+def test_adapted_to_recomputes_the_video_statistics_from_one_persons_blocks(fer_faces):
+    """``transfer.adapted_to`` (test-time BN adaptation, scored by ``select_stage2 --adapt-bn``):
+    a copy whose video net has the BN statistics of the given blocks (as ``recalibrate_bn``),
+    the still net kept as it is, and the model passed in untouched."""
+    torch.manual_seed(0)
+    net = transfer.new_net([8, 16, 32]).eval()
+    pair = transfer.split_bn(net, _moving(fer_faces(8)), batch_size=4)
+    video_before = {k: v.clone() for k, v in pair.video.state_dict().items()}
+    person = _moving(fer_faces(12)[8:])  # other faces: "a new person"
+    adapted = transfer.adapted_to(pair, person, batch_size=2)
+    assert isinstance(adapted, StillAware) and adapted.still is pair.still and adapted.video is not pair.video
+    for k, v in pair.video.state_dict().items():
+        assert torch.equal(v, video_before[k]), k
+    expected = transfer.recalibrate_bn(copy.deepcopy(pair.video), person, batch_size=2).state_dict()
+    for k, v in adapted.video.state_dict().items():
+        assert torch.equal(v, expected[k]), k
+    assert any(not torch.equal(adapted.video.state_dict()[k], video_before[k]) for k in _bn_buffers(net))
+    plain = transfer.adapted_to(net, person, batch_size=2)
+    assert not isinstance(plain, StillAware) and plain is not net

@@ -681,6 +681,19 @@ def recalibrate_bn(net: nn.Module, blocks: np.ndarray, batch_size: int = 16) -> 
     return net.eval()
 
 
+def adapted_to(net: nn.Module, blocks: np.ndarray, batch_size: int = 16) -> nn.Module:
+    """Test-time BN adaptation ("AdaBN", Li et al. 2016): a copy of ``net`` whose video net has
+    its BatchNorm running statistics recomputed from ``blocks (N, T, H, W)`` uint8, e.g. all
+    the unlabeled blocks of one new person (:func:`recalibrate_bn`); a
+    :class:`~omgclip.learn.models.layers.StillAware` pair keeps its still net as it is.
+    ``net`` itself is untouched. Eval mode."""
+    from omgclip.learn.models.layers import StillAware
+
+    if isinstance(net, StillAware):
+        return StillAware(recalibrate_bn(copy.deepcopy(net.video), blocks, batch_size), net.still).eval()
+    return recalibrate_bn(copy.deepcopy(net), blocks, batch_size)
+
+
 def finetune_ensemble(inits: Sequence[str | nn.Module], data_dirs: Sequence[str], fer_root: str | None = None,
                       **kwargs) -> nn.Module:
     """Stage 2 for each of ``inits`` (e.g. stage-1 runs with different seeds), with the same
