@@ -17,8 +17,6 @@
 #    and the CK+ sequences, each step also on a batch of FER stills (FINETUNE_EPOCHS, lr 1e-3); an
 #    exponential moving average of its weights (FINETUNE_EMA, 0.98) is kept (`finetune --blend 0.5`
 #    would mix them with stage 1's: better on FER2013, worse on the video people; see the model card);
-#    at the end, video clips get BatchNorm statistics recomputed from the training video blocks and
-#    still images keep stage 2's (FINETUNE_BN_RECALIBRATE "video"; the file stores both);
 # 3. stage 1 runs once per seed in SEEDS (default "0 1"), stage 2 once per stage-1 file, and the
 #    fine-tuned nets are saved as one `ensemble` weights file (mean of their probabilities, no
 #    test-time flip); SEEDS=0 gives the one-net model, marked for test-time flip

@@ -297,7 +297,7 @@ FINETUNE_LOGIT_ADJUST = 0.0
 #: ``bn_recalibrate``): ``"off"`` keeps its own (they mix video and still batches), ``"all"``
 #: recomputes them from the training video blocks, ``"video"`` does so for video clips only
 #: and keeps stage 2's for still images (a :class:`~omgclip.learn.models.layers.StillAware` pair)
-FINETUNE_BN_RECALIBRATE = "video"
+FINETUNE_BN_RECALIBRATE = "off"
 BN_RECALIBRATE_MODES = ("off", "all", "video")
 #: the softening of :func:`finetune`'s ``lwf`` term (Hinton et al.'s usual 2)
 LWF_TEMPERATURE = 2.0
