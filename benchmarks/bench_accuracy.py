@@ -31,6 +31,9 @@ them (``TAU x log`` of stage 2's class prior off the logits); the column "omgcli
 adjustment" is then the same fold models without it. ``--bn-recalibrate off|all|video``
 (default: the recipe's ``transfer.FINETUNE_BN_RECALIBRATE``) recomputes each fold model's
 BatchNorm statistics from its own training video blocks, after any blend, as ``finetune`` does.
+``--adapt-bn`` adds the column "omgclip, BN adapted per person": each held-out person's blocks
+(a MEAD person, a CK+ subject) scored after the fold model's BN statistics are recomputed from
+that person's own blocks, all of them (test-time adaptation, ``transfer.adapted_to``).
 
 Peers, each given the same 80x80 dlib face crops (per frame; a block or clip label for a peer
 is the mean of its per-frame probabilities):
@@ -160,6 +163,7 @@ COMPARE_BLEND = 0.5  # the column that mixes each fold's stage-2 weights with st
 BLENDED = f"omgclip, blend {COMPARE_BLEND}"
 AS_GIVEN = "omgclip, FER framing as given"
 NO_ADJUST = "omgclip, no logit adjustment"
+ADAPTED = "omgclip, BN adapted per person"
 #: the two framings each peer is scored on (its cell is the better one; both go in the JSON)
 PEER_FRAMINGS = ("FER's tight framing", "omgclip's framing")
 
@@ -295,6 +299,10 @@ def main(argv=None) -> int:
     p.add_argument("--bn-recalibrate", default=None, choices=("off", "all", "video"),
                    help="the fold models' BatchNorm statistics after stage 2 (finetune --bn-recalibrate; default: "
                         "the recipe's, transfer.FINETUNE_BN_RECALIBRATE)")
+    p.add_argument("--adapt-bn", action="store_true",
+                   help=f"add column '{ADAPTED}': each held-out person's (MEAD person, CK+ subject) blocks scored "
+                        "after the fold model's BN statistics are recomputed from that person's own blocks "
+                        "(test-time adaptation, transfer.adapted_to)")
     p.add_argument("--folds", default="all", help="'all' or comma-separated fold numbers 1..4 (quick runs)")
     p.add_argument("--seed-offset", type=int, default=0,
                    help="fold k is fine-tuned with seed k + this (the reference: 0); other values show "
@@ -355,7 +363,7 @@ def main(argv=None) -> int:
             [int(v) for v in args.folds.split(",")]
         pre_state = pre.state_dict() if pre is not None else None
         proba_ft = np.full((len(frame), 7), np.nan, np.float32)
-        proba_ft1, proba_nb = proba_ft.copy(), proba_ft.copy()
+        proba_ft1, proba_nb, proba_ad = proba_ft.copy(), proba_ft.copy(), proba_ft.copy()
         for k in wanted:
             held = fold_defs[k - 1]
             t0 = time.time()
@@ -377,19 +385,26 @@ def main(argv=None) -> int:
             model = fold_model(blend)
             proba_ft[mask] = transfer.predict_proba(model, Xall[mask], tta_flip=recipe_flip)
             proba_ft1[mask] = transfer.predict_proba(model, Xall[mask], tta_flip=not recipe_flip)
+            if args.adapt_bn:  # test-time adaptation: each held-out person's own blocks set the BN statistics
+                for g in held:
+                    mg = (frame["group"] == g).to_numpy()
+                    proba_ad[mg] = transfer.predict_proba(transfer.adapted_to(model, Xall[mg]), Xall[mg],
+                                                          tta_flip=recipe_flip)
             folds_out[k] = {"held_out": held, "seconds": round(time.time() - t0)}
             print(f"[{time.time() - t_start:.0f}s] fold {k} fine-tuned in {time.time() - t0:.0f}s", flush=True)
         done = ~np.isnan(proba_ft[:, 0]) if pre is not None else np.ones(len(frame), bool)
         proba_raw = proba_ft
         if tau > 0 and pre is not None:  # the recipe's video decisions: a balanced class prior (as predict runs it)
             shift = transfer.logit_adjustment(tau, transfer.fer_stage2_prior(args.fer, args.fer_cache))
-            proba_ft, proba_ft1, proba_nb = (transfer.adjust_proba(q, shift) for q in (proba_ft, proba_ft1, proba_nb))
+            proba_ft, proba_ft1, proba_nb, proba_ad = (transfer.adjust_proba(q, shift)
+                                                       for q in (proba_ft, proba_ft1, proba_nb, proba_ad))
         proba_zero = transfer.predict_proba(pre, Xall, tta_flip=recipe_flip) if pre is not None else None
 
         def ours(m):
             """Our columns' probabilities on the blocks of ``m`` (none without fold models)."""
             return [] if pre is None else [("omgclip", proba_ft[m]), (other, proba_ft1[m])] + (
-                [(NO_ADJUST, proba_raw[m])] if tau > 0 else []) + [(BLENDED, proba_nb[m]),
+                [(NO_ADJUST, proba_raw[m])] if tau > 0 else []) + ([(ADAPTED, proba_ad[m])] if args.adapt_bn else []) + [
+                (BLENDED, proba_nb[m]),
                                                                    ("omgclip stage 1 (FER only)", proba_zero[m])]
         # the peers learnt on tight crops (FER2013's framing): each is scored on our crops and on
         # the same crops zoomed in to that framing, and keeps the better per row
@@ -473,7 +488,7 @@ def main(argv=None) -> int:
     print(f"[{time.time() - t_start:.0f}s] FER2013 done", flush=True)
 
 
-    cols = ["omgclip"] + [c for c in (AS_GIVEN, NO_FLIP, WITH_FLIP, NO_ADJUST) if any(c in r for r in rows)] + \
+    cols = ["omgclip"] + [c for c in (AS_GIVEN, NO_FLIP, WITH_FLIP, NO_ADJUST, ADAPTED) if any(c in r for r in rows)] + \
         [BLENDED, "omgclip stage 1 (FER only)"] + [q.name for q in peers]
     print()
     print("| row | metric | " + " | ".join(cols) + " | target | met |")
@@ -493,7 +508,7 @@ def main(argv=None) -> int:
               "finetune_epochs_per_fold": epochs, "finetune_lr": lr,
               "finetune_soup": soup, "finetune_ema": transfer.FINETUNE_EMA, "finetune_lwf": transfer.FINETUNE_LWF,
               "finetune_min_block_gap": transfer.FINETUNE_MIN_BLOCK_GAP,
-              "finetune_video_zoom": list(video_zoom), "logit_adjust": tau, "bn_recalibrate": bn_mode, "seed_offset": args.seed_offset,
+              "finetune_video_zoom": list(video_zoom), "logit_adjust": tau, "bn_recalibrate": bn_mode, "adapt_bn": args.adapt_bn, "seed_offset": args.seed_offset,
               "blend": blend, "folds": folds_out, "rows": rows,
               "seconds": round(time.time() - t_start)}
     from omgclip.fsutil import atomic_write_text
