@@ -296,7 +296,9 @@ FINETUNE_LOGIT_ADJUST = 0.0
 #: what stage 2 does with the BatchNorm running statistics at its end (:func:`finetune`'s
 #: ``bn_recalibrate``): ``"off"`` keeps its own (they mix video and still batches), ``"all"``
 #: recomputes them from the training video blocks, ``"video"`` does so for video clips only
-#: and keeps stage 2's for still images (a :class:`~omgclip.learn.models.layers.StillAware` pair)
+#: and keeps stage 2's for still images (a :class:`~omgclip.learn.models.layers.StillAware` pair).
+#: Both won on the validation people of benchmarks/select_stage2.py; "video" was then the recipe
+#: until its benchmark run was worse on every video row, so the recipe is "off" (model card)
 FINETUNE_BN_RECALIBRATE = "off"
 BN_RECALIBRATE_MODES = ("off", "all", "video")
 #: the softening of :func:`finetune`'s ``lwf`` term (Hinton et al.'s usual 2)
@@ -479,7 +481,8 @@ def finetune(init: str | nn.Module, data_dirs: Sequence[str], fer_root: str | No
     training video blocks as they are (:func:`recalibrate_bn`); ``"video"``: the same for video
     clips only, and the returned model is a :class:`~omgclip.learn.models.layers.StillAware`
     pair (:func:`split_bn`): the recalibrated net for video, the net with stage 2's own
-    statistics for still images (both tried on validation people 2026-12-05: model card).
+    statistics for still images (both won on validation people 2026-12-05 and lost on the
+    benchmark's video people; the recipe is ``"off"``: model card, "What was tried").
 
     ``soup`` > 1: the fine-tuning is run that many times from ``init`` with seeds ``seed``,
     ``seed + SOUP_SEED_STEP``, ... and the returned weights are their mean (a uniform
