@@ -386,10 +386,8 @@ def main(argv=None) -> int:
             proba_ft[mask] = transfer.predict_proba(model, Xall[mask], tta_flip=recipe_flip)
             proba_ft1[mask] = transfer.predict_proba(model, Xall[mask], tta_flip=not recipe_flip)
             if args.adapt_bn:  # test-time adaptation: each held-out person's own blocks set the BN statistics
-                for g in held:
-                    mg = (frame["group"] == g).to_numpy()
-                    proba_ad[mg] = transfer.predict_proba(transfer.adapted_to(model, Xall[mg]), Xall[mg],
-                                                          tta_flip=recipe_flip)
+                proba_ad[mask] = transfer.predict_proba_adapted(model, Xall[mask], frame["group"][mask],
+                                                                tta_flip=recipe_flip)
             folds_out[k] = {"held_out": held, "seconds": round(time.time() - t0)}
             print(f"[{time.time() - t_start:.0f}s] fold {k} fine-tuned in {time.time() - t0:.0f}s", flush=True)
         done = ~np.isnan(proba_ft[:, 0]) if pre is not None else np.ones(len(frame), bool)
@@ -402,10 +400,12 @@ def main(argv=None) -> int:
 
         def ours(m):
             """Our columns' probabilities on the blocks of ``m`` (none without fold models)."""
-            return [] if pre is None else [("omgclip", proba_ft[m]), (other, proba_ft1[m])] + (
-                [(NO_ADJUST, proba_raw[m])] if tau > 0 else []) + ([(ADAPTED, proba_ad[m])] if args.adapt_bn else []) + [
-                (BLENDED, proba_nb[m]),
-                                                                   ("omgclip stage 1 (FER only)", proba_zero[m])]
+            if pre is None:
+                return []
+            optional = ([(NO_ADJUST, proba_raw)] if tau > 0 else []) + ([(ADAPTED, proba_ad)] if args.adapt_bn else [])
+            columns = [("omgclip", proba_ft), (other, proba_ft1), *optional, (BLENDED, proba_nb),
+                       ("omgclip stage 1 (FER only)", proba_zero)]
+            return [(name, proba[m]) for name, proba in columns]
         # the peers learnt on tight crops (FER2013's framing): each is scored on our crops and on
         # the same crops zoomed in to that framing, and keeps the better per row
         Xtight = transfer.reframe(Xall, 1 / transfer.dataset_framing_zoom(data))
@@ -508,7 +508,8 @@ def main(argv=None) -> int:
               "finetune_epochs_per_fold": epochs, "finetune_lr": lr,
               "finetune_soup": soup, "finetune_ema": transfer.FINETUNE_EMA, "finetune_lwf": transfer.FINETUNE_LWF,
               "finetune_min_block_gap": transfer.FINETUNE_MIN_BLOCK_GAP,
-              "finetune_video_zoom": list(video_zoom), "logit_adjust": tau, "bn_recalibrate": bn_mode, "adapt_bn": args.adapt_bn, "seed_offset": args.seed_offset,
+              "finetune_video_zoom": list(video_zoom), "logit_adjust": tau, "bn_recalibrate": bn_mode,
+              "adapt_bn": args.adapt_bn, "seed_offset": args.seed_offset,
               "blend": blend, "folds": folds_out, "rows": rows,
               "seconds": round(time.time() - t_start)}
     from omgclip.fsutil import atomic_write_text

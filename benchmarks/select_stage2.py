@@ -120,9 +120,7 @@ def main(argv=None) -> int:
             m = frame["group"].isin(held).to_numpy()
             proba[m] = transfer.predict_proba(net, X[m], tta_flip=tta)
             if args.adapt_bn:
-                for g in held:
-                    mg = (frame["group"] == g).to_numpy()
-                    proba_adapted[mg] = transfer.predict_proba(transfer.adapted_to(net, X[mg]), X[mg], tta_flip=tta)
+                proba_adapted[m] = transfer.predict_proba_adapted(net, X[m], frame["group"][m], tta_flip=tta)
             pp = transfer.predict_proba(net, Xpub_framed, 256, tta_flip=tta)
             fer_acc.append(float((pp.argmax(1) == ypub).mean()))
             pp = pp if fer_zoom == 1 else transfer.predict_proba(net, Xpub, 256, tta_flip=tta)

@@ -194,3 +194,11 @@ def test_adapted_to_recomputes_the_video_statistics_from_one_persons_blocks(fer_
     assert any(not torch.equal(adapted.video.state_dict()[k], video_before[k]) for k in _bn_buffers(net))
     plain = transfer.adapted_to(net, person, batch_size=2)
     assert not isinstance(plain, StillAware) and plain is not net
+    # per person: each group's blocks scored by the model adapted to that group's blocks alone
+    blocks, groups = np.concatenate([person, _moving(fer_faces(8)[:3])]), ["b"] * 4 + ["a"] * 3
+    got = transfer.predict_proba_adapted(pair, blocks, groups, tta_flip=False)
+    for g, rows in (("b", slice(0, 4)), ("a", slice(4, 7))):
+        want = transfer.predict_proba(transfer.adapted_to(pair, blocks[rows]), blocks[rows], tta_flip=False)
+        np.testing.assert_allclose(got[rows], want, atol=1e-6)
+    assert not np.allclose(got[:4], transfer.predict_proba(transfer.adapted_to(pair, blocks), blocks[:4],
+                                                           tta_flip=False), atol=1e-4)

@@ -311,8 +311,9 @@ def load_for_inference(checkpoint: str | os.PathLike | None, flip: bool = True,
     ``test_time_flip`` (and ``flip``), ``net`` averages the clip and its mirror image
     (:class:`FlipAverage`: twice the model time). ``still_net`` (still images: one frame, so
     the flip costs next to nothing; the file's ``still_buffers`` statistics where it has them)
-    has the flip where the meta says ``test_time_flip`` or ``still_flip`` (and ``flip``). Where the meta says ``video_logit_adjust`` (one number per
-    label; and ``logit_adjust``), ``net``'s logits have those offsets taken off
+    has the flip where the meta says ``test_time_flip`` or ``still_flip`` (and ``flip``).
+    Where the meta says ``video_logit_adjust`` (one number per label; and ``logit_adjust``),
+    ``net``'s logits have those offsets taken off
     (:class:`LogitShift`: video decides under a balanced class prior); ``still_net``'s do not.
     Batch norms are folded into the convs (:func:`fold_batchnorm`): same outputs up to float
     rounding, not for training. :class:`OmgclipError` (one line) for a bad file or meta."""

@@ -697,6 +697,18 @@ def adapted_to(net: nn.Module, blocks: np.ndarray, batch_size: int = 16) -> nn.M
     return recalibrate_bn(copy.deepcopy(net), blocks, batch_size)
 
 
+def predict_proba_adapted(net: nn.Module, x_uint8: np.ndarray, groups: Sequence, tta_flip: bool = True) -> np.ndarray:
+    """:func:`predict_proba` of blocks ``x_uint8 (N, T, S, S)`` with test-time BN adaptation per
+    person: each group's blocks (``groups``: ``N`` ids, e.g. the index's ``group``) are scored by
+    :func:`adapted_to` on those same blocks. ``(N, C)``."""
+    groups = np.asarray(groups)
+    out = np.zeros((len(x_uint8), NUM_CLASSES), np.float32)
+    for g in np.unique(groups):
+        m = groups == g
+        out[m] = predict_proba(adapted_to(net, x_uint8[m]), x_uint8[m], tta_flip=tta_flip)
+    return out
+
+
 def finetune_ensemble(inits: Sequence[str | nn.Module], data_dirs: Sequence[str], fer_root: str | None = None,
                       **kwargs) -> nn.Module:
     """Stage 2 for each of ``inits`` (e.g. stage-1 runs with different seeds), with the same
