@@ -301,6 +301,9 @@ FINETUNE_LOGIT_ADJUST = 0.0
 #: until its benchmark run was worse on every video row, so the recipe is "off" (model card)
 FINETUNE_BN_RECALIBRATE = "off"
 BN_RECALIBRATE_MODES = ("off", "all", "video")
+#: stage 2 keeps every BatchNorm layer's running statistics frozen at stage 1's (FER2013's)
+#: while it trains (:func:`finetune`'s ``freeze_bn``; the affine weights still train)
+FINETUNE_FREEZE_BN = False
 #: the softening of :func:`finetune`'s ``lwf`` term (Hinton et al.'s usual 2)
 LWF_TEMPERATURE = 2.0
 #: the seeds of a stage-2 soup's runs are this far apart (``finetune(soup=...)``)
@@ -449,7 +452,8 @@ def finetune(init: str | nn.Module, data_dirs: Sequence[str], fer_root: str | No
              distill_weight: float = 1.0, distill_batch_size: int = 16, soup: int = FINETUNE_SOUP,
              ema: float = FINETUNE_EMA,
              video_zoom: Sequence[float] = FINETUNE_VIDEO_ZOOM, lwf: float = FINETUNE_LWF,
-             bn_recalibrate: bool | str = FINETUNE_BN_RECALIBRATE) -> nn.Module:
+             bn_recalibrate: bool | str = FINETUNE_BN_RECALIBRATE,
+             freeze_bn: bool = FINETUNE_FREEZE_BN) -> nn.Module:
     """Stage 2: from ``init`` (a :func:`pretrain_stills` file, an omgclip weights file, or a
     net), train on the labeled blocks of ``data_dirs`` (minus ``exclude_groups``: the
     held-out people), class-balanced by the loss weights, alternating with FER Training
@@ -506,6 +510,11 @@ def finetune(init: str | nn.Module, data_dirs: Sequence[str], fer_root: str | No
     people. Needs ``fer_root``. On the validation people weight 1 kept 1.0 point more of
     PublicTest but lost 6.3 points of block UAR (0.25: +0.7, -1.7; model card), so the
     recipe leaves it off.
+
+    ``freeze_bn`` (default :data:`FINETUNE_FREEZE_BN`): every BatchNorm layer stays in eval
+    mode while stage 2 trains, so video and still batches are normalised with ``init``'s
+    running statistics (stage 1's: FER2013, thousands of people) in training as at test time,
+    and those statistics are returned unchanged; the BN affine weights still train.
     """
     params = dict(locals())  # (first: exactly the arguments, for the soup's runs)
     if mixup < 0:
@@ -567,6 +576,8 @@ def finetune(init: str | nn.Module, data_dirs: Sequence[str], fer_root: str | No
     averaged = _ema_of(net, ema) if ema > 0 else None
     for ep in range(epochs):
         net.train()
+        if freeze_bn:
+            _freeze_bn_statistics(net)
         t0, tot_v, tot_f, tot_d, tot_l = time.time(), 0.0, 0.0, 0.0, 0.0
         perm = torch.from_numpy(rng.permutation(len(Xb)))
         for s in range(steps):
@@ -614,6 +625,15 @@ def finetune(init: str | nn.Module, data_dirs: Sequence[str], fer_root: str | No
     if blend < 1.0:
         net.load_state_dict(blend_states(net.state_dict(), start, blend))
     return with_bn_recalibrated(net, Xb, bn_mode, batch_size)
+
+
+def _freeze_bn_statistics(net: nn.Module) -> nn.Module:
+    """Put ``net``'s BatchNorm layers (only) in eval mode: they normalise with, and no longer
+    update, their running statistics."""
+    for m in net.modules():
+        if isinstance(m, nn.modules.batchnorm._BatchNorm):
+            m.eval()
+    return net
 
 
 def with_bn_recalibrated(net: nn.Module, blocks: np.ndarray, mode: bool | str, batch_size: int = 16) -> nn.Module:
@@ -985,6 +1005,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                    help="at the end, recompute the BatchNorm statistics from the training video blocks: for "
                         "everything (all), or for video clips only, still images keeping stage 2's (video) "
                         "(default %(default)s)")
+    b.add_argument("--freeze-bn", action=argparse.BooleanOptionalAction, default=FINETUNE_FREEZE_BN,
+                   help="keep the BatchNorm statistics at stage 1's while training (default %(default)s)")
     b.add_argument("--out", required=True, help="the weights file to write")
     for q in (a, b):
         q.add_argument("--threads", type=int, default=2)
@@ -1021,7 +1043,7 @@ def _run(args: argparse.Namespace) -> int:
                    seed=args.seed, cache=args.cache, log_every=1, blend=args.blend, lr=args.lr,
                    mixup=args.mixup, distill=args.distill, distill_weight=args.distill_weight, soup=args.soup,
                    ema=args.ema, video_zoom=args.video_zoom, lwf=args.lwf, min_block_gap=args.min_block_gap,
-                   bn_recalibrate=args.bn_recalibrate)
+                   bn_recalibrate=args.bn_recalibrate, freeze_bn=args.freeze_bn)
     from omgclip.dataset.format import read_face_config
 
     face = read_face_config(args.data[0])
@@ -1030,7 +1052,7 @@ def _run(args: argparse.Namespace) -> int:
                         finetune_epochs=args.epochs, soup=args.soup, ema=args.ema, blend=args.blend, lr=args.lr,
                         mixup=args.mixup, video_zoom=list(args.video_zoom), lwf=args.lwf,
                         min_block_gap=args.min_block_gap, bn_recalibrate=args.bn_recalibrate,
-                        distill=Path(args.distill).name if args.distill else None,
+                        freeze_bn=args.freeze_bn, distill=Path(args.distill).name if args.distill else None,
                         distill_weight=args.distill_weight if args.distill else None,
                         excluded_groups=list(args.exclude_group))
     if args.logit_adjust > 0:
