@@ -93,6 +93,8 @@ PEER_TO_OMG = [0, 1, 2, 3, 5, 6, 4]  # both peers: angry disgust fear happy sad 
 MEAD_PEOPLE = ("M030", "W009")
 CK_FOLDS = 4
 TARGETS = {"fer_acc": 0.70, "mead_clip_uar": 0.71, "mead_block_uar": 0.55, "ck_uar": 0.80}
+#: bootstrap resamples of every row's 95% intervals (clusters: faces, clips, CK+ subjects)
+RESAMPLES = 2000
 
 
 # --------------------------------------------------------------------------- peers
@@ -244,6 +246,46 @@ def clip_calls(frame, named: dict) -> list[dict]:
                          "blocks_right": round(float((pb[m].argmax(1) == y[m]).mean()), 3)}
         out.append(rec)
     return out
+
+
+def add_intervals(row: dict, named: dict, metrics, clusters, peers) -> None:
+    """95% cluster-bootstrap intervals for ``row``: ``row["intervals"][column]`` = one
+    ``[low, high]`` per metric of the row, for each column of ``named`` (column -> what the
+    ``metrics`` functions take: ``metric(named[column], idx)`` -> float, ``idx`` the resampled
+    items), and ``row["vs_peers"][peer]`` = one ``[difference, low, high]`` per metric for
+    omgclip minus that peer, paired (the same resamples for both). ``clusters`` names each
+    item's cluster: a face, a clip, a CK+ subject (:func:`omgclip.learn.metrics.bootstrap_interval`).
+    """
+    from omgclip.learn.metrics import bootstrap_interval
+
+    def interval(f):
+        return [round(v, 4) for v in bootstrap_interval(f, clusters, resamples=RESAMPLES, seed=0)]
+
+    everything = np.arange(len(clusters))
+    row["intervals"] = {name: [interval(lambda i, m=m, v=v: m(v, i)) for m in metrics] for name, v in named.items()}
+    row["vs_peers"] = {}
+    for q in peers:
+        if q.name not in named or "omgclip" not in named:
+            continue
+        row["vs_peers"][q.name] = [
+            [round(m(named["omgclip"], everything) - m(named[q.name], everything), 4),
+             *interval(lambda i, m=m, q=q: m(named["omgclip"], i) - m(named[q.name], i))] for m in metrics]
+
+
+def _print_intervals(rows: list[dict], peers) -> None:
+    """The rows' 95% intervals: each model's, then omgclip minus each peer (paired)."""
+    names = ["omgclip"] + [q.name for q in peers]
+    print(f"\n95% bootstrap intervals ({RESAMPLES} resamples of faces, clips or CK+ subjects)\n")
+    print("| row | metric | " + " | ".join(names) + " | " + " | ".join(f"omgclip - {q.name}" for q in peers) + " |")
+    print("|---|---|" + "---|" * (len(names) + len(peers)))
+    for r in rows:
+        if "intervals" not in r:
+            continue
+        cells = [" / ".join(f"{lo:.3f}-{hi:.3f}" for lo, hi in r["intervals"][n]) if n in r["intervals"] else "-"
+                 for n in names]
+        cells += [" / ".join(f"{d:+.3f} ({lo:+.3f}, {hi:+.3f})" for d, lo, hi in r["vs_peers"][q.name])
+                  if q.name in r["vs_peers"] else "-" for q in peers]
+        print(f"| {r['row']} | {r['metric']} | " + " | ".join(cells) + " |")
 
 
 # --------------------------------------------------------------------------- data
@@ -430,6 +472,20 @@ def main(argv=None) -> int:
             named = dict(ours(m)[:1])  # the recipe's column, then each peer on its better framing
             named.update({q.name: peer_pf[q.name][row["peer_framings"][q.name]["best"]][m] for q in peers})
             row["clips"] = clip_calls(f, named)
+            # intervals over clips: a block-level resample takes whole clips (their blocks are not
+            # independent), the clip-level one the same clips (same sorted keys, same draws)
+            keys, _ = _clip_keys(f)
+            per_clip = {name: clip_level(f, pb) for name, pb in named.items()}
+            yc = next(iter(per_clip.values()))[0]
+            both = {name: (pb, per_clip[name][1]) for name, pb in named.items()}
+            add_intervals(row, {n: v[0] for n, v in both.items()}, [lambda pb, i: uar(yb[i], pb[i])], keys, peers)
+            clip_row: dict = {}
+            add_intervals(clip_row, {n: v[1] for n, v in both.items()}, [lambda pc, i: uar(yc[i], pc[i])],
+                          np.array(sorted(set(keys))), peers)
+            for name in row["intervals"]:
+                row["intervals"][name] += clip_row["intervals"][name]
+            for name in row["vs_peers"]:
+                row["vs_peers"][name] += clip_row["vs_peers"][name]
             row["target"] = [TARGETS["mead_block_uar"], TARGETS["mead_clip_uar"]]
             row["met"] = None if pre is None else (
                 row["omgclip"][0] >= TARGETS["mead_block_uar"] and row["omgclip"][1] >= TARGETS["mead_clip_uar"]
@@ -444,6 +500,10 @@ def main(argv=None) -> int:
             for name, pb in ours(m):
                 row[name] = [uar(yb, pb), acc(yb, pb)]
             best_peer_framing(row, peers, peer_pf, m, lambda pb: [uar(yb, pb), acc(yb, pb)])
+            named = dict(ours(m)[:1])
+            named.update({q.name: peer_pf[q.name][row["peer_framings"][q.name]["best"]][m] for q in peers})
+            add_intervals(row, named, [lambda pb, i: uar(yb[i], pb[i]), lambda pb, i: acc(yb[i], pb[i])],
+                          frame["group"][m].to_numpy(), peers)
             row["target"] = TARGETS["ck_uar"]
             row["met"] = None if pre is None else (
                 row["omgclip"][0] >= TARGETS["ck_uar"] and all(row["omgclip"][0] > row[q.name][0] for q in peers))
@@ -469,6 +529,7 @@ def main(argv=None) -> int:
            "framing_zoom": zoom}
     pr = transfer.predict_proba(ours, Xc, 256, tta_flip=False)
     row["omgclip"] = [acc(yp, pr), uar(yp, pr)]
+    named = {"omgclip": pr}
     pr = transfer.predict_proba(ours, Xp, 256, tta_flip=False)
     row[AS_GIVEN] = [acc(yp, pr), uar(yp, pr)]
     # the other way round: one plain pass where the weights ask for the flip, the flip where not
@@ -476,6 +537,9 @@ def main(argv=None) -> int:
     row[WITH_FLIP if plain is ours else NO_FLIP] = [acc(yp, pr), uar(yp, pr)]
     peer_fer = {peer.name: {PEER_FRAMINGS[0]: peer(Xp), PEER_FRAMINGS[1]: peer(Xc)} for peer in peers}
     best_peer_framing(row, peers, peer_fer, slice(None), lambda pp: [acc(yp, pp), uar(yp, pp)])
+    named.update({q.name: peer_fer[q.name][row["peer_framings"][q.name]["best"]] for q in peers})
+    add_intervals(row, named, [lambda pb, i: acc(yp[i], pb[i]), lambda pb, i: uar(yp[i], pb[i])],
+                  np.arange(len(yp)), peers)
     if args.blended:
         pr = transfer.predict_proba(load_for_inference(args.blended).net_for(still=True), Xc, 256, tta_flip=False)
         row[BLENDED] = [acc(yp, pr), uar(yp, pr)]
@@ -497,6 +561,7 @@ def main(argv=None) -> int:
         cells = [" / ".join(f"{v:.3f}" for v in r[c]) if c in r else "-" for c in cols]
         tgt = r["target"] if not isinstance(r["target"], list) else " / ".join(str(t) for t in r["target"])
         print(f"| {r['row']} | {r['metric']} | " + " | ".join(cells) + f" | {tgt} | {'-' if r['met'] is None else 'met' if r['met'] else 'missed'} |")
+    _print_intervals(rows, peers)
     try:
         commit = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True,
                                 text=True).stdout.strip()

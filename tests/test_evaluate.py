@@ -301,6 +301,13 @@ def test_clip_vote_is_by_mean_probability(tmp_path: Path, monkeypatch):
     clip_cm = np.asarray(res["clip"]["metrics"]["confusion_matrix"])
     assert res["num_clips"] == 2 and clip_cm[0, 0] == 1 and clip_cm[2, 2] == 1 and clip_cm.sum() == 2
     assert res["clip"]["metrics"]["accuracy"] == 1.0
+    # 95% intervals resample whole clips: block accuracy is 2/3 on A and 1/3 on B, so a resample
+    # of two clips scores 1/3 (BB), 1/2 (AB) or 2/3 (AA), each extreme a quarter of the time;
+    # per-block resampling would give a much narrower interval around 1/2
+    assert res["block"]["interval_95"]["accuracy"] == pytest.approx([1 / 3, 2 / 3], abs=1e-4)
+    assert res["block"]["interval_95"]["uar"] == pytest.approx([1 / 3, 2 / 3], abs=1e-4)
+    assert res["clip"]["interval_95"] == {"accuracy": [1.0, 1.0], "uar": [1.0, 1.0]}
+    assert "95% CI" in format_report(res) and "clips" in res["interval_rule"]
 
 
 @pytest.mark.parametrize("still_flip", [True, False])

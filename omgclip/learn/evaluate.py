@@ -35,7 +35,7 @@ import numpy as np
 
 from omgclip.errors import OmgclipError
 from omgclip.learn.inference import predict_probabilities
-from omgclip.learn.metrics import metrics_from_predictions
+from omgclip.learn.metrics import bootstrap_interval, metrics_from_predictions
 from omgclip.fsutil import atomic_write, atomic_write_json
 
 log = logging.getLogger(__name__)
@@ -43,6 +43,8 @@ log = logging.getLogger(__name__)
 SPLIT_ALL = "all"
 SPLIT_HELDOUT = "heldout"
 SPLIT_AUTO = "auto"
+#: resamples of the 95% intervals on accuracy and UAR (a cluster bootstrap over clips)
+INTERVAL_RESAMPLES = 1000
 
 
 # --------------------------------------------------------------------------- config
@@ -185,7 +187,7 @@ def evaluate(cfg: EvalConfig) -> dict:
     y_pred = probs.argmax(axis=1)
 
     majority, source = _majority_class(model.meta, y_true, k)
-    clip_true, clip_pred = _clip_level(rows, probs, y_true, k, warnings)
+    clip_true, clip_pred, clip_of_block = _clip_level(rows, probs, y_true, k, warnings)
     n_clips = len(clip_true)
 
     result = {
@@ -200,17 +202,37 @@ def evaluate(cfg: EvalConfig) -> dict:
         "overlap_with_training": {"groups": len(overlap_groups), "blocks": overlap_blocks},
         "block": {
             "metrics": metrics_from_predictions(y_true, y_pred, k, labels),
+            "interval_95": intervals(y_true, y_pred, clip_of_block),
             "majority_baseline": _baseline(y_true, majority, k, labels, source),
         },
         "clip": {
             "rule": "blocks of one (source, utterance) vote by mean class probability",
             "metrics": metrics_from_predictions(clip_true, clip_pred, k, labels),
+            "interval_95": intervals(clip_true, clip_pred, np.arange(n_clips)),
             "majority_baseline": _baseline(clip_true, majority, k, labels, source),
         },
+        "interval_rule": f"95% percentile intervals of {INTERVAL_RESAMPLES} bootstrap resamples of the clips "
+                         "(a clip's blocks are drawn together: they are not independent)",
         "warnings": warnings,
     }
     _write_outputs(cfg, result)
     return result
+
+
+def intervals(y_true: np.ndarray, y_pred: np.ndarray, clusters: np.ndarray,
+              resamples: int = INTERVAL_RESAMPLES) -> dict:
+    """``{'accuracy': [low, high], 'uar': [low, high]}``: 95% intervals of the labels
+    ``y_true`` vs ``y_pred`` over a bootstrap of ``clusters`` (each item's clip), UAR over
+    the classes present in each resample (:func:`omgclip.learn.metrics.bootstrap_interval`)."""
+    y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
+
+    def uar(idx):
+        t, p = y_true[idx], y_pred[idx]
+        return float(np.mean([(p[t == c] == c).mean() for c in np.unique(t)]))
+
+    return {"accuracy": [round(v, 4) for v in bootstrap_interval(lambda i: float((y_true[i] == y_pred[i]).mean()),
+                                                                 clusters, resamples=resamples)],
+            "uar": [round(v, 4) for v in bootstrap_interval(uar, clusters, resamples=resamples)]}
 
 
 def _training_overlap(rows, meta: dict, warnings: list[str]) -> tuple[list, int]:
@@ -239,10 +261,11 @@ def _majority_class(meta: dict, y_true: np.ndarray, k: int) -> tuple[int, str]:
 
 
 def _clip_level(rows, probs: np.ndarray, y_true: np.ndarray, k: int,
-                warnings: list[str]) -> tuple[np.ndarray, np.ndarray]:
+                warnings: list[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Clip-level ``(true, predicted)`` labels, one per (source, utterance): the mean
     probability over the clip's blocks ``probs`` ``(N, K)``; the true label is the clip's most
-    common block label (a warning when a clip's blocks disagree)."""
+    common block label (a warning when a clip's blocks disagree). Third: each block's clip
+    (an index into the first two)."""
     keys = rows["source"].astype(str) + "\x00" + rows["utterance"].astype(str)
     codes, uniques = _factorize(keys.to_numpy())
     n_clips = len(uniques)
@@ -257,7 +280,7 @@ def _clip_level(rows, probs: np.ndarray, y_true: np.ndarray, k: int,
         msg = f"{mixed} clip(s) have blocks with different labels; each clip takes its most common label"
         log.warning(msg)
         warnings.append(msg)
-    return clip_true, clip_probs.argmax(axis=1)
+    return clip_true, clip_probs.argmax(axis=1), codes
 
 
 def _write_outputs(cfg: EvalConfig, result: dict) -> None:
@@ -321,6 +344,10 @@ def format_report(result: dict) -> str:
         lines.append(f"{level}-level ({m['num_samples']} {level}s)")
         lines.append(f"  {'':<10}{'accuracy':>10}{'UAR':>8}{'macro-F1':>10}")
         lines.append(f"  {'model':<10}{m['accuracy']:>10.3f}{m['uar']:>8.3f}{m['macro_f1']:>10.3f}")
+        ci = result[level].get("interval_95")
+        if ci:
+            lines.append(f"  {'95% CI':<10}{ci['accuracy'][0]:>5.3f}-{ci['accuracy'][1]:.3f}"
+                         f"  {ci['uar'][0]:.3f}-{ci['uar'][1]:.3f}   (bootstrap over the {result['num_clips']} clips)")
         lines.append(f"  {'majority':<10}{bm['accuracy']:>10.3f}{bm['uar']:>8.3f}{bm['macro_f1']:>10.3f}"
                      f"   (always {b['label']!r}, majority of the {b['source'].split(' (')[0]})")
         if level == "block":

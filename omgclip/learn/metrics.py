@@ -8,7 +8,7 @@ Confusion matrix rows are true classes, columns predicted ones.
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -63,3 +63,40 @@ def metrics_from_predictions(y_true: Any, y_pred: Any, num_classes: int,
     cm = np.zeros((num_classes, num_classes), dtype=np.int64)
     np.add.at(cm, (t, p), 1)
     return metrics_from_confusion(cm, labels)
+
+
+def bootstrap_interval(score: Callable[[np.ndarray], float], clusters: Sequence, *, resamples: int = 2000,
+                       level: float = 0.95, seed: int = 0) -> tuple[float, float]:
+    """Percentile interval of ``score`` over a cluster bootstrap.
+
+    ``clusters`` names each item's cluster (a person, a clip; all different: a plain bootstrap
+    over items). Each of ``resamples`` draws as many clusters as there are, with replacement,
+    and calls ``score(idx)`` with the indices of all their items (repeats included). Items of
+    one cluster go together because they are not independent: 20 blocks of one clip are much
+    less than 20 clips. Returns ``(low, high)`` for the central ``level`` share of the
+    resampled scores; the same ``seed`` gives the same draws, so two scores called with the
+    same ``clusters`` and ``seed`` see the same resamples (paired).
+    """
+    if resamples < 1:
+        raise ValueError(f"resamples must be >= 1, got {resamples}")
+    if not 0.0 < level < 1.0:
+        raise ValueError(f"level must be in (0, 1), got {level}")
+    keys = np.asarray(clusters)
+    if keys.ndim != 1 or keys.size == 0:
+        raise ValueError("clusters must be a non-empty 1-D sequence")
+    _, inverse = np.unique(keys, return_inverse=True)
+    order = np.argsort(inverse, kind="stable")  # the items, cluster by cluster
+    sizes = np.bincount(inverse)
+    starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
+    rng = np.random.default_rng(seed)
+    values = np.empty(resamples)
+    for r in range(resamples):
+        pick = rng.integers(0, len(sizes), len(sizes))
+        lens = sizes[pick]
+        ends = np.cumsum(lens)
+        # positions in ``order``: each picked cluster's start, counted up along its length
+        pos = np.repeat(starts[pick] - (ends - lens), lens) + np.arange(ends[-1])
+        values[r] = score(order[pos])
+    tail = (1.0 - level) / 2 * 100
+    low, high = np.percentile(values, [tail, 100 - tail])
+    return float(low), float(high)
