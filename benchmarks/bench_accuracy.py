@@ -52,6 +52,14 @@ zoomed in to FER's framing), keeping its better one per row; both are in the JSO
 (``peer_framings``). Before 2026-12-03 every model saw the FER2013 images as given and
 the peers only our crops.
 
+**Intervals.** Every row also gets 95% percentile intervals from a cluster bootstrap
+(:data:`RESAMPLES` resamples; ``omgclip.learn.metrics.bootstrap_interval``): FER2013 resamples
+faces, CK+ subjects, a MEAD person's block UAR resamples whole clips (a clip's blocks are not
+independent) and the clip UAR the same clips. For omgclip and each peer (on its better framing),
+and for omgclip minus each peer on the same resamples (paired): ``intervals`` and ``vs_peers``
+in each JSON row, and a second printed table. A MEAD person has 7-9 clips, one or three a class,
+so a resample can lose a class; its UAR is then over the classes it has (as ``uar`` defines it).
+
 Install them with ``pip install --no-deps -r benchmarks/requirements-accuracy.txt``.
 
     python benchmarks/bench_accuracy.py --pretrained omgclip/weights/stage1_fer2013_seed0.pt \\

@@ -191,3 +191,44 @@ def test_bench_accuracy_records_each_clips_call_and_its_blocks():
     assert calls[1]["m"] == {"call": "surprise", "blocks_right": 0.5}
     yc, pc = bench.clip_level(f, pb)
     assert list(pc.argmax(1)) == [3, 6] and list(yc) == [3, 0]
+
+
+def test_bench_accuracy_intervals_are_per_model_and_paired_against_each_peer():
+    """``add_intervals``: an interval per metric for each column; for omgclip minus a peer the
+    point difference and an interval from the same resamples (a peer identical to omgclip
+    gives exactly zero, where two independent intervals would not); whole clusters move."""
+    import numpy as np
+
+    bench = _load(ROOT / "benchmarks" / "bench_accuracy.py")
+
+    class Peer:
+        def __init__(self, name):
+            self.name = name
+
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 7, 400)
+    ours = np.eye(7)[np.where(rng.random(400) < 0.7, y, (y + 1) % 7)]
+    worse = np.eye(7)[np.where(rng.random(400) < 0.4, y, (y + 2) % 7)]
+    row = {}
+    named = {"omgclip": ours, "same": ours.copy(), "worse": worse}
+    bench.add_intervals(row, named, [lambda p, i: bench.acc(y[i], p[i]), lambda p, i: bench.uar(y[i], p[i])],
+                        np.arange(400), [Peer("same"), Peer("worse"), Peer("absent")])
+    assert set(row["intervals"]) == {"omgclip", "same", "worse"}
+    for name, (acc_ci, uar_ci) in row["intervals"].items():
+        a = bench.acc(y, named[name])
+        assert acc_ci[0] < a < acc_ci[1] and acc_ci[1] - acc_ci[0] < 0.15 and uar_ci[0] < uar_ci[1]
+    assert row["vs_peers"]["same"] == [[0.0, 0.0, 0.0], [0.0, 0.0, 0.0]]
+    d, lo, hi = row["vs_peers"]["worse"][0]
+    assert d == pytest.approx(bench.acc(y, ours) - bench.acc(y, worse), abs=1e-4) and 0 < lo < d < hi
+    assert "absent" not in row["vs_peers"]
+    # clustered: 8 clips of 50 blocks, each clip all right or all wrong (6 of 8 right): the
+    # interval is that of 8 calls, several times wider than for 400 independent blocks
+    good = np.repeat(np.array([1, 1, 1, 0, 1, 1, 0, 1], bool), 50)
+    calls = np.eye(7)[np.where(good, y, (y + 1) % 7)]
+    score = [lambda p, i: bench.acc(y[i], p[i])]
+    by_clip, by_block = {}, {}
+    bench.add_intervals(by_clip, {"omgclip": calls}, score, np.repeat(np.arange(8), 50), [])
+    bench.add_intervals(by_block, {"omgclip": calls}, score, np.arange(400), [])
+    (lo_c, hi_c), = by_clip["intervals"]["omgclip"]
+    (lo_b, hi_b), = by_block["intervals"]["omgclip"]
+    assert lo_c < lo_b < 0.75 < hi_b < hi_c and (hi_c - lo_c) > 3 * (hi_b - lo_b)
