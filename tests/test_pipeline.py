@@ -55,6 +55,10 @@ def test_training_on_real_blocks_lowers_the_loss(real_dataset, tmp_path):
     assert saved["num_blocks"] == (index.split == "validation").sum()
     cm = saved["block"]["metrics"]["confusion_matrix"]
     assert cm == report["block"]["metrics"]["confusion_matrix"] and sum(map(sum, cm)) == saved["num_blocks"]
+    for level in ("block", "clip"):  # the 95% intervals hold the point values of the real scores
+        m, ci = saved[level]["metrics"], saved[level]["interval_95"]
+        assert ci["accuracy"][0] <= m["accuracy"] + 1e-4 and m["accuracy"] - 1e-4 <= ci["accuracy"][1]
+        assert 0.0 <= ci["uar"][0] <= ci["uar"][1] <= 1.0
 
     # predict crops the way the training blocks were cropped
     model = load_model(result.best_weights)
