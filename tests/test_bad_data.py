@@ -234,6 +234,11 @@ def test_evaluate_right_after_train_scores_what_the_run_held_out(tmp_path: Path,
     assert "split heldout" in report and "no labeled 'validation' rows" in report
     held = json.loads((tmp_path / "runs" / "r" / "train_config.json").read_text())["resolved"]["val_blocks"]
     assert f"block-level ({held} blocks)" in report
+    assert "95% CI" in report and "clips)" in report
+    # --interval-by group: the intervals resample the held-out groups whole
+    assert main(["-q", "evaluate", "--data", data, "--checkpoint", weights, "--workers", "0",
+                 "--interval-by", "group"]) == 0
+    assert "groups)" in capsys.readouterr().out
     # the bundled model held out none of these groups: a clear error that lists the splits
     assert main(["-q", "evaluate", "--data", data, "--workers", "0"]) == 2
     err = capsys.readouterr().err

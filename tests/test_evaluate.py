@@ -263,8 +263,9 @@ class _ReadsItsAnswer(torch.nn.Module):
         return torch.log(p / p.sum(dim=1, keepdim=True) + 1e-9) * self.scale
 
 
-def _write_blocks(root: Path, blocks: list[tuple[str, int, list[int]]]) -> None:
-    """blocks: (utterance, true label, 7 pixel values encoding the probabilities)."""
+def _write_blocks(root: Path, blocks: list[tuple[str, int, list[int]]], groups: dict | None = None) -> None:
+    """blocks: (utterance, true label, 7 pixel values encoding the probabilities); ``groups``:
+    utterance -> group (default: all in group "g")."""
     import pandas as pd
 
     from omgclip.dataset.format import INDEX_COLUMNS, INDEX_FILE
@@ -276,7 +277,7 @@ def _write_blocks(root: Path, blocks: list[tuple[str, int, list[int]]]) -> None:
         rel = f"blocks/validation/{utt}/{i}.npy"
         (root / rel).parent.mkdir(parents=True, exist_ok=True)
         np.save(root / rel, arr)
-        rows.append({"block_id": f"{utt}/{i}", "split": "validation", "group": "g", "source": "s",
+        rows.append({"block_id": f"{utt}/{i}", "split": "validation", "group": (groups or {}).get(utt, "g"), "source": "s",
                      "video": "v", "utterance": utt, "label": label, "label_name": EMOTIONS[label],
                      "start_frame": 20 * i, "num_frames": 20, "fps": 25.0, "detect_frac": 1.0, "path": rel})
     pd.DataFrame(rows, columns=list(INDEX_COLUMNS)).to_csv(root / INDEX_FILE, index=False)
@@ -375,3 +376,32 @@ def test_metrics_accept_the_edges_and_any_shape():
         metrics_from_confusion(np.zeros(3, int))  # not a matrix
     floats = metrics_from_confusion(np.array([[1.0, 0.0], [0.0, 1.0]]), labels=["a", "b"])
     assert floats["confusion_matrix"] == [[1, 0], [0, 1]] and isinstance(floats["confusion_matrix"][0][0], int)
+
+
+def test_intervals_by_group_resample_people_whole(tmp_path: Path, monkeypatch):
+    """``interval_by="group"``: person p's 6 clips are all right, person q's 2 all wrong. Drawn
+    by person, a resample can be q twice (accuracy 0), so the interval reaches 0; drawn by
+    clip, 8 draws rarely miss p's clips, so it stays far above 0. One group only: the interval
+    is the point value, and a warning says so. A bad unit is a one-line error."""
+    from omgclip.learn.models import registry
+
+    monkeypatch.setitem(registry._MODELS, "reads_its_answer", _ReadsItsAnswer)
+    ckpt = save_weights(tmp_path / "m.pt", _ReadsItsAnswer(), dict(META, model_name="reads_its_answer"))
+    right, wrong = [100, 0, 0, 0, 0, 0, 0], [0, 100, 0, 0, 0, 0, 0]
+    clips = [(f"p{i}", 0, right) for i in range(6)] + [(f"q{i}", 0, wrong) for i in range(2)]
+    _write_blocks(tmp_path / "ds", clips, groups={u: u[0] for u, _, _ in clips})
+    cfg = dict(data=tmp_path / "ds", checkpoint=ckpt, split="validation", num_workers=0)
+    by_group = evaluate(EvalConfig(**cfg, interval_by="group"))
+    by_clip = evaluate(EvalConfig(**cfg))
+    assert by_group["block"]["metrics"]["accuracy"] == by_clip["block"]["metrics"]["accuracy"] == 0.75
+    assert by_group["interval_units"] == 2 and by_clip["interval_units"] == 8
+    assert by_group["block"]["interval_95"]["accuracy"] == [0.0, 1.0]
+    assert by_group["clip"]["interval_95"]["accuracy"] == [0.0, 1.0]
+    assert by_clip["block"]["interval_95"]["accuracy"][0] > 0.3
+    assert "2 groups" in format_report(by_group) and not by_group["warnings"]
+    _write_blocks(tmp_path / "one", clips)  # everyone in group "g"
+    one = evaluate(EvalConfig(**dict(cfg, data=tmp_path / "one"), interval_by="group"))
+    assert one["block"]["interval_95"]["accuracy"] == [0.75, 0.75]
+    assert any("only 1" in w for w in one["warnings"])
+    with pytest.raises(OmgclipError, match="interval_by"):
+        EvalConfig(**cfg, interval_by="person")

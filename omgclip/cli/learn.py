@@ -78,6 +78,7 @@ def run_train(args) -> int:
 
 # ----------------------------------------------------------------------------- evaluate
 def add_evaluate(sub) -> None:
+    from omgclip.learn.evaluate import INTERVAL_UNITS
     from omgclip.learn.evaluate import EvalConfig as E
 
     p = add_command(sub, "evaluate", "WAR, UAR, macro-F1, confusion matrix, majority baseline",
@@ -96,6 +97,9 @@ def add_evaluate(sub) -> None:
     p.add_argument("--batch-size", type=int, default=config_default(E, "batch_size"), help="blocks per forward pass")
     p.add_argument("--workers", type=int, help="data-loading workers")
     p.add_argument("--device", default=config_default(E, "device"), help="auto, cpu, cuda, ...")
+    p.add_argument("--interval-by", choices=INTERVAL_UNITS, default=config_default(E, "interval_by"),
+                   help="what the 95%% intervals resample whole: clips (default), or groups (people or "
+                        "sources: the unit for claims about new people; wider)")
     p.set_defaults(run=run_evaluate)
 
 
@@ -105,7 +109,7 @@ def run_evaluate(args) -> int:
     result = evaluate(EvalConfig(checkpoint=args.checkpoint, data=args.data, split=args.split,
                                  out_json=args.out, confusion_png=args.confusion_png,
                                  batch_size=args.batch_size, num_workers=args.workers,
-                                 device=args.device))
+                                 device=args.device, interval_by=args.interval_by))
     print(format_report(result))
     return 0
 

@@ -45,6 +45,8 @@ SPLIT_HELDOUT = "heldout"
 SPLIT_AUTO = "auto"
 #: resamples of the 95% intervals on accuracy and UAR (a cluster bootstrap over clips)
 INTERVAL_RESAMPLES = 1000
+#: what :class:`EvalConfig`'s ``interval_by`` may resample
+INTERVAL_UNITS = ("clip", "group")
 
 
 # --------------------------------------------------------------------------- config
@@ -55,6 +57,9 @@ class EvalConfig:
     ``split``: a split name of the index, ``'heldout'``, ``'all'`` or ``'auto'`` (see the
     module doc).
     ``device``: ``'auto'`` (CUDA when available), ``'cpu'``, ``'cuda'``, ...
+    ``interval_by``: what the 95% intervals resample, whole: ``'clip'`` (a clip's blocks go
+    together) or ``'group'`` (a person's or source's clips go together: the honest unit when
+    the question is how the model does on new people, and wider).
     """
 
     data: Path
@@ -65,6 +70,11 @@ class EvalConfig:
     batch_size: int = 64
     num_workers: int | None = None
     device: str = "auto"
+    interval_by: str = "clip"
+
+    def __post_init__(self):
+        if self.interval_by not in INTERVAL_UNITS:
+            raise OmgclipError(f"interval_by must be one of {', '.join(INTERVAL_UNITS)}, got {self.interval_by!r}")
 
 
 # --------------------------------------------------------------------------- evaluate
@@ -189,6 +199,19 @@ def evaluate(cfg: EvalConfig) -> dict:
     majority, source = _majority_class(model.meta, y_true, k)
     clip_true, clip_pred, clip_of_block = _clip_level(rows, probs, y_true, k, warnings)
     n_clips = len(clip_true)
+    if cfg.interval_by == "group":
+        block_units = rows["group"].astype(str).to_numpy()
+        clip_units = np.empty(n_clips, dtype=object)
+        clip_units[clip_of_block] = block_units  # a clip is one utterance of one group
+        clip_units = clip_units.astype(str)
+    else:
+        block_units, clip_units = clip_of_block, np.arange(n_clips)
+    n_units = len(np.unique(block_units))
+    if n_units < 2:
+        msg = (f"the 95% intervals resample {cfg.interval_by}s and there is only {n_units}: they are the point "
+               "values, not a measure of uncertainty")
+        log.warning(msg)
+        warnings.append(msg)
 
     result = {
         "checkpoint": os.fspath(ckpt),
@@ -202,17 +225,19 @@ def evaluate(cfg: EvalConfig) -> dict:
         "overlap_with_training": {"groups": len(overlap_groups), "blocks": overlap_blocks},
         "block": {
             "metrics": metrics_from_predictions(y_true, y_pred, k, labels),
-            "interval_95": intervals(y_true, y_pred, clip_of_block),
+            "interval_95": intervals(y_true, y_pred, block_units),
             "majority_baseline": _baseline(y_true, majority, k, labels, source),
         },
         "clip": {
             "rule": "blocks of one (source, utterance) vote by mean class probability",
             "metrics": metrics_from_predictions(clip_true, clip_pred, k, labels),
-            "interval_95": intervals(clip_true, clip_pred, np.arange(n_clips)),
+            "interval_95": intervals(clip_true, clip_pred, clip_units),
             "majority_baseline": _baseline(clip_true, majority, k, labels, source),
         },
-        "interval_rule": f"95% percentile intervals of {INTERVAL_RESAMPLES} bootstrap resamples of the clips "
-                         "(a clip's blocks are drawn together: they are not independent)",
+        "interval_rule": f"95% percentile intervals of {INTERVAL_RESAMPLES} bootstrap resamples of the "
+                         f"{n_units} {cfg.interval_by}s (each drawn whole: its blocks are not independent)",
+        "interval_by": cfg.interval_by,
+        "interval_units": n_units,
         "warnings": warnings,
     }
     _write_outputs(cfg, result)
@@ -347,7 +372,8 @@ def format_report(result: dict) -> str:
         ci = result[level].get("interval_95")
         if ci:
             lines.append(f"  {'95% CI':<10}{ci['accuracy'][0]:>5.3f}-{ci['accuracy'][1]:.3f}"
-                         f"  {ci['uar'][0]:.3f}-{ci['uar'][1]:.3f}   (bootstrap over the {result['num_clips']} clips)")
+                         f"  {ci['uar'][0]:.3f}-{ci['uar'][1]:.3f}   (bootstrap over the "
+                         f"{result.get('interval_units', result['num_clips'])} {result.get('interval_by', 'clip')}s)")
         lines.append(f"  {'majority':<10}{bm['accuracy']:>10.3f}{bm['uar']:>8.3f}{bm['macro_f1']:>10.3f}"
                      f"   (always {b['label']!r}, majority of the {b['source'].split(' (')[0]})")
         if level == "block":
