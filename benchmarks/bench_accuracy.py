@@ -256,13 +256,14 @@ def clip_calls(frame, named: dict) -> list[dict]:
     return out
 
 
-def add_intervals(row: dict, named: dict, metrics, clusters, peers) -> None:
+def add_intervals(row: dict, named: dict, metrics, clusters, others, reference: str = "omgclip") -> None:
     """95% cluster-bootstrap intervals for ``row``: ``row["intervals"][column]`` = one
     ``[low, high]`` per metric of the row, for each column of ``named`` (column -> what the
     ``metrics`` functions take: ``metric(named[column], idx)`` -> float, ``idx`` the resampled
-    items), and ``row["vs_peers"][peer]`` = one ``[difference, low, high]`` per metric for
-    omgclip minus that peer, paired (the same resamples for both). ``clusters`` names each
-    item's cluster: a face, a clip, a CK+ subject (:func:`omgclip.learn.metrics.bootstrap_interval`).
+    items), and ``row["vs_peers"][name]`` = one ``[difference, low, high]`` per metric for
+    ``reference`` minus each of ``others`` (column names, or peers with a ``.name``), paired
+    (the same resamples for both). ``clusters`` names each item's cluster: a face, a clip, a
+    CK+ subject (:func:`omgclip.learn.metrics.bootstrap_interval`).
     """
     from omgclip.learn.metrics import bootstrap_interval
 
@@ -272,12 +273,32 @@ def add_intervals(row: dict, named: dict, metrics, clusters, peers) -> None:
     everything = np.arange(len(clusters))
     row["intervals"] = {name: [interval(lambda i, m=m, v=v: m(v, i)) for m in metrics] for name, v in named.items()}
     row["vs_peers"] = {}
-    for q in peers:
-        if q.name not in named or "omgclip" not in named:
+    for other in (getattr(o, "name", o) for o in others):
+        if other not in named or reference not in named:
             continue
-        row["vs_peers"][q.name] = [
-            [round(m(named["omgclip"], everything) - m(named[q.name], everything), 4),
-             *interval(lambda i, m=m, q=q: m(named["omgclip"], i) - m(named[q.name], i))] for m in metrics]
+        a, b = named[reference], named[other]
+        row["vs_peers"][other] = [
+            [round(m(a, everything) - m(b, everything), 4), *interval(lambda i, m=m: m(a, i) - m(b, i))]
+            for m in metrics]
+
+
+def add_block_clip_intervals(row: dict, frame, named: dict, others, reference: str = "omgclip") -> None:
+    """:func:`add_intervals` for block UAR and clip UAR of the blocks of ``frame`` (column ->
+    block probabilities ``(N, 7)`` in ``named``), over clips: a block-level resample takes
+    whole clips (a clip's blocks are not independent), the clip-level one the same clips (the
+    same sorted clip keys and seed, so the same draws). One interval per metric, in that order."""
+    keys, uniq = _clip_keys(frame)
+    yb = frame["label"].to_numpy()
+    per_clip = {name: clip_level(frame, pb) for name, pb in named.items()}
+    yc = next(iter(per_clip.values()))[0]
+    add_intervals(row, named, [lambda pb, i: uar(yb[i], pb[i])], keys, others, reference)
+    clip_row: dict = {}
+    add_intervals(clip_row, {n: v[1] for n, v in per_clip.items()}, [lambda pc, i: uar(yc[i], pc[i])],
+                  np.array(uniq), others, reference)
+    for name in row["intervals"]:
+        row["intervals"][name] += clip_row["intervals"][name]
+    for name in row["vs_peers"]:
+        row["vs_peers"][name] += clip_row["vs_peers"][name]
 
 
 def _print_intervals(rows: list[dict], peers) -> None:
@@ -480,20 +501,7 @@ def main(argv=None) -> int:
             named = dict(ours(m)[:1])  # the recipe's column, then each peer on its better framing
             named.update({q.name: peer_pf[q.name][row["peer_framings"][q.name]["best"]][m] for q in peers})
             row["clips"] = clip_calls(f, named)
-            # intervals over clips: a block-level resample takes whole clips (their blocks are not
-            # independent), the clip-level one the same clips (same sorted keys, same draws)
-            keys, _ = _clip_keys(f)
-            per_clip = {name: clip_level(f, pb) for name, pb in named.items()}
-            yc = next(iter(per_clip.values()))[0]
-            both = {name: (pb, per_clip[name][1]) for name, pb in named.items()}
-            add_intervals(row, {n: v[0] for n, v in both.items()}, [lambda pb, i: uar(yb[i], pb[i])], keys, peers)
-            clip_row: dict = {}
-            add_intervals(clip_row, {n: v[1] for n, v in both.items()}, [lambda pc, i: uar(yc[i], pc[i])],
-                          np.array(sorted(set(keys))), peers)
-            for name in row["intervals"]:
-                row["intervals"][name] += clip_row["intervals"][name]
-            for name in row["vs_peers"]:
-                row["vs_peers"][name] += clip_row["vs_peers"][name]
+            add_block_clip_intervals(row, f, named, peers)
             row["target"] = [TARGETS["mead_block_uar"], TARGETS["mead_clip_uar"]]
             row["met"] = None if pre is None else (
                 row["omgclip"][0] >= TARGETS["mead_block_uar"] and row["omgclip"][1] >= TARGETS["mead_clip_uar"]

@@ -25,6 +25,13 @@ and so the PublicTest part, are unchanged.
 blocks scored after the video net's BatchNorm statistics are recomputed from that person's
 own (unlabeled) blocks (test-time adaptation, ``transfer.adapted_to``); stills unchanged.
 
+Beside each row: 95% intervals of its validation block UAR and clip UAR over the validation
+clips (a cluster bootstrap, as ``bench_accuracy``'s MEAD rows), and, for every row after the
+first, its difference from the first row on the same resamples (``vs_first``). With 10 clips
+these say how little one run can tell. The validation blocks' probabilities of every row go to
+an ``.npz`` beside the JSON (``block_id``, ``names``, ``proba (rows, N, 7)``), so rows of
+different runs can be compared pair by pair later.
+
 Every model is run as ``predict`` runs its weights file: one net with the test-time flip, an
 ensemble (several ``--pretrained``) without; a candidate's ``"flip": true|false`` overrides it.
 
@@ -92,9 +99,9 @@ def main(argv=None) -> int:
     torch.set_num_threads(args.threads)
     sys.path.insert(0, str(ROOT))
     sys.path.insert(0, str(HERE))
-    from bench_accuracy import clip_level, uar
+    from bench_accuracy import add_block_clip_intervals, clip_level, uar
 
-    from omgclip.fsutil import atomic_write_text
+    from omgclip.fsutil import atomic_write, atomic_write_text
     from omgclip.learn import transfer
 
     t_start = time.time()
@@ -107,6 +114,7 @@ def main(argv=None) -> int:
     prior = transfer.stage2_prior(yf[usage == "Training"])
     val = frame["group"].isin([g for fold in VALIDATION_FOLDS for g in fold]).to_numpy()
     results = []
+    val_proba: dict[str, np.ndarray] = {}  # each row's validation block probabilities (for the .npz)
     for name, kwargs in candidates:
         proba = np.full((len(frame), 7), np.nan, np.float32)
         proba_adapted = proba.copy()
@@ -142,6 +150,17 @@ def main(argv=None) -> int:
                    "blocks": int(val.sum()), "clips": int(len(yc))}
             rec["score"] = (rec["val_block_uar"] + rec["val_clip_uar"] + rec["public_acc"]) / 3
             rec["score_as_given"] = (rec["val_block_uar"] + rec["val_clip_uar"] + rec["public_acc_as_given"]) / 3
+            # how much the validation people can tell: 95% intervals over their clips, and the
+            # difference from the first row on the same resamples (paired)
+            val_proba[label] = pv
+            first = results[0]["candidate"] if results else label
+            ci: dict = {}
+            add_block_clip_intervals(ci, f, {label: pv, first: val_proba[first]}, [first] if first != label else [],
+                                     reference=label)
+            rec["val_block_uar_ci"], rec["val_clip_uar_ci"] = ci["intervals"][label]
+            if first != label:
+                rec["vs_first"] = {"candidate": first, "block_uar": ci["vs_peers"][first][0],
+                                   "clip_uar": ci["vs_peers"][first][1]}
             results.append(rec)
     print()
     print(f"| candidate | settings | val block UAR | val clip UAR | FER PublicTest (zoom {fer_zoom:.2f}; as given) "
@@ -151,6 +170,16 @@ def main(argv=None) -> int:
         print(f"| {r['candidate']} | `{json.dumps(r['kwargs'])}` | {r['val_block_uar']:.3f} | "
               f"{r['val_clip_uar']:.3f} | {r['public_acc']:.3f}; {r['public_acc_as_given']:.3f} | "
               f"{r['score']:.3f} ({r['score_as_given']:.3f}) |")
+    print(f"\n95% intervals over the {results[0]['clips']} validation clips (block UAR; clip UAR), and the "
+          "difference from the first row on the same resamples:\n")
+    for r in results:
+        line = (f"- {r['candidate']}: {r['val_block_uar_ci'][0]:.3f}-{r['val_block_uar_ci'][1]:.3f}; "
+                f"{r['val_clip_uar_ci'][0]:.3f}-{r['val_clip_uar_ci'][1]:.3f}")
+        if "vs_first" in r:
+            d = r["vs_first"]
+            line += "; minus the first: " + "; ".join(
+                f"{d[k][0]:+.3f} ({d[k][1]:+.3f}, {d[k][2]:+.3f})" for k in ("block_uar", "clip_uar"))
+        print(line)
     best = max(results, key=lambda r: r["score"])
     print(f"\nbest by the score: {best['candidate']}")
     out = {"date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
@@ -159,7 +188,17 @@ def main(argv=None) -> int:
            "validation_folds": [list(f) for f in VALIDATION_FOLDS],
            "results": results, "best": best["candidate"], "seconds": round(time.time() - t_start)}
     atomic_write_text(args.json, json.dumps(out, indent=1))
-    print(f"wrote {args.json}")
+    # the validation blocks' probabilities, for paired comparisons with other runs' rows
+    npz = Path(args.json).with_suffix(".npz")
+    names = list(val_proba)
+
+    def write(tmp):
+        with open(tmp, "wb") as fh:
+            np.savez_compressed(fh, block_id=frame["block_id"][val].to_numpy().astype(str), names=np.array(names),
+                                proba=np.stack([val_proba[n] for n in names]).astype(np.float32))
+
+    atomic_write(npz, write)
+    print(f"wrote {args.json} and {npz.name}")
     return 0
 
 

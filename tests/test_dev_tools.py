@@ -232,3 +232,33 @@ def test_bench_accuracy_intervals_are_per_model_and_paired_against_each_peer():
     (lo_c, hi_c), = by_clip["intervals"]["omgclip"]
     (lo_b, hi_b), = by_block["intervals"]["omgclip"]
     assert lo_c < lo_b < 0.75 < hi_b < hi_c and (hi_c - lo_c) > 3 * (hi_b - lo_b)
+
+
+def test_block_and_clip_intervals_resample_the_same_clips():
+    """``add_block_clip_intervals`` (bench_accuracy's MEAD rows, select_stage2's validation):
+    block UAR resampled by whole clips and clip UAR resampled by clip, one interval each, and
+    the paired difference; equal to ``bootstrap_interval`` called directly on those clusters."""
+    import numpy as np
+    import pandas as pd
+
+    from omgclip.learn.metrics import bootstrap_interval
+
+    bench = _load(ROOT / "benchmarks" / "bench_accuracy.py")
+    rng = np.random.default_rng(2)
+    utts = [f"u{k}" for k in range(9)]
+    labels = [k % 7 for k in range(9)]
+    sizes = rng.integers(5, 30, 9)
+    frame = pd.DataFrame({"root": "r", "utterance": np.repeat(utts, sizes), "label": np.repeat(labels, sizes)})
+    y = frame["label"].to_numpy()
+    a = np.eye(7)[np.where(rng.random(len(y)) < 0.7, y, (y + 1) % 7)]
+    b = np.eye(7)[np.where(rng.random(len(y)) < 0.5, y, (y + 3) % 7)]
+    row = {}
+    bench.add_block_clip_intervals(row, frame, {"A": a, "B": b}, ["B"], reference="A")
+    keys = (frame["root"] + "|" + frame["utterance"]).to_numpy()
+    want_block = bootstrap_interval(lambda i: bench.uar(y[i], a[i]), keys, resamples=bench.RESAMPLES, seed=0)
+    yc, pc = bench.clip_level(frame, a)
+    want_clip = bootstrap_interval(lambda i: bench.uar(yc[i], pc[i]), np.arange(9), resamples=bench.RESAMPLES, seed=0)
+    assert row["intervals"]["A"] == [[round(v, 4) for v in want_block], [round(v, 4) for v in want_clip]]
+    (db, lob, hib), (dc, loc, hic) = row["vs_peers"]["B"]
+    assert db == round(bench.uar(y, a) - bench.uar(y, b), 4) and lob <= db <= hib and loc <= dc <= hic
+    assert set(row["intervals"]) == {"A", "B"}
