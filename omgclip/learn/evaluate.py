@@ -247,7 +247,7 @@ def evaluate(cfg: EvalConfig) -> dict:
 def intervals(y_true: np.ndarray, y_pred: np.ndarray, clusters: np.ndarray,
               resamples: int = INTERVAL_RESAMPLES) -> dict:
     """``{'accuracy': [low, high], 'uar': [low, high]}``: 95% intervals of the labels
-    ``y_true`` vs ``y_pred`` over a bootstrap of ``clusters`` (each item's clip), UAR over
+    ``y_true`` vs ``y_pred`` over a bootstrap of ``clusters`` (each item's clip or group), UAR over
     the classes present in each resample (:func:`omgclip.learn.metrics.bootstrap_interval`)."""
     y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
 
