@@ -213,8 +213,10 @@ def best_peer_framing(row: dict, peers, proba: dict, mask, score) -> None:
 
 # --------------------------------------------------------------------------- metrics
 def uar(y: np.ndarray, proba: np.ndarray) -> float:
-    pred = np.asarray(proba).argmax(1)
-    return float(np.mean([(pred[y == k] == k).mean() for k in np.unique(y)]))
+    """UAR of class probabilities ``proba (N, 7)`` against ``y`` (``metrics.uar_score``)."""
+    from omgclip.learn.metrics import uar_score
+
+    return uar_score(y, np.asarray(proba).argmax(1))
 
 
 def acc(y: np.ndarray, proba: np.ndarray) -> float:

@@ -61,3 +61,16 @@ def test_same_seed_same_draws_so_a_difference_of_equal_scores_is_zero():
 def test_bad_arguments_are_refused(kw, clusters):
     with pytest.raises(ValueError):
         bootstrap_interval(lambda i: 0.0, clusters, **kw)
+
+
+def test_uar_score_is_the_report_uar():
+    """``uar_score`` (per resample) gives exactly ``metrics_from_predictions``'s UAR, classes
+    absent from the true labels left out."""
+    from omgclip.learn.metrics import metrics_from_predictions, uar_score
+
+    rng = np.random.default_rng(4)
+    for n in (1, 7, 300):
+        y = np.where(rng.random(n) < 0.5, 6, rng.integers(0, 3, n))  # classes 3-5 absent
+        p = np.where(rng.random(n) < 0.6, y, rng.integers(0, 7, n))
+        assert uar_score(y, p) == pytest.approx(metrics_from_predictions(y, p, 7)["uar"], abs=1e-12)
+    assert uar_score([0, 0, 2, 2], [0, 1, 2, 2]) == 0.75

@@ -35,7 +35,7 @@ import numpy as np
 
 from omgclip.errors import OmgclipError
 from omgclip.learn.inference import predict_probabilities
-from omgclip.learn.metrics import bootstrap_interval, metrics_from_predictions
+from omgclip.learn.metrics import bootstrap_interval, metrics_from_predictions, uar_score
 from omgclip.fsutil import atomic_write, atomic_write_json
 
 log = logging.getLogger(__name__)
@@ -250,14 +250,10 @@ def intervals(y_true: np.ndarray, y_pred: np.ndarray, clusters: np.ndarray,
     ``y_true`` vs ``y_pred`` over a bootstrap of ``clusters`` (each item's clip or group), UAR over
     the classes present in each resample (:func:`omgclip.learn.metrics.bootstrap_interval`)."""
     y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
-
-    def uar(idx):
-        t, p = y_true[idx], y_pred[idx]
-        return float(np.mean([(p[t == c] == c).mean() for c in np.unique(t)]))
-
     return {"accuracy": [round(v, 4) for v in bootstrap_interval(lambda i: float((y_true[i] == y_pred[i]).mean()),
                                                                  clusters, resamples=resamples)],
-            "uar": [round(v, 4) for v in bootstrap_interval(uar, clusters, resamples=resamples)]}
+            "uar": [round(v, 4) for v in bootstrap_interval(lambda i: uar_score(y_true[i], y_pred[i]), clusters,
+                                                            resamples=resamples)]}
 
 
 def _training_overlap(rows, meta: dict, warnings: list[str]) -> tuple[list, int]:

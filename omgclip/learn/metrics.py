@@ -65,6 +65,17 @@ def metrics_from_predictions(y_true: Any, y_pred: Any, num_classes: int,
     return metrics_from_confusion(cm, labels)
 
 
+def uar_score(y_true: Any, y_pred: Any) -> float:
+    """UAR of class indices ``y_true`` vs ``y_pred`` (1-D, same length, >= 0): the mean recall
+    over the classes present in ``y_true``, as :func:`metrics_from_confusion` defines it,
+    without building the report (cheap enough to call once per bootstrap resample)."""
+    t = np.asarray(y_true, dtype=np.int64).reshape(-1)
+    hits = np.bincount(t, weights=(t == np.asarray(y_pred).reshape(-1)))
+    support = np.bincount(t)
+    present = support > 0
+    return float(np.mean(hits[present] / support[present]))
+
+
 def bootstrap_interval(score: Callable[[np.ndarray], float], clusters: Sequence, *, resamples: int = 2000,
                        level: float = 0.95, seed: int = 0) -> tuple[float, float]:
     """Percentile interval of ``score`` over a cluster bootstrap.

@@ -45,6 +45,7 @@ from torch import nn
 
 from omgclip.fsutil import atomic_write, atomic_write_text
 from omgclip.labels import EMOTIONS, NUM_CLASSES
+from omgclip.learn.metrics import uar_score
 
 log = logging.getLogger(__name__)
 
@@ -241,8 +242,7 @@ def accuracy_uar(y_true: np.ndarray, proba: np.ndarray) -> tuple[float, float]:
     pred = np.asarray(proba).argmax(1)
     y_true = np.asarray(y_true)
     acc = float((pred == y_true).mean())
-    uar = float(np.mean([(pred[y_true == k] == k).mean() for k in np.unique(y_true)]))
-    return acc, uar
+    return acc, uar_score(y_true, pred)
 
 
 def public_scores(net: nn.Module, X: np.ndarray, y: np.ndarray, usage: np.ndarray) -> tuple[float, float]:
