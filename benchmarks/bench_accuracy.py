@@ -35,6 +35,14 @@ BatchNorm statistics from its own training video blocks, after any blend, as ``f
 (a MEAD person, a CK+ subject) scored after the fold model's BN statistics are recomputed from
 that person's own blocks, all of them (test-time adaptation, ``transfer.adapted_to``).
 
+**Confidence.** Our probabilities are calibrated as the shipped file runs them: video logits
+divided by the recipe's video temperature (``--temperature VIDEO,STILL``, default
+``transfer.FINETUNE_TEMPERATURE``; the fold models are made by the recipe), photos by the
+evaluated file's still temperature (its meta). Block-level accuracy and UAR do not move with a
+temperature; a clip's vote by mean probability can; the column "omgclip, T=1" is the same fold
+models without it. Every row gets ``calibration``: ECE (15 bins), NLL, mean confidence and
+accuracy for omgclip, for T=1 and for each peer (its better framing), in a third printed table.
+
 Peers, each given the same 80x80 dlib face crops (per frame; a block or clip label for a peer
 is the mean of its per-frame probabilities):
 
@@ -174,6 +182,7 @@ BLENDED = f"omgclip, blend {COMPARE_BLEND}"
 AS_GIVEN = "omgclip, FER framing as given"
 NO_ADJUST = "omgclip, no logit adjustment"
 ADAPTED = "omgclip, BN adapted per person"
+UNCALIBRATED = "omgclip, T=1"
 #: the two framings each peer is scored on (its cell is the better one; both go in the JSON)
 PEER_FRAMINGS = ("FER's tight framing", "omgclip's framing")
 
@@ -303,6 +312,29 @@ def add_block_clip_intervals(row: dict, frame, named: dict, others, reference: s
         row["vs_peers"][name] += clip_row["vs_peers"][name]
 
 
+def add_calibration(row: dict, y: np.ndarray, named: dict, uncalibrated: np.ndarray | None) -> None:
+    """``row["calibration"]``: ``metrics.calibration`` (ECE, NLL, mean confidence, accuracy) of
+    each model's probabilities in ``named`` (omgclip as shipped, each peer on its better
+    framing) against ``y``, and of ``uncalibrated`` (omgclip at T=1) where given."""
+    from omgclip.learn.metrics import calibration
+
+    both = dict(named) if uncalibrated is None else {**named, UNCALIBRATED: uncalibrated}
+    row["calibration"] = {name: calibration(pb, y) for name, pb in both.items()}
+
+
+def _print_calibration(rows: list[dict], peers) -> None:
+    """The rows' calibration: ECE and mean confidence against accuracy, per model."""
+    names = ["omgclip", UNCALIBRATED] + [q.name for q in peers]
+    print("\nConfidence: ECE (15 bins) | mean top probability vs accuracy (blocks, sequences or photos)\n")
+    print("| row | " + " | ".join(names) + " |")
+    print("|---|" + "---|" * len(names))
+    for r in rows:
+        cal = r.get("calibration", {})
+        cells = [f"{cal[n]['ece']:.3f} ({cal[n]['confidence']:.2f} vs {cal[n]['accuracy']:.2f})" if n in cal else "-"
+                 for n in names]
+        print(f"| {r['row']} | " + " | ".join(cells) + " |")
+
+
 def _print_intervals(rows: list[dict], peers) -> None:
     """The rows' 95% intervals: each model's, then omgclip minus each peer (paired)."""
     names = ["omgclip"] + [q.name for q in peers]
@@ -376,6 +408,10 @@ def main(argv=None) -> int:
                    help=f"add column '{ADAPTED}': each held-out person's (MEAD person, CK+ subject) blocks scored "
                         "after the fold model's BN statistics are recomputed from that person's own blocks "
                         "(test-time adaptation, transfer.adapted_to)")
+    p.add_argument("--temperature", default=None, metavar="VIDEO,STILL",
+                   help="the fold models' video probabilities are calibrated by the VIDEO temperature (default: "
+                        f"the recipe's, transfer.FINETUNE_TEMPERATURE; none: T=1); column '{UNCALIBRATED}' is the "
+                        "same fold models without it")
     p.add_argument("--folds", default="all", help="'all' or comma-separated fold numbers 1..4 (quick runs)")
     p.add_argument("--seed-offset", type=int, default=0,
                    help="fold k is fine-tuned with seed k + this (the reference: 0); other values show "
@@ -389,7 +425,8 @@ def main(argv=None) -> int:
     torch.set_num_threads(args.threads)
     sys.path.insert(0, str(ROOT))
     from omgclip.learn import transfer
-    from omgclip.learn.checkpoint import default_checkpoint, load_for_inference
+    from omgclip.learn.checkpoint import default_checkpoint, file_temperatures, load_for_inference
+    from omgclip.learn.metrics import apply_temperature
     from omgclip.learn.models.layers import FlipAverage
 
     t_start = time.time()
@@ -407,6 +444,11 @@ def main(argv=None) -> int:
     bn_mode = transfer.FINETUNE_BN_RECALIBRATE if args.bn_recalibrate is None else args.bn_recalibrate
     if tau < 0:
         p.error(f"--logit-adjust {tau:g}: expected TAU >= 0")
+    try:
+        temps = transfer.FINETUNE_TEMPERATURE if args.temperature is None else \
+            transfer.parse_temperature(args.temperature)
+    except argparse.ArgumentTypeError as exc:
+        p.error(f"--temperature: {exc}")
     try:
         video_zoom = transfer.FINETUNE_VIDEO_ZOOM if args.video_zoom is None else \
             transfer.parse_zoom_range(args.video_zoom)
@@ -469,13 +511,18 @@ def main(argv=None) -> int:
             shift = transfer.logit_adjustment(tau, transfer.fer_stage2_prior(args.fer, args.fer_cache))
             proba_ft, proba_ft1, proba_nb, proba_ad = (transfer.adjust_proba(q, shift)
                                                        for q in (proba_ft, proba_ft1, proba_nb, proba_ad))
+        proba_uncal = proba_ft
+        if temps is not None and pre is not None:  # calibrated confidences, as the recipe's file asks
+            proba_ft, proba_ft1, proba_nb, proba_ad = (apply_temperature(q, temps["video"])
+                                                       for q in (proba_ft, proba_ft1, proba_nb, proba_ad))
         proba_zero = transfer.predict_proba(pre, Xall, tta_flip=recipe_flip) if pre is not None else None
 
         def ours(m):
             """Our columns' probabilities on the blocks of ``m`` (none without fold models)."""
             if pre is None:
                 return []
-            optional = ([(NO_ADJUST, proba_raw)] if tau > 0 else []) + ([(ADAPTED, proba_ad)] if args.adapt_bn else [])
+            optional = ([(NO_ADJUST, proba_raw)] if tau > 0 else []) + ([(ADAPTED, proba_ad)] if args.adapt_bn else []) \
+                + ([(UNCALIBRATED, proba_uncal)] if temps is not None else [])
             columns = [("omgclip", proba_ft), (other, proba_ft1), *optional, (BLENDED, proba_nb),
                        ("omgclip stage 1 (FER only)", proba_zero)]
             return [(name, proba[m]) for name, proba in columns]
@@ -504,6 +551,7 @@ def main(argv=None) -> int:
             named.update({q.name: peer_pf[q.name][row["peer_framings"][q.name]["best"]][m] for q in peers})
             row["clips"] = clip_calls(f, named)
             add_block_clip_intervals(row, f, named, peers)
+            add_calibration(row, yb, named, dict(ours(m)).get(UNCALIBRATED))
             row["target"] = [TARGETS["mead_block_uar"], TARGETS["mead_clip_uar"]]
             row["met"] = None if pre is None else (
                 row["omgclip"][0] >= TARGETS["mead_block_uar"] and row["omgclip"][1] >= TARGETS["mead_clip_uar"]
@@ -522,13 +570,17 @@ def main(argv=None) -> int:
             named.update({q.name: peer_pf[q.name][row["peer_framings"][q.name]["best"]][m] for q in peers})
             add_intervals(row, named, [lambda pb, i: uar(yb[i], pb[i]), lambda pb, i: acc(yb[i], pb[i])],
                           frame["group"][m].to_numpy(), peers)
+            add_calibration(row, yb, named, dict(ours(m)).get(UNCALIBRATED))
             row["target"] = TARGETS["ck_uar"]
             row["met"] = None if pre is None else (
                 row["omgclip"][0] >= TARGETS["ck_uar"] and all(row["omgclip"][0] > row[q.name][0] for q in peers))
             rows.append(row)
 
     # ---- FER2013 PrivateTest
-    loaded = load_for_inference(ours_path)  # only now: the fold runs may be writing it meanwhile
+    # only now: the fold runs may be writing it meanwhile. Without its temperatures: the accuracy
+    # columns do not depend on them; the calibration below applies the file's still temperature
+    loaded = load_for_inference(ours_path, temperature=False)
+    still_t = (file_temperatures(loaded.meta, ours_path) or {}).get("still")
     # FER2013's faces are photos: ``ours`` is the net predict runs on a still image, with the
     # test-time flip where the weights ask for it on stills (``still_flip``: the bundled model)
     # or on everything (``test_time_flip``)
@@ -545,8 +597,10 @@ def main(argv=None) -> int:
     Xc = transfer.reframe(Xp, zoom)
     row = {"row": "FER2013 PrivateTest (3,589 faces)", "metric": "accuracy / UAR", "n": int(len(prv)),
            "framing_zoom": zoom}
-    pr = transfer.predict_proba(ours, Xc, 256, tta_flip=False)
+    pr_raw = transfer.predict_proba(ours, Xc, 256, tta_flip=False)
+    pr = pr_raw if still_t is None else apply_temperature(pr_raw, still_t)
     row["omgclip"] = [acc(yp, pr), uar(yp, pr)]
+    row["still_temperature"] = still_t
     named = {"omgclip": pr}
     pr = transfer.predict_proba(ours, Xp, 256, tta_flip=False)
     row[AS_GIVEN] = [acc(yp, pr), uar(yp, pr)]
@@ -558,6 +612,7 @@ def main(argv=None) -> int:
     named.update({q.name: peer_fer[q.name][row["peer_framings"][q.name]["best"]] for q in peers})
     add_intervals(row, named, [lambda pb, i: acc(yp[i], pb[i]), lambda pb, i: uar(yp[i], pb[i])],
                   np.arange(len(yp)), peers)
+    add_calibration(row, yp, named, pr_raw if still_t is not None else None)
     if args.blended:
         pr = transfer.predict_proba(load_for_inference(args.blended).net_for(still=True), Xc, 256, tta_flip=False)
         row[BLENDED] = [acc(yp, pr), uar(yp, pr)]
@@ -570,7 +625,8 @@ def main(argv=None) -> int:
     print(f"[{time.time() - t_start:.0f}s] FER2013 done", flush=True)
 
 
-    cols = ["omgclip"] + [c for c in (AS_GIVEN, NO_FLIP, WITH_FLIP, NO_ADJUST, ADAPTED) if any(c in r for r in rows)] + \
+    cols = ["omgclip"] + [c for c in (AS_GIVEN, NO_FLIP, WITH_FLIP, NO_ADJUST, ADAPTED, UNCALIBRATED)
+                          if any(c in r for r in rows)] + \
         [BLENDED, "omgclip stage 1 (FER only)"] + [q.name for q in peers]
     print()
     print("| row | metric | " + " | ".join(cols) + " | target | met |")
@@ -580,6 +636,7 @@ def main(argv=None) -> int:
         tgt = r["target"] if not isinstance(r["target"], list) else " / ".join(str(t) for t in r["target"])
         print(f"| {r['row']} | {r['metric']} | " + " | ".join(cells) + f" | {tgt} | {'-' if r['met'] is None else 'met' if r['met'] else 'missed'} |")
     _print_intervals(rows, peers)
+    _print_calibration(rows, peers)
     try:
         commit = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True,
                                 text=True).stdout.strip()
@@ -592,7 +649,7 @@ def main(argv=None) -> int:
               "finetune_soup": soup, "finetune_ema": transfer.FINETUNE_EMA, "finetune_lwf": transfer.FINETUNE_LWF,
               "finetune_min_block_gap": transfer.FINETUNE_MIN_BLOCK_GAP,
               "finetune_video_zoom": list(video_zoom), "logit_adjust": tau, "bn_recalibrate": bn_mode,
-              "adapt_bn": args.adapt_bn, "seed_offset": args.seed_offset,
+              "adapt_bn": args.adapt_bn, "seed_offset": args.seed_offset, "temperature": temps,
               "blend": blend, "folds": folds_out, "rows": rows,
               "seconds": round(time.time() - t_start)}
     from omgclip.fsutil import atomic_write_text

@@ -216,7 +216,8 @@ def main(argv=None) -> int:
     import torch
 
     from omgclip.faces.video_io import probe
-    from omgclip.learn.models.layers import FlipAverage
+    from omgclip.learn.checkpoint import load_for_inference
+    from omgclip.learn.models.layers import FlipAverage, find_wrapper
 
     run = Run("bench_predict")
     torch.set_num_threads(args.threads)
@@ -233,8 +234,8 @@ def main(argv=None) -> int:
             minutes = probe(long).duration / 60
             videos.append((f"{info.width}x{info.height}, {minutes:.{0 if minutes >= 2 else 1}f} min", long, "looped",
                            model, []))
-        if isinstance(model.net, FlipAverage):  # the weights ask for a test-time flip: also without it
-            one_pass = dataclasses.replace(model, net=model.net.net)
+        if find_wrapper(model.net, FlipAverage) is not None:  # the weights ask for a test-time flip: also without it
+            one_pass = dataclasses.replace(model, net=load_for_inference(model.path, flip=False).net)
             videos.append((f"{info.width}x{info.height}, --no-flip", args.video, "source", one_pass, ["--no-flip"]))
         steady_state(args.video, model, 1, args.batch_size)  # warm-up: dlib and torch initialise
         for label, path, enc, row_model, extra in videos:

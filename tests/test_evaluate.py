@@ -311,6 +311,36 @@ def test_clip_vote_is_by_mean_probability(tmp_path: Path, monkeypatch):
     assert "95% CI" in format_report(res) and "clips" in res["interval_rule"]
 
 
+def test_confidence_is_reported_after_the_files_temperature(tmp_path: Path, monkeypatch):
+    """Each level's ``calibration`` is that of the probabilities predict would report: after
+    the video temperature the file asks for (2 here: each block's probabilities become the
+    normalised square roots), with the clip level on the clips' mean probabilities."""
+    from omgclip.learn.metrics import apply_temperature, calibration
+    from omgclip.learn.models import registry
+
+    monkeypatch.setitem(registry._MODELS, "reads_its_answer", _ReadsItsAnswer)
+    blocks = [("A", 0, [10, 90, 0, 0, 0, 0, 0]), ("A", 0, [80, 20, 0, 0, 0, 0, 0]), ("A", 0, [80, 20, 0, 0, 0, 0, 0]),
+              ("B", 2, [0, 0, 100, 0, 0, 0, 0]), ("B", 2, [0, 0, 45, 55, 0, 0, 0])]
+    _write_blocks(tmp_path / "ds", blocks)
+    raw = np.array([b[2] for b in blocks], float) / 100
+    y = np.array([b[1] for b in blocks])
+    for temps, t in ((None, 1.0), ({"video": 2.0, "still": 1.0}, 2.0)):
+        meta = dict(META, model_name="reads_its_answer", **({"temperature": temps} if temps else {}))
+        ckpt = save_weights(tmp_path / f"m{t}.pt", _ReadsItsAnswer(), meta)
+        res = evaluate(EvalConfig(data=tmp_path / "ds", checkpoint=ckpt, split="validation", num_workers=0))
+        want = calibration(apply_temperature(raw, t), y)
+        got = res["block"]["calibration"]
+        # (the test net's 1e-9 floor for a 0 gives the five empty classes ~1e-4 of mass at T = 2)
+        assert got["confidence"] == pytest.approx(want["confidence"], abs=5e-4)
+        assert got["ece"] == pytest.approx(want["ece"], abs=5e-4) and got["nll"] == pytest.approx(want["nll"], abs=5e-4)
+        clip_p = np.stack([apply_temperature(raw, t)[:3].mean(0), apply_temperature(raw, t)[3:].mean(0)])
+        assert res["clip"]["calibration"]["confidence"] == pytest.approx(clip_p.max(1).mean(), abs=5e-4)
+        assert res["temperature"] == temps
+        assert f"mean top probability {got['confidence']:.3f}" in format_report(res)
+    # softer at T = 2: the 0.9 / 1.0 blocks drop to 0.75 / 1.0, the others towards 1/2
+    assert calibration(apply_temperature(raw, 2.0), y)["confidence"] < calibration(raw, y)["confidence"]
+
+
 @pytest.mark.parametrize("still_flip", [True, False])
 def test_photo_blocks_are_scored_as_predict_labels_photos(tmp_path: Path, monkeypatch, still_flip):
     """A block of one repeated image (a photo row of build-dataset) is scored by the still-image

@@ -34,6 +34,11 @@ def test_init_from_default_starts_from_the_bundled_weights(ds: Path):
     assert tuned.model_name == bundled.model_name
     assert tuned.meta["model_kwargs"] == bundled.meta["model_kwargs"]
     assert tuned.meta["init_from"] == str(default_checkpoint())
+    # the bundled file's temperatures were fitted for its own weights, not these; with 4 validation
+    # blocks the run fits none of its own (train.MIN_TEMPERATURE_BLOCKS), so it asks for none
+    assert bundled.meta["temperature"] and "temperature" not in tuned.meta
+    assert json.loads((res.run_dir / "result.json").read_text())["calibration"] == {
+        "temperature": None, "blocks": 4, "reason": "fewer than 20 validation blocks"}
     a, b = bundled.net.state_dict(), tuned.net.state_dict()
     convs = [k for k, v in a.items() if k.endswith("weight") and v.dim() == 5]
     assert convs and all(torch.allclose(a[k], b[k], atol=1e-6) for k in convs)

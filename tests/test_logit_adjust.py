@@ -74,14 +74,16 @@ def test_a_file_asking_for_it_shifts_video_logits_and_leaves_stills_alone(tmp_pa
 
     offsets = [-1.96, -2.54, -1.95, -1.62, -1.85, -1.86, -2.07]
     path = _bundled_with(tmp_path, video_logit_adjust=offsets)
-    plain, adjusted = load_for_inference(None), load_for_inference(path)
+    # without the file's temperatures (tests/test_temperature.py): the offsets alone
+    plain, adjusted = load_for_inference(None, temperature=False), load_for_inference(path, temperature=False)
     faces = torch.from_numpy(fer_faces(6)).float().div(255)
     clips = faces[:, None, None].expand(6, 1, 20, 80, 80)  # (N, 1, T, H, W): each face held still
     with torch.no_grad():
         want = plain.net(clips) - torch.tensor(offsets)
         torch.testing.assert_close(adjusted.net(clips), want, atol=1e-5, rtol=1e-5)
         torch.testing.assert_close(adjusted.net_for(still=True)(clips), plain.net_for(still=True)(clips))
-        torch.testing.assert_close(load_for_inference(path, logit_adjust=False).net(clips), plain.net(clips))
+        torch.testing.assert_close(load_for_inference(path, logit_adjust=False, temperature=False).net(clips),
+                                   plain.net(clips))
     # the offsets are what a class's logit loses: the rarest class (disgust) gains most on happy
     p_plain, p_adj = plain.net(clips).softmax(1), adjusted.net(clips).softmax(1)
     assert bool((p_adj[:, 1] / p_adj[:, 3] > p_plain[:, 1] / p_plain[:, 3]).all())
@@ -132,7 +134,7 @@ def test_finetune_cli_writes_the_adjustment_from_the_fer_training_labels(tmp_pat
         assert why in err and not (tmp_path / "never.pt").exists()
     out = tmp_path / "adj.pt"
     assert transfer.main([*base, "--fer", str(fer), "--logit-adjust", "0.5", "--out", str(out)]) == 0
-    loaded = load_for_inference(out)
+    loaded = load_for_inference(out, temperature=False)  # the offsets alone (the recipe's temperature aside)
     counts = np.array([10, 4, 10, 10, 10, 10, 10])
     prior = 0.5 * counts / counts.sum() + 0.5 / 7
     assert loaded.meta["logit_adjust_tau"] == 0.5
@@ -140,7 +142,7 @@ def test_finetune_cli_writes_the_adjustment_from_the_fer_training_labels(tmp_pat
     np.testing.assert_allclose(loaded.meta["logit_adjust_prior"], prior, atol=1e-6)
     x = torch.rand(2, 1, 20, 80, 80)
     with torch.no_grad():
-        torch.testing.assert_close(loaded.net(x), load_for_inference(out, logit_adjust=False).net(x)
+        torch.testing.assert_close(loaded.net(x), load_for_inference(out, logit_adjust=False, temperature=False).net(x)
                                    - torch.tensor(0.5 * np.log(prior), dtype=torch.float32), atol=1e-5, rtol=1e-5)
     # without --logit-adjust (the recipe's default 0 until adopted) the meta asks for nothing
     plain = tmp_path / "plain.pt"

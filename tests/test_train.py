@@ -40,6 +40,12 @@ def test_run_files(trained):
     assert cfg["config"]["model"] == "r2plus1d" and cfg["resolved"]["block_shape"] == [20, 80, 80]
     res = json.loads((run / "result.json").read_text())
     assert res["best_val_uar"] == pytest.approx(result.best_val_uar)
+    # best.pt asks for the temperature fitted on the validation groups' blocks
+    # (its 24 blocks, 4 groups the run never trained on), and that lowers their calibration error
+    cal = res["calibration"]
+    assert cal["blocks"] == cfg["resolved"]["val_blocks"] == 24
+    assert load_model(run / "best.pt").meta["temperature"] == {"video": cal["temperature"], "still": cal["temperature"]}
+    assert cal["temperature"] != 1.0 and cal["ece_after"] < cal["ece_before"]
     assert not list(run.rglob("*.tmp"))
 
 

@@ -7,6 +7,8 @@ travel inside the file: ONNX ``metadata_props`` (key ``omgclip``, JSON), TorchSc
 file ``omgclip.json``. The graph is the net omgclip runs on video; where the metadata says
 ``still_flip`` (the bundled model), omgclip classifies a still image as the mean of the
 softmax of its clip and of the mirrored clip (``clips[..., ::-1]``), two runs of the graph.
+Where it says ``temperature`` (the bundled model), the graph's logits are already divided by
+the video temperature; omgclip divides a still image's by the still temperature instead.
 Where it says ``still_bn_differs`` (a weights file with ``still_buffers``), omgclip runs still
 images through the same weights with other BatchNorm statistics, so the graph's output for
 a still image differs slightly from omgclip's.
@@ -91,11 +93,11 @@ def export(cfg: ExportConfig) -> Path:
 
 
 def export_metadata(loaded) -> dict:
-    from omgclip.learn.models.layers import FlipAverage, LogitShift, unwrap
+    from omgclip.learn.models.layers import FlipAverage, LogitShift, Temperature, find_wrapper, unwrap
 
-    shift = loaded.net if isinstance(loaded.net, LogitShift) else None
-    video = shift.net if shift is not None else loaded.net  # the video net before its offsets
-    still = loaded.net_for(still=True)
+    video, still = loaded.net, loaded.net_for(still=True)
+    shift = find_wrapper(video, LogitShift)
+    temp_video, temp_still = find_wrapper(video, Temperature), find_wrapper(still, Temperature)
     return {
         "model_name": str(getattr(loaded, "model_name", "")),
         "labels": [str(x) for x in loaded.labels],
@@ -106,13 +108,19 @@ def export_metadata(loaded) -> dict:
         "output": f"{OUTPUT_NAME}: float32 (N, {len(loaded.labels)}); softmax for probabilities",
         # the exported graph is the video net; for a still image (its crop repeated T times)
         # omgclip averages the softmax of that clip and of its mirror image (last axis flipped)
-        "still_flip": isinstance(still, FlipAverage) and not isinstance(video, FlipAverage),
+        "still_flip": find_wrapper(still, FlipAverage) is not None and find_wrapper(video, FlipAverage) is None,
         # omgclip runs a still image through the same weights with other BatchNorm statistics
         # (the weights file's still_buffers); the exported graph has the video net's
         "still_bn_differs": unwrap(still) is not unwrap(video),
         # the exported graph's logits have these per-label offsets taken off (video decides under
         # a balanced class prior); omgclip scores a still image's clip without them (add them back)
         "video_logit_adjust": [float(v) for v in shift.offsets] if shift is not None else None,
+        # the exported graph's logits are divided by the video temperature (probabilities calibrated
+        # on people the model never saw); for a still image omgclip divides by the still one instead
+        # (multiply the graph's logits by video / still)
+        "temperature": {"video": temp_video.temperature,
+                        "still": temp_still.temperature if temp_still is not None else 1.0}
+        if temp_video is not None else None,
     }
 
 

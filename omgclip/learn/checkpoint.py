@@ -119,6 +119,28 @@ def save_weights(path: str | os.PathLike, net: nn.Module, meta: Mapping[str, Any
     return atomic_write(path, lambda tmp: torch.save(payload, tmp))
 
 
+def rewrite_meta(path: str | os.PathLike, updates: Mapping[str, Any]) -> Path:
+    """Set ``updates`` (plain types; ``None`` removes a key) in the meta of the compact weights
+    file ``path``, atomically; its tensors are written back as they were, bit for bit.
+    :class:`OmgclipError` (one line) for a file that is not a compact omgclip weights file
+    (a Lightning checkpoint keeps its meta in its hyperparameters: pack it first)."""
+    path = Path(path)
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise OmgclipError(f"{path} cannot be read as an omgclip weights file ({type(exc).__name__})") from None
+    if not isinstance(obj, dict) or obj.get("format") != WEIGHTS_FORMAT:
+        raise OmgclipError(f"{path} is not a compact omgclip weights file ({WEIGHTS_FORMAT})")
+    _unpack(obj, path)  # a damaged file is refused before anything is written
+    meta = dict(obj["meta"])
+    for key, value in to_jsonable(dict(updates)).items():
+        if value is None:
+            meta.pop(key, None)
+        else:
+            meta[key] = value
+    return atomic_write(path, lambda tmp: torch.save({**obj, "meta": meta}, tmp))
+
+
 def _still_buffers(video: dict, still: dict) -> dict:
     """The BN buffers of ``still`` that differ from ``video``'s (two state dicts of one net);
     :class:`ValueError` where anything else differs."""
@@ -304,8 +326,28 @@ def default_checkpoint() -> Path:
     return DEFAULT_WEIGHTS
 
 
+def file_temperatures(meta: Mapping[str, Any], path: Path | str = "weights") -> dict[str, float] | None:
+    """A weights file's ``temperature`` meta, ``{"video": T, "still": T}`` (positive numbers
+    within :data:`~omgclip.learn.metrics.TEMPERATURE_RANGE`), or ``None`` where it has none;
+    :class:`OmgclipError` (one line) for anything else."""
+    import math
+
+    from omgclip.learn.metrics import TEMPERATURE_RANGE
+
+    value = meta.get("temperature")
+    if value is None:
+        return None
+    lo, hi = TEMPERATURE_RANGE
+    if not (isinstance(value, dict) and set(value) == {"video", "still"} and all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and lo <= v <= hi
+            for v in value.values())):
+        raise OmgclipError(f"{path}: meta temperature must be {{'video': T, 'still': T}} with each T in "
+                           f"[{lo:g}, {hi:g}], got {value!r}")
+    return {k: float(v) for k, v in value.items()}
+
+
 def load_for_inference(checkpoint: str | os.PathLike | None, flip: bool = True,
-                       logit_adjust: bool = True) -> LoadedModel:
+                       logit_adjust: bool = True, temperature: bool = True) -> LoadedModel:
     """The model as ``predict``, ``live``, ``serve``, ``evaluate`` and ``export`` run it, in
     eval mode (``None``: the bundled default model). Where the file's meta says
     ``test_time_flip`` (and ``flip``), ``net`` averages the clip and its mirror image
@@ -315,12 +357,15 @@ def load_for_inference(checkpoint: str | os.PathLike | None, flip: bool = True,
     Where the meta says ``video_logit_adjust`` (one number per label; and ``logit_adjust``),
     ``net``'s logits have those offsets taken off
     (:class:`LogitShift`: video decides under a balanced class prior); ``still_net``'s do not.
+    Where the meta says ``temperature`` (and ``temperature``), the logits of ``net`` and
+    ``still_net`` are divided by the video and the still temperature (:class:`Temperature`:
+    probabilities calibrated on people the model never saw; argmax unchanged).
     Batch norms are folded into the convs (:func:`fold_batchnorm`): same outputs up to float
     rounding, not for training. :class:`OmgclipError` (one line) for a bad file or meta."""
     import dataclasses
     import math
 
-    from omgclip.learn.models.layers import FlipAverage, LogitShift, fold_batchnorm
+    from omgclip.learn.models.layers import FlipAverage, LogitShift, Temperature, fold_batchnorm
 
     path = expand_path(checkpoint, "--checkpoint") if checkpoint else default_checkpoint()
     loaded = load_model(path)  # eval mode; OmgclipError (one line) for a missing or bad file
@@ -330,6 +375,7 @@ def load_for_inference(checkpoint: str | os.PathLike | None, flip: bool = True,
             and all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in offsets)):
         raise OmgclipError(f"{path}: meta video_logit_adjust must be {len(loaded.labels)} finite numbers "
                            f"(one per label), got {offsets!r}")
+    temps = file_temperatures(loaded.meta, path)
     fold_batchnorm(loaded.net)  # inference only: BN folded into the convs, ~10% less model time
     plain = loaded.net
     flip_video = flip and loaded.meta.get("test_time_flip") is True
@@ -342,4 +388,8 @@ def load_for_inference(checkpoint: str | os.PathLike | None, flip: bool = True,
         still = video if flip_still == flip_video else FlipAverage(plain).eval()
     if offsets is not None and logit_adjust:
         video = LogitShift(video, offsets).eval()
+    if temps is not None and temperature:
+        same = still is video and temps["still"] == temps["video"]
+        video = Temperature(video, temps["video"]).eval()
+        still = video if same else Temperature(still, temps["still"]).eval()
     return dataclasses.replace(loaded, net=video, still_net=still)

@@ -22,6 +22,11 @@ Metric definitions (:func:`omgclip.learn.metrics.metrics_from_confusion`): accur
 over the classes present in the true or the predicted labels (as scikit-learn); per-class
 precision / recall / F1 are 0 where undefined. Confusion matrix rows are true classes,
 columns predicted ones.
+
+Confidence (``calibration`` per level, :func:`omgclip.learn.metrics.calibration`): how far the
+top probability can be read as the chance of being right: ECE over 15 bins, NLL, mean top
+probability beside accuracy. The probabilities are the model's as predict reports them, after
+any temperature its file asks for (``temperature`` in the result).
 """
 
 from __future__ import annotations
@@ -35,7 +40,7 @@ import numpy as np
 
 from omgclip.errors import OmgclipError
 from omgclip.learn.inference import predict_probabilities
-from omgclip.learn.metrics import bootstrap_interval, metrics_from_predictions, uar_score
+from omgclip.learn.metrics import bootstrap_interval, calibration, metrics_from_predictions, uar_score
 from omgclip.fsutil import atomic_write, atomic_write_json
 
 log = logging.getLogger(__name__)
@@ -168,7 +173,7 @@ def _scoring_net(model):
 def evaluate(cfg: EvalConfig) -> dict:
     """Score the checkpoint on the chosen rows; write ``out_json`` / ``confusion_png`` if
     given. Returns the result dictionary (JSON-able; see :func:`format_report`)."""
-    from omgclip.learn.checkpoint import default_checkpoint, load_for_inference
+    from omgclip.learn.checkpoint import default_checkpoint, file_temperatures, load_for_inference
     from omgclip.learn.data import BlockDataset, default_num_workers, load_index
 
     ckpt = Path(cfg.checkpoint) if cfg.checkpoint is not None else default_checkpoint()
@@ -197,7 +202,8 @@ def evaluate(cfg: EvalConfig) -> dict:
     y_pred = probs.argmax(axis=1)
 
     majority, source = _majority_class(model.meta, y_true, k)
-    clip_true, clip_pred, clip_of_block = _clip_level(rows, probs, y_true, k, warnings)
+    clip_true, clip_probs, clip_of_block = _clip_level(rows, probs, y_true, k, warnings)
+    clip_pred = clip_probs.argmax(axis=1)
     n_clips = len(clip_true)
     if cfg.interval_by == "group":
         block_units = rows["group"].astype(str).to_numpy()
@@ -226,14 +232,17 @@ def evaluate(cfg: EvalConfig) -> dict:
         "block": {
             "metrics": metrics_from_predictions(y_true, y_pred, k, labels),
             "interval_95": intervals(y_true, y_pred, block_units),
+            "calibration": calibration(probs, y_true),
             "majority_baseline": _baseline(y_true, majority, k, labels, source),
         },
         "clip": {
             "rule": "blocks of one (source, utterance) vote by mean class probability",
             "metrics": metrics_from_predictions(clip_true, clip_pred, k, labels),
             "interval_95": intervals(clip_true, clip_pred, clip_units),
+            "calibration": calibration(clip_probs, clip_true),
             "majority_baseline": _baseline(clip_true, majority, k, labels, source),
         },
+        "temperature": file_temperatures(model.meta, ckpt),
         "interval_rule": f"95% percentile intervals of {INTERVAL_RESAMPLES} bootstrap resamples of the "
                          f"{n_units} {cfg.interval_by}s (each drawn whole: its blocks are not independent)",
         "interval_by": cfg.interval_by,
@@ -283,10 +292,10 @@ def _majority_class(meta: dict, y_true: np.ndarray, k: int) -> tuple[int, str]:
 
 def _clip_level(rows, probs: np.ndarray, y_true: np.ndarray, k: int,
                 warnings: list[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Clip-level ``(true, predicted)`` labels, one per (source, utterance): the mean
-    probability over the clip's blocks ``probs`` ``(N, K)``; the true label is the clip's most
-    common block label (a warning when a clip's blocks disagree). Third: each block's clip
-    (an index into the first two)."""
+    """Clip-level true labels ``(C,)`` and probabilities ``(C, K)``, one per (source,
+    utterance): the mean probability over the clip's blocks ``probs`` ``(N, K)``; the true
+    label is the clip's most common block label (a warning when a clip's blocks disagree).
+    Third: each block's clip (an index into the first two)."""
     keys = rows["source"].astype(str) + "\x00" + rows["utterance"].astype(str)
     codes, uniques = _factorize(keys.to_numpy())
     n_clips = len(uniques)
@@ -301,7 +310,7 @@ def _clip_level(rows, probs: np.ndarray, y_true: np.ndarray, k: int,
         msg = f"{mixed} clip(s) have blocks with different labels; each clip takes its most common label"
         log.warning(msg)
         warnings.append(msg)
-    return clip_true, clip_probs.argmax(axis=1), codes
+    return clip_true, clip_probs, codes
 
 
 def _write_outputs(cfg: EvalConfig, result: dict) -> None:
@@ -370,6 +379,10 @@ def format_report(result: dict) -> str:
             lines.append(f"  {'95% CI':<10}{ci['accuracy'][0]:>5.3f}-{ci['accuracy'][1]:.3f}"
                          f"  {ci['uar'][0]:.3f}-{ci['uar'][1]:.3f}   (bootstrap over the "
                          f"{result.get('interval_units', result['num_clips'])} {result.get('interval_by', 'clip')}s)")
+        cal = result[level].get("calibration")
+        if cal:
+            lines.append(f"  {'confidence':<10}ECE {cal['ece']:.3f}: mean top probability {cal['confidence']:.3f} "
+                         f"vs accuracy {cal['accuracy']:.3f}, NLL {cal['nll']:.3f}")
         lines.append(f"  {'majority':<10}{bm['accuracy']:>10.3f}{bm['uar']:>8.3f}{bm['macro_f1']:>10.3f}"
                      f"   (always {b['label']!r}, majority of the {b['source'].split(' (')[0]})")
         if level == "block":

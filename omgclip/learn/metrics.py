@@ -111,3 +111,83 @@ def bootstrap_interval(score: Callable[[np.ndarray], float], clusters: Sequence,
     tail = (1.0 - level) / 2 * 100
     low, high = np.percentile(values, [tail, 100 - tail])
     return float(low), float(high)
+
+
+# --------------------------------------------------------------------------- calibration
+#: equal-width confidence bins of :func:`calibration` (ECE with 15 bins, as Guo et al. 2017)
+CALIBRATION_BINS = 15
+#: the range :func:`fit_temperature` searches (a temperature outside it means a broken model)
+TEMPERATURE_RANGE = (0.05, 20.0)
+
+
+def _checked_proba(proba: Any, y_true: Any) -> tuple[np.ndarray, np.ndarray]:
+    p = np.asarray(proba, dtype=np.float64)
+    t = np.asarray(y_true, dtype=np.int64).reshape(-1)
+    if p.ndim != 2 or p.shape[0] != t.size or t.size == 0:
+        raise ValueError(f"expected probabilities (N, K) and N labels, got {p.shape} and {t.size}")
+    if ((t < 0) | (t >= p.shape[1])).any():
+        raise ValueError(f"class indices must lie in [0, {p.shape[1]})")
+    return p, t
+
+
+def apply_temperature(proba: Any, temperature: float) -> np.ndarray:
+    """``(N, K)`` probabilities softened (``temperature`` > 1) or sharpened (< 1): the softmax
+    of their log divided by ``temperature``, as :class:`~omgclip.learn.models.layers.Temperature`
+    does to a net's logits. The argmax of each row is unchanged."""
+    if not (isinstance(temperature, (int, float)) and np.isfinite(temperature) and temperature > 0):
+        raise ValueError(f"a temperature must be a positive number, got {temperature!r}")
+    z = np.log(np.clip(np.asarray(proba, dtype=np.float64), 1e-12, None)) / float(temperature)
+    z -= z.max(axis=-1, keepdims=True)
+    e = np.exp(z)
+    return (e / e.sum(axis=-1, keepdims=True)).astype(np.float32)
+
+
+def calibration(proba: Any, y_true: Any, bins: int = CALIBRATION_BINS) -> dict:
+    """How far the top probability can be read as the chance of being right.
+
+    ``proba (N, K)``, ``y_true (N,)``. Returns ``ece`` (expected calibration error: the
+    sample-weighted mean of |accuracy - mean confidence| over ``bins`` equal-width bins of the
+    top probability), ``nll`` (mean negative log-likelihood of the true class), ``confidence``
+    (mean top probability) and ``accuracy``. A calibrated model has ``ece`` near 0 and
+    ``confidence`` near ``accuracy``; an overconfident one has ``confidence`` above it.
+    """
+    p, t = _checked_proba(proba, y_true)
+    conf = p.max(axis=1)
+    right = (p.argmax(axis=1) == t).astype(np.float64)
+    which = np.minimum((conf * bins).astype(np.int64), bins - 1)  # bin i holds [i/bins, (i+1)/bins)
+    count = np.bincount(which, minlength=bins)
+    gap = np.abs(np.bincount(which, weights=right, minlength=bins) - np.bincount(which, weights=conf, minlength=bins))
+    nll = -np.log(np.clip(p[np.arange(t.size), t], 1e-12, None))
+    return {"ece": float(gap[count > 0].sum() / t.size), "nll": float(nll.mean()),
+            "confidence": float(conf.mean()), "accuracy": float(right.mean()), "bins": int(bins)}
+
+
+def fit_temperature(proba: Any, y_true: Any) -> float:
+    """The temperature that minimises the mean negative log-likelihood of ``y_true`` under
+    :func:`apply_temperature` of ``proba (N, K)`` (temperature scaling, Guo et al. 2017: one
+    number, so the argmax and every accuracy stay as they are). Fit it on people the model
+    never trained on; the NLL is convex in 1/T, so a golden-section search over
+    :data:`TEMPERATURE_RANGE` finds the minimum."""
+    p, t = _checked_proba(proba, y_true)
+    logp = np.log(np.clip(p, 1e-12, None))
+    picked = logp[np.arange(t.size), t]
+
+    def nll(inv: float) -> float:
+        z = logp * inv
+        top = z.max(axis=1)
+        return float(np.mean(top + np.log(np.exp(z - top[:, None]).sum(axis=1)) - picked * inv))
+
+    lo, hi = 1.0 / TEMPERATURE_RANGE[1], 1.0 / TEMPERATURE_RANGE[0]
+    g = (np.sqrt(5.0) - 1.0) / 2.0
+    a, b = lo + (1 - g) * (hi - lo), lo + g * (hi - lo)
+    fa, fb = nll(a), nll(b)
+    while hi - lo > 1e-6:
+        if fa <= fb:
+            hi, b, fb = b, a, fa
+            a = lo + (1 - g) * (hi - lo)
+            fa = nll(a)
+        else:
+            lo, a, fa = a, b, fb
+            b = lo + g * (hi - lo)
+            fb = nll(b)
+    return float(1.0 / ((lo + hi) / 2.0))

@@ -6,7 +6,9 @@ A run writes, under ``out/<run name>/``::
     labels.json             the class names, in output order
     checkpoints/best-*.ckpt the epoch with the best validation UAR (Lightning checkpoint)
     checkpoints/last.ckpt   the latest epoch (resume with resume_from)
-    best.pt                 the best model as a compact weights file (omgclip.learn.checkpoint)
+    best.pt                 the best model as a compact weights file (omgclip.learn.checkpoint),
+                            with a temperature fitted on the validation groups (calibrated
+                            confidences; see fit_validation_temperature)
     logs/metrics.csv        train_loss, val_loss, val_acc, val_uar, val_f1 per epoch
     logs/...                TensorBoard events too, when tensorboard is installed
     result.json             best checkpoint, its validation UAR, epochs run
@@ -195,7 +197,7 @@ def train(cfg: TrainConfig) -> TrainResult:
     log.info("training %s in %s (%s, precision %s)", cfg.model, run_dir, trainer.accelerator.__class__.__name__,
              precision)
     _fit(trainer, module, dm, cfg, run_dir)
-    return _finish(cfg, run_dir, trainer, ckpt_cb)
+    return _finish(cfg, run_dir, trainer, ckpt_cb, dm)
 
 
 def _resolve_model(cfg: TrainConfig):
@@ -267,7 +269,45 @@ def _fit(trainer, module, dm, cfg: TrainConfig, run_dir: Path) -> None:
         os.environ.pop(_RUN_DIR_ENV, None)  # the workers have it; a later run in this process must not
 
 
-def _finish(cfg: TrainConfig, run_dir: Path, trainer, ckpt_cb) -> TrainResult:
+#: the fewest validation blocks a run fits its temperature on (fewer: ``best.pt`` asks for none)
+MIN_TEMPERATURE_BLOCKS = 20
+
+
+def fit_validation_temperature(weights: Path, dm, num_workers: int | None = None) -> dict:
+    """Fit one temperature (minimum NLL, :func:`omgclip.learn.metrics.fit_temperature`) on the
+    run's validation blocks, scored as ``evaluate`` and ``predict`` score them, and write it into
+    ``weights``' meta for video and still images alike: the validation groups are people or
+    sources the run never trained on, so ``predict``'s confidences can be read as the chance of
+    being right on new ones. Returns what was done (``temperature``, ``blocks``, ECE before and
+    after); with fewer than :data:`MIN_TEMPERATURE_BLOCKS` blocks nothing is fitted and any
+    temperature inherited from ``--init-from`` is removed (it was fitted for other weights)."""
+    from omgclip.learn.checkpoint import load_for_inference, rewrite_meta
+    from omgclip.learn.data import BlockDataset, default_num_workers
+    from omgclip.learn.evaluate import _resolve_device, _scoring_net
+    from omgclip.learn.inference import predict_probabilities
+    from omgclip.learn.metrics import apply_temperature, calibration, fit_temperature
+
+    rows = dm.val_frame[dm.val_frame["label"] >= 0]
+    if len(rows) < MIN_TEMPERATURE_BLOCKS:
+        rewrite_meta(weights, {"temperature": None})
+        log.info("no temperature fitted: %d validation blocks (fewer than %d)", len(rows), MIN_TEMPERATURE_BLOCKS)
+        return {"temperature": None, "blocks": int(len(rows)),
+                "reason": f"fewer than {MIN_TEMPERATURE_BLOCKS} validation blocks"}
+    model = load_for_inference(weights, temperature=False)
+    workers = default_num_workers() if num_workers is None else int(num_workers)
+    probs = predict_probabilities(_scoring_net(model), BlockDataset(rows, dm.root, augment=False), 64, workers,
+                                  _resolve_device("auto"))
+    y = rows["label"].to_numpy()
+    t = round(fit_temperature(probs, y), 3)
+    rewrite_meta(weights, {"temperature": {"video": t, "still": t}})
+    before, after = calibration(probs, y), calibration(apply_temperature(probs, t), y)
+    log.info("temperature %.3f fitted on %d validation blocks: ECE %.3f -> %.3f", t, len(rows), before["ece"],
+             after["ece"])
+    return {"temperature": t, "blocks": int(len(rows)), "ece_before": round(before["ece"], 4),
+            "ece_after": round(after["ece"], 4)}
+
+
+def _finish(cfg: TrainConfig, run_dir: Path, trainer, ckpt_cb, dm) -> TrainResult:
     """Pick the best checkpoint, write ``best.pt`` and ``result.json`` (rank 0)."""
     from omgclip.learn.checkpoint import load_model, save_weights
 
@@ -287,8 +327,10 @@ def _finish(cfg: TrainConfig, run_dir: Path, trainer, ckpt_cb) -> TrainResult:
         meta.update({"best_val_uar": best_uar, "trained_from": os.fspath(best),
                      "dataset": os.fspath(cfg.data)})
         weights_path = save_weights(run_dir / "best.pt", loaded.net, meta)
+        calibrated = fit_validation_temperature(weights_path, dm, cfg.num_workers)
         atomic_write_json(run_dir / "result.json", {
             "best_checkpoint": os.fspath(best), "best_val_uar": best_uar, "best_weights": os.fspath(weights_path),
+            "calibration": calibrated,
             "epochs_run": int(trainer.current_epoch), "stopped_early": bool(trainer.should_stop
                                                                              and trainer.current_epoch < cfg.epochs),
         })

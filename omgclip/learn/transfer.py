@@ -304,6 +304,13 @@ BN_RECALIBRATE_MODES = ("off", "all", "video")
 #: stage 2 keeps every BatchNorm layer's running statistics frozen at stage 1's (FER2013's)
 #: while it trains (:func:`finetune`'s ``freeze_bn``; the affine weights still train)
 FINETUNE_FREEZE_BN = False
+#: the recipe's temperatures (``{"video": T, "still": T}``, written into the weights meta as
+#: ``temperature``; inference divides the logits by them, so a label's confidence can be read
+#: as the chance it is right). Fitted by ``transfer calibrate`` (minimum NLL) on people no
+#: recipe weights trained on: video on the validation people's blocks under the recipe's fold
+#: models (benchmarks/select_stage2.py, fold seed offsets 0 and 10, 924 blocks), stills on
+#: FER2013 PublicTest under the bundled file (2026-12-05; model card, "Confidence").
+FINETUNE_TEMPERATURE = {"video": 1.322, "still": 0.952}
 #: the softening of :func:`finetune`'s ``lwf`` term (Hinton et al.'s usual 2)
 LWF_TEMPERATURE = 2.0
 #: the seeds of a stage-2 soup's runs are this far apart (``finetune(soup=...)``)
@@ -937,6 +944,81 @@ def pack_stage1(src: str | os.PathLike, out: str | os.PathLike, seed: int | None
     return save_weights(out, net, meta, half=True)
 
 
+def fit_temperatures(video_proba: Sequence[str | os.PathLike], data_dirs: Sequence[str | os.PathLike],
+                     weights: str | os.PathLike | None, fer_root: str | os.PathLike | None,
+                     cache: str | os.PathLike | None = None, row: str | None = None) -> dict:
+    """The recipe's temperatures, each fitted by minimum NLL (:func:`~omgclip.learn.metrics.fit_temperature`)
+    on faces of people the model never trained on.
+
+    ``video``: the blocks of ``video_proba`` (``.npz`` files of ``benchmarks/select_stage2.py``:
+    held-out people's block probabilities under the recipe's fold models; ``row`` names the
+    candidate, default the first; several files are pooled), labelled from the indexes of
+    ``data_dirs``. ``still``: FER2013 PublicTest under ``weights`` (``None``: the bundled file)
+    as a photo is labelled: its still net, at its own framing, without any temperature.
+    Returns ``{"video": T, "still": T, "fit": {...}}``, the fit holding each part's size and its
+    :func:`~omgclip.learn.metrics.calibration` before and after."""
+    import numpy as np
+
+    from omgclip.errors import OmgclipError
+    from omgclip.learn.checkpoint import load_for_inference
+    from omgclip.learn.data import load_index
+    from omgclip.learn.metrics import apply_temperature, calibration, fit_temperature
+
+    labels: dict[str, int] = {}
+    for d in data_dirs:
+        f = load_index(d, check_arrays=False)
+        labels.update(zip(f["block_id"].astype(str), f["label"].astype(int)))
+    probas, ys = [], []
+    for path in video_proba:
+        with np.load(path) as z:
+            names = [str(n) for n in z["names"]]
+            pick = names.index(row) if row in names else 0 if row is None else None
+            if pick is None:
+                raise OmgclipError(f"{path} has no row {row!r} (it has: {', '.join(names)})")
+            ids = [str(b) for b in z["block_id"]]
+            unknown = [b for b in ids if labels.get(b, -1) < 0]
+            if unknown:
+                raise OmgclipError(f"{path}: {len(unknown)} blocks have no label in the given --data "
+                                   f"(e.g. {unknown[0]}); give the dataset the file was scored on")
+            probas.append(np.asarray(z["proba"][pick], np.float64))
+            ys.append(np.array([labels[b] for b in ids]))
+    out: dict = {"fit": {}}
+    parts = []
+    if probas:
+        parts.append(("video", np.concatenate(probas), np.concatenate(ys)))
+    if fer_root is not None or cache is not None:
+        loaded = load_for_inference(weights, temperature=False)
+        X, y, usage = load_fer(fer_root, cache)
+        pub = np.where(usage == "PublicTest")[0]
+        zoom = face_framing_zoom(loaded.meta.get("face"))
+        parts.append(("still", predict_proba(loaded.net_for(still=True), reframe(X[pub], zoom), 256, tta_flip=False),
+                      y[pub]))
+    if not parts:
+        raise OmgclipError("nothing to fit: give --video-proba (with --data) and/or --fer")
+    for name, proba, y in parts:
+        t = fit_temperature(proba, y)
+        out[name] = round(t, 3)
+        out["fit"][name] = {"n": int(len(y)), "before": calibration(proba, y),
+                            "after": calibration(apply_temperature(proba, out[name]), y)}
+    return out
+
+
+def parse_temperature(text: str) -> dict[str, float] | None:
+    """``--temperature VIDEO,STILL`` -> ``{"video": .., "still": ..}``; ``none`` -> ``None``."""
+    from omgclip.learn.metrics import TEMPERATURE_RANGE
+
+    if text.strip().lower() == "none":
+        return None
+    try:
+        video, still = (float(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected VIDEO,STILL (two numbers) or none, got {text!r}") from None
+    lo, hi = TEMPERATURE_RANGE
+    if not (lo <= video <= hi and lo <= still <= hi):
+        raise argparse.ArgumentTypeError(f"each temperature must lie in [{lo:g}, {hi:g}], got {text!r}")
+    return {"video": video, "still": still}
+
+
 # --------------------------------------------------------------------------- CLI
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m omgclip.learn.transfer", description=__doc__.split("\n\n")[0])
@@ -1007,7 +1089,23 @@ def main(argv: Sequence[str] | None = None) -> int:
                         "(default %(default)s)")
     b.add_argument("--freeze-bn", action=argparse.BooleanOptionalAction, default=FINETUNE_FREEZE_BN,
                    help="keep the BatchNorm statistics at stage 1's while training (default %(default)s)")
+    b.add_argument("--temperature", type=parse_temperature, default=FINETUNE_TEMPERATURE, metavar="VIDEO,STILL",
+                   help="the file's meta asks inference to divide video and still-image logits by these "
+                        "(calibrated confidences; default: the recipe's, fitted by `calibrate`; none: no meta)")
     b.add_argument("--out", required=True, help="the weights file to write")
+    c = sub.add_parser("calibrate", help="fit the temperatures (minimum NLL) on people the weights never "
+                                         "trained on; print them, or write them into a weights file")
+    c.add_argument("--weights", help="weights whose still images are scored on FER2013 PublicTest, and that "
+                                     "--write changes (default: the bundled file)")
+    c.add_argument("--video-proba", action="append", default=[], metavar="NPZ",
+                   help="held-out people's block probabilities: the .npz of benchmarks/select_stage2.py "
+                        "(repeatable: pooled)")
+    c.add_argument("--row", help="the .npz row (candidate) to fit on (default: its first, the recipe)")
+    c.add_argument("--data", action="append", default=[], help="the built dataset those blocks come from")
+    c.add_argument("--fer", help="fit the still temperature on this fer2013 folder's PublicTest")
+    c.add_argument("--cache", help="an .npz cache of the decoded images")
+    c.add_argument("--write", action="store_true", help="write the fitted temperatures into --weights' meta")
+    c.add_argument("--threads", type=int, default=2)
     for q in (a, b):
         q.add_argument("--threads", type=int, default=2)
         q.add_argument("--seed", type=int, default=0)
@@ -1024,6 +1122,8 @@ def _run(args: argparse.Namespace) -> int:
     if args.cmd == "pack":
         print(f"wrote {pack_stage1(args.src, args.out, args.seed, args.fer, args.cache)}")
         return 0
+    if args.cmd == "calibrate":
+        return _calibrate(args)
     torch.set_num_threads(args.threads)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     if args.cmd == "pretrain":
@@ -1059,8 +1159,32 @@ def _run(args: argparse.Namespace) -> int:
         prior = fer_stage2_prior(args.fer, args.cache)
         meta.update(video_logit_adjust=logit_adjustment(args.logit_adjust, prior), logit_adjust_tau=args.logit_adjust,
                     logit_adjust_prior=[round(float(v), 6) for v in prior])
+    if args.temperature is not None:
+        meta["temperature"] = dict(args.temperature)
     save_weights(args.out, net, meta, half=True)  # the bundled file: float16, half the size
     print(f"wrote {args.out}")
+    return 0
+
+
+def _calibrate(args: argparse.Namespace) -> int:
+    from omgclip.errors import OmgclipError
+    from omgclip.learn.checkpoint import default_checkpoint, rewrite_meta
+
+    if args.video_proba and not args.data:
+        raise OmgclipError("--video-proba needs --data (the dataset its blocks come from, for their labels)")
+    if args.write and not (args.video_proba and (args.fer or args.cache)):
+        raise OmgclipError("--write needs both temperatures: give --video-proba (with --data) and --fer")
+    torch.set_num_threads(args.threads)
+    fitted = fit_temperatures(args.video_proba, args.data, args.weights, args.fer, args.cache, args.row)
+    for name, fit in fitted["fit"].items():
+        b, a = fit["before"], fit["after"]
+        print(f"{name}: T {fitted[name]:.3f} on {fit['n']} {'blocks' if name == 'video' else 'photos'}; ECE {b['ece']:.3f} -> {a['ece']:.3f}, "
+              f"NLL {b['nll']:.3f} -> {a['nll']:.3f}, mean confidence {b['confidence']:.3f} -> "
+              f"{a['confidence']:.3f} (accuracy {b['accuracy']:.3f})")
+    if args.write:
+        path = args.weights or default_checkpoint()
+        rewrite_meta(path, {"temperature": {"video": fitted["video"], "still": fitted["still"]}})
+        print(f"wrote the temperatures into {path}'s meta")
     return 0
 
 

@@ -133,11 +133,38 @@ class LogitShift(nn.Module):
         return self.net(x) - self.offsets
 
 
+class Temperature(nn.Module):
+    """``(N, C, T, H, W) -> (N, K)``: the wrapped net's logits divided by ``temperature``
+    (temperature scaling, Guo et al. 2017): > 1 softens overconfident probabilities, < 1
+    sharpens them; the argmax is unchanged. Used at inference only, where a weights file's meta
+    says ``temperature`` (one for video clips, one for still images, fitted on people the
+    model never trained on: ``python -m omgclip.learn.transfer calibrate``)."""
+
+    def __init__(self, net: nn.Module, temperature: float):
+        super().__init__()
+        self.net = net
+        self.temperature = float(temperature)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x) / self.temperature
+
+
 def unwrap(net: nn.Module) -> nn.Module:
-    """The net inside the inference wrappers (:class:`FlipAverage`, :class:`LogitShift`)."""
-    while isinstance(net, (FlipAverage, LogitShift)):
+    """The net inside the inference wrappers (:class:`FlipAverage`, :class:`LogitShift`,
+    :class:`Temperature`)."""
+    while isinstance(net, (FlipAverage, LogitShift, Temperature)):
         net = net.net
     return net
+
+
+def find_wrapper(net: nn.Module, kind: type) -> nn.Module | None:
+    """The first inference wrapper of class ``kind`` around ``net`` (looking through the
+    others: a :class:`Temperature` outside a :class:`FlipAverage`, ...), or ``None``."""
+    while isinstance(net, (FlipAverage, LogitShift, Temperature)):
+        if isinstance(net, kind):
+            return net
+        net = net.net
+    return None
 
 
 class StillAware(nn.Module):
