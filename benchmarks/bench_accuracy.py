@@ -35,13 +35,14 @@ BatchNorm statistics from its own training video blocks, after any blend, as ``f
 (a MEAD person, a CK+ subject) scored after the fold model's BN statistics are recomputed from
 that person's own blocks, all of them (test-time adaptation, ``transfer.adapted_to``).
 
-**Confidence.** Our probabilities are calibrated as the shipped file runs them: video logits
-divided by the recipe's video temperature (``--temperature VIDEO,STILL``, default
-``transfer.FINETUNE_TEMPERATURE``; the fold models are made by the recipe), photos by the
-evaluated file's still temperature (its meta). Block-level accuracy and UAR do not move with a
-temperature; a clip's vote by mean probability can; the column "omgclip, T=1" is the same fold
-models without it. Every row gets ``calibration``: ECE (15 bins), NLL, mean confidence and
-accuracy for omgclip, for T=1 and for each peer (its better framing), in a third printed table.
+**Confidence.** Every row gets ``calibration``: ECE (15 bins), NLL, mean confidence and
+accuracy of omgclip and of each peer (its better framing), in a third printed table. Our
+probabilities are those the weights give, after any temperature: the evaluated file's (its
+meta) for the FER2013 photos, and ``--temperature VIDEO,STILL`` (default: the recipe's,
+``transfer.FINETUNE_TEMPERATURE``, none since rule 9) for the fold models' video and, where the
+file has none, the photos. With a temperature the column "omgclip, T=1" is the same
+probabilities without it; block-level accuracy and UAR do not move, a clip's vote by mean
+probability can.
 
 Peers, each given the same 80x80 dlib face crops (per frame; a block or clip label for a peer
 is the mean of its per-frame probabilities):
@@ -409,9 +410,9 @@ def main(argv=None) -> int:
                         "after the fold model's BN statistics are recomputed from that person's own blocks "
                         "(test-time adaptation, transfer.adapted_to)")
     p.add_argument("--temperature", default=None, metavar="VIDEO,STILL",
-                   help="the fold models' video probabilities are calibrated by the VIDEO temperature (default: "
-                        f"the recipe's, transfer.FINETUNE_TEMPERATURE; none: T=1); column '{UNCALIBRATED}' is the "
-                        "same fold models without it")
+                   help="the fold models' video probabilities are divided by the VIDEO temperature, photos by "
+                        "STILL where the evaluated file has none of its own (default: the recipe's, "
+                        f"transfer.FINETUNE_TEMPERATURE; none: T=1); column '{UNCALIBRATED}' is them without it")
     p.add_argument("--folds", default="all", help="'all' or comma-separated fold numbers 1..4 (quick runs)")
     p.add_argument("--seed-offset", type=int, default=0,
                    help="fold k is fine-tuned with seed k + this (the reference: 0); other values show "
@@ -578,9 +579,9 @@ def main(argv=None) -> int:
 
     # ---- FER2013 PrivateTest
     # only now: the fold runs may be writing it meanwhile. Without its temperatures: the accuracy
-    # columns do not depend on them; the calibration below applies the file's still temperature
+    # columns do not depend on them; the file's still temperature (else --temperature's) is applied below
     loaded = load_for_inference(ours_path, temperature=False)
-    still_t = (file_temperatures(loaded.meta, ours_path) or {}).get("still")
+    still_t = (file_temperatures(loaded.meta, ours_path) or temps or {}).get("still")
     # FER2013's faces are photos: ``ours`` is the net predict runs on a still image, with the
     # test-time flip where the weights ask for it on stills (``still_flip``: the bundled model)
     # or on everything (``test_time_flip``)

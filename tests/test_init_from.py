@@ -29,14 +29,13 @@ def ds(tmp_path: Path) -> Path:
 
 def test_init_from_default_starts_from_the_bundled_weights(ds: Path):
     bundled = load_model(default_checkpoint())
-    res = train(_cfg(ds, init_from="default", lr=1e-12, run_name="ft"))
+    res = train(_cfg(ds, init_from="default", lr=1e-12, run_name="ft", calibrate=True))
     tuned = load_model(res.best_weights)
     assert tuned.model_name == bundled.model_name
     assert tuned.meta["model_kwargs"] == bundled.meta["model_kwargs"]
     assert tuned.meta["init_from"] == str(default_checkpoint())
-    # the bundled file's temperatures were fitted for its own weights, not these; with 4 validation
-    # blocks the run fits none of its own (train.MIN_TEMPERATURE_BLOCKS), so it asks for none
-    assert bundled.meta["temperature"] and "temperature" not in tuned.meta
+    # --calibrate with 4 validation blocks: too few to fit a temperature (train.MIN_TEMPERATURE_BLOCKS)
+    assert "temperature" not in tuned.meta
     assert json.loads((res.run_dir / "result.json").read_text())["calibration"] == {
         "temperature": None, "blocks": 4, "reason": "fewer than 20 validation blocks"}
     a, b = bundled.net.state_dict(), tuned.net.state_dict()

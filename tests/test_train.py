@@ -24,7 +24,7 @@ def trained(tmp_path_factory) -> tuple[TrainResult, Path]:
     make_dataset(root / "ds", groups=14, utterances_per_group=2, blocks_per_utterance=3)
     cfg = TrainConfig(data=root / "ds", out=root / "runs", epochs=4, batch_size=8, lr=1e-2,
                       num_workers=0, progress=False, seed=0, run_name="tiny", patience=10,
-                      log_every_n_steps=1)
+                      log_every_n_steps=1, calibrate=True)
     return train(cfg), root
 
 
@@ -40,7 +40,7 @@ def test_run_files(trained):
     assert cfg["config"]["model"] == "r2plus1d" and cfg["resolved"]["block_shape"] == [20, 80, 80]
     res = json.loads((run / "result.json").read_text())
     assert res["best_val_uar"] == pytest.approx(result.best_val_uar)
-    # best.pt asks for the temperature fitted on the validation groups' blocks
+    # with calibrate, best.pt asks for the temperature fitted on the validation groups' blocks
     # (its 24 blocks, 4 groups the run never trained on), and that lowers their calibration error
     cal = res["calibration"]
     assert cal["blocks"] == cfg["resolved"]["val_blocks"] == 24
@@ -124,6 +124,8 @@ def test_other_models_train(tmp_path: Path, model: str):
                             log_every_n_steps=1))
     loaded = load_model(res.best_weights)
     assert loaded.model_name == model
+    # without calibrate, no temperature is fitted or asked for
+    assert "temperature" not in loaded.meta and json.loads((res.run_dir / "result.json").read_text())["calibration"] is None
     metrics = pd.read_csv(res.run_dir / "logs" / "metrics.csv")
     losses = metrics["train_loss"].dropna()
     assert len(losses) == 2 and losses.map(math.isfinite).all()

@@ -49,6 +49,9 @@ def add_train(sub) -> None:
     p.add_argument("--init-from", metavar="default|PATH",
                    help="start from trained weights: 'default' (the bundled model) or a .pt/.ckpt; the model "
                         "comes from that file and --lr defaults to 5e-4")
+    p.add_argument("--calibrate", action="store_true",
+                   help="fit a temperature on the validation groups into best.pt, so predict's confidences "
+                        "are calibrated on people the run never trained on")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(run=run_train)
 
@@ -60,7 +63,7 @@ def run_train(args) -> int:
                   batch_size=args.batch_size, seed=args.seed, val_split=args.val_split,
                   val_fraction=args.val_fraction, balance=args.balance, patience=args.patience,
                   accelerator=args.accelerator, devices=args.devices, strategy=args.strategy,
-                  num_nodes=args.num_nodes, progress=not args.no_progress)
+                  num_nodes=args.num_nodes, progress=not args.no_progress, calibrate=args.calibrate)
     optional = dict(model=args.model, lr=args.lr, num_workers=args.workers,
                     weight_decay=args.weight_decay, schedule=args.schedule,
                     label_smoothing=args.label_smoothing, precision=args.precision,

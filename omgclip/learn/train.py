@@ -6,9 +6,9 @@ A run writes, under ``out/<run name>/``::
     labels.json             the class names, in output order
     checkpoints/best-*.ckpt the epoch with the best validation UAR (Lightning checkpoint)
     checkpoints/last.ckpt   the latest epoch (resume with resume_from)
-    best.pt                 the best model as a compact weights file (omgclip.learn.checkpoint),
-                            with a temperature fitted on the validation groups (calibrated
-                            confidences; see fit_validation_temperature)
+    best.pt                 the best model as a compact weights file (omgclip.learn.checkpoint);
+                            with ``calibrate``, asking for a temperature fitted on the validation
+                            groups (see fit_validation_temperature)
     logs/metrics.csv        train_loss, val_loss, val_acc, val_uar, val_f1 per epoch
     logs/...                TensorBoard events too, when tensorboard is installed
     result.json             best checkpoint, its validation UAR, epochs run
@@ -54,6 +54,10 @@ class TrainConfig:
     bundled model) or a ``.pt`` / ``.ckpt`` path. The model (and its options) then come from
     that file; ``model`` must be ``None`` or the same name. Its face crop settings and block
     shape must match the dataset's, else :class:`OmgclipError`.
+    ``calibrate``: fit a temperature on the validation blocks into ``best.pt``
+    (:func:`fit_validation_temperature`); off by default, because one fitted on a few people
+    need not fit others (the bundled recipe's made the benchmark's people worse: model card,
+    "Confidence").
     """
 
     data: Path
@@ -85,6 +89,7 @@ class TrainConfig:
     limit_val_batches: int | float | None = None
     log_every_n_steps: int = 20
     init_from: str | Path | None = None
+    calibrate: bool = False
 
 
 @dataclasses.dataclass(frozen=True)
@@ -279,8 +284,8 @@ def fit_validation_temperature(weights: Path, dm, num_workers: int | None = None
     ``weights``' meta for video and still images alike: the validation groups are people or
     sources the run never trained on, so ``predict``'s confidences can be read as the chance of
     being right on new ones. Returns what was done (``temperature``, ``blocks``, ECE before and
-    after); with fewer than :data:`MIN_TEMPERATURE_BLOCKS` blocks nothing is fitted and any
-    temperature inherited from ``--init-from`` is removed (it was fitted for other weights)."""
+    after); with fewer than :data:`MIN_TEMPERATURE_BLOCKS` blocks nothing is fitted (and the
+    file asks for no temperature)."""
     from omgclip.learn.checkpoint import load_for_inference, rewrite_meta
     from omgclip.learn.data import BlockDataset, default_num_workers
     from omgclip.learn.evaluate import _resolve_device, _scoring_net
@@ -327,7 +332,7 @@ def _finish(cfg: TrainConfig, run_dir: Path, trainer, ckpt_cb, dm) -> TrainResul
         meta.update({"best_val_uar": best_uar, "trained_from": os.fspath(best),
                      "dataset": os.fspath(cfg.data)})
         weights_path = save_weights(run_dir / "best.pt", loaded.net, meta)
-        calibrated = fit_validation_temperature(weights_path, dm, cfg.num_workers)
+        calibrated = fit_validation_temperature(weights_path, dm, cfg.num_workers) if cfg.calibrate else None
         atomic_write_json(run_dir / "result.json", {
             "best_checkpoint": os.fspath(best), "best_val_uar": best_uar, "best_weights": os.fspath(weights_path),
             "calibration": calibrated,

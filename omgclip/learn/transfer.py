@@ -305,12 +305,13 @@ BN_RECALIBRATE_MODES = ("off", "all", "video")
 #: while it trains (:func:`finetune`'s ``freeze_bn``; the affine weights still train)
 FINETUNE_FREEZE_BN = False
 #: the recipe's temperatures (``{"video": T, "still": T}``, written into the weights meta as
-#: ``temperature``; inference divides the logits by them, so a label's confidence can be read
-#: as the chance it is right). Fitted by ``transfer calibrate`` (minimum NLL) on people no
-#: recipe weights trained on: video on the validation people's blocks under the recipe's fold
-#: models (benchmarks/select_stage2.py, fold seed offsets 0 and 10, 924 blocks), stills on
-#: FER2013 PublicTest under the bundled file (2026-12-05; model card, "Confidence").
-FINETUNE_TEMPERATURE = {"video": 1.322, "still": 0.952}
+#: ``temperature``, where inference divides the logits by them), or ``None``: none. Fitted by
+#: ``transfer calibrate`` (minimum NLL) on people no recipe weights trained on, video 1.322 (the
+#: validation people's blocks, select_stage2 offsets 0 and 10) and still 0.952 (FER2013
+#: PublicTest), they made the benchmark's ECE worse on M030, W009 and CK+ (better on FER2013
+#: PrivateTest), whose people the nets are underconfident on, so none ships (rule 9, model card
+#: "Confidence"; ``finetune --temperature VIDEO,STILL`` writes them)
+FINETUNE_TEMPERATURE: dict | None = None
 #: the softening of :func:`finetune`'s ``lwf`` term (Hinton et al.'s usual 2)
 LWF_TEMPERATURE = 2.0
 #: the seeds of a stage-2 soup's runs are this far apart (``finetune(soup=...)``)
@@ -1091,7 +1092,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                    help="keep the BatchNorm statistics at stage 1's while training (default %(default)s)")
     b.add_argument("--temperature", type=parse_temperature, default=FINETUNE_TEMPERATURE, metavar="VIDEO,STILL",
                    help="the file's meta asks inference to divide video and still-image logits by these "
-                        "(calibrated confidences; default: the recipe's, fitted by `calibrate`; none: no meta)")
+                        "(calibrated confidences, e.g. from `calibrate`; default: the recipe's, none)")
     b.add_argument("--out", required=True, help="the weights file to write")
     c = sub.add_parser("calibrate", help="fit the temperatures (minimum NLL) on people the weights never "
                                          "trained on; print them, or write them into a weights file")
