@@ -7,8 +7,9 @@ travel inside the file: ONNX ``metadata_props`` (key ``omgclip``, JSON), TorchSc
 file ``omgclip.json``. The graph is the net omgclip runs on video; where the metadata says
 ``still_flip`` (the bundled model), omgclip classifies a still image as the mean of the
 softmax of its clip and of the mirrored clip (``clips[..., ::-1]``), two runs of the graph.
-Where it says ``temperature`` (the bundled model), the graph's logits are already divided by
-the video temperature; omgclip divides a still image's by the still temperature instead.
+Where it says ``temperature`` (a file from ``finetune --temperature``, ``transfer calibrate
+--write`` or ``train --calibrate``; the bundled model has none), the graph's logits are already
+divided by the video temperature; omgclip divides a still image's by the still one instead.
 Where it says ``still_bn_differs`` (a weights file with ``still_buffers``), omgclip runs still
 images through the same weights with other BatchNorm statistics, so the graph's output for
 a still image differs slightly from omgclip's.

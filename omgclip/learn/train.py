@@ -284,8 +284,7 @@ def fit_validation_temperature(weights: Path, dm, num_workers: int | None = None
     ``weights``' meta for video and still images alike: the validation groups are people or
     sources the run never trained on, so ``predict``'s confidences can be read as the chance of
     being right on new ones. Returns what was done (``temperature``, ``blocks``, ECE before and
-    after); with fewer than :data:`MIN_TEMPERATURE_BLOCKS` blocks nothing is fitted (and the
-    file asks for no temperature)."""
+    after); with fewer than :data:`MIN_TEMPERATURE_BLOCKS` blocks nothing is fitted or written."""
     from omgclip.learn.checkpoint import load_for_inference, rewrite_meta
     from omgclip.learn.data import BlockDataset, default_num_workers
     from omgclip.learn.evaluate import _resolve_device, _scoring_net
@@ -294,7 +293,6 @@ def fit_validation_temperature(weights: Path, dm, num_workers: int | None = None
 
     rows = dm.val_frame[dm.val_frame["label"] >= 0]
     if len(rows) < MIN_TEMPERATURE_BLOCKS:
-        rewrite_meta(weights, {"temperature": None})
         log.info("no temperature fitted: %d validation blocks (fewer than %d)", len(rows), MIN_TEMPERATURE_BLOCKS)
         return {"temperature": None, "blocks": int(len(rows)),
                 "reason": f"fewer than {MIN_TEMPERATURE_BLOCKS} validation blocks"}
