@@ -522,7 +522,8 @@ def main(argv=None) -> int:
             """Our columns' probabilities on the blocks of ``m`` (none without fold models)."""
             if pre is None:
                 return []
-            optional = ([(NO_ADJUST, proba_raw)] if tau > 0 else []) + ([(ADAPTED, proba_ad)] if args.adapt_bn else []) \
+            optional = ([(NO_ADJUST, proba_raw)] if tau > 0 else []) \
+                + ([(ADAPTED, proba_ad)] if args.adapt_bn else []) \
                 + ([(UNCALIBRATED, proba_uncal)] if temps is not None else [])
             columns = [("omgclip", proba_ft), (other, proba_ft1), *optional, (BLENDED, proba_nb),
                        ("omgclip stage 1 (FER only)", proba_zero)]

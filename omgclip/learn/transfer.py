@@ -1179,7 +1179,8 @@ def _calibrate(args: argparse.Namespace) -> int:
     fitted = fit_temperatures(args.video_proba, args.data, args.weights, args.fer, args.cache, args.row)
     for name, fit in fitted["fit"].items():
         b, a = fit["before"], fit["after"]
-        print(f"{name}: T {fitted[name]:.3f} on {fit['n']} {'blocks' if name == 'video' else 'photos'}; ECE {b['ece']:.3f} -> {a['ece']:.3f}, "
+        unit = "blocks" if name == "video" else "photos"
+        print(f"{name}: T {fitted[name]:.3f} on {fit['n']} {unit}; ECE {b['ece']:.3f} -> {a['ece']:.3f}, "
               f"NLL {b['nll']:.3f} -> {a['nll']:.3f}, mean confidence {b['confidence']:.3f} -> "
               f"{a['confidence']:.3f} (accuracy {b['accuracy']:.3f})")
     if args.write:
